@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Runs the whole test suite with Node's built-in runner (through tsx for TypeScript).
+// First makes sure the system peers the interop tests need are installed (see ensure-system-deps).
+// Usage: node scripts/run-tests.mjs [--only DIR] [FILE...]
+import { spawnSync } from 'node:child_process'
+import { readdirSync, statSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { ensureSystemDeps } from './ensure-system-deps.mjs'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const args = process.argv.slice(2)
+let only
+const explicit = []
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--only') only = args[++i]
+  else explicit.push(args[i])
+}
+
+function findTests(dir) {
+  const out = []
+  for (const name of readdirSync(dir).sort()) {
+    const path = join(dir, name)
+    if (statSync(path).isDirectory()) out.push(...findTests(path))
+    else if (name.endsWith('.test.ts')) out.push(relative(root, path))
+  }
+  return out
+}
+
+const files = explicit.length > 0 ? explicit : findTests(join(root, 'test', only ?? ''))
+if (files.length === 0) {
+  console.error('no test files found')
+  process.exit(1)
+}
+if (explicit.length === 0 && (only === undefined || only === 'interop')) ensureSystemDeps()
+
+const result = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=2`, ...files],
+  { cwd: root, stdio: 'inherit', env: { ...process.env, RALLY_TEST: '1' } },
+)
+process.exit(result.status ?? 1)

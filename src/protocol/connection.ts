@@ -1,0 +1,417 @@
+/**
+ * The WebSocket connection state machine, sans I/O (RFC 6455 sections 5-7).
+ *
+ * Bytes in: `receive(chunk)`, `transportClosed()`. Calls in: `sendText`, `sendBinary`, `ping`,
+ * `pong`, `close`, `fail`. Out: the `ConnectionHandler` methods, called synchronously — bytes to
+ * write, messages, control frames, and when to close the transport. No sockets, timers or event
+ * loop: the Node layer owns those (close timeouts, heartbeats, backpressure).
+ *
+ * States follow the WebSocket API: CONNECTING (handshake not done; the Node layer handles it),
+ * OPEN, CLOSING (a close frame was sent or received), CLOSED (the transport is gone).
+ */
+import { Buffer } from 'node:buffer'
+import { CloseCode, encodeClosePayload, isValidWireCloseCode } from './close.js'
+import { ProtocolError, ProtocolErrorCode } from './errors.js'
+import { type FrameHeader, FrameParser, type FrameSink } from './frame-parser.js'
+import { encodeFrameHeader } from './frame-writer.js'
+import { type Limits, resolveLimits } from './limits.js'
+import { applyMask } from './mask.js'
+import { Opcode } from './opcode.js'
+import { isValidUtf8, Utf8Validator } from './utf8.js'
+
+export const ConnectionState = {
+  CONNECTING: 0,
+  OPEN: 1,
+  CLOSING: 2,
+  CLOSED: 3,
+} as const
+export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionState]
+
+export type Side = 'client' | 'server'
+
+/** What the connection asks of its environment. Called synchronously from inputs and calls. */
+export interface ConnectionHandler {
+  /** Bytes for the wire, in order: a frame header and its payload (undefined when empty). */
+  write(header: Uint8Array, payload: Uint8Array | undefined): void
+  /** Close the transport now, after flushing what was written (RFC 6455 7.1.1, 7.1.7). */
+  closeTransport(): void
+  /** A complete message. Text has been checked to be UTF-8. `data` may be a view of input bytes. */
+  message(data: Uint8Array, isBinary: boolean): void
+  ping(data: Uint8Array): void
+  pong(data: Uint8Array): void
+  /** The peer's close frame arrived; `code` is 1005 when it carried none. */
+  closeReceived(code: number, reason: string): void
+  /** The peer broke the protocol or a limit; a close frame with `error.closeCode` was sent. */
+  protocolError(error: ProtocolError): void
+}
+
+export interface ConnectionOptions {
+  limits?: Partial<Limits>
+  /** Answer pings with pongs automatically (RFC 6455 5.5.2). Default true. */
+  autoPong?: boolean
+  /** Fixed masking key, for byte-exact tests of the client side. Never set it in production. */
+  maskKey?: Uint8Array
+  /** Start OPEN (the handshake was done elsewhere). Default true. */
+  open?: boolean
+}
+
+/** How the connection ended, as the WebSocket API reports it (the close event). */
+export interface CloseInfo {
+  /** The code from the peer's close frame, 1005 if it had none, 1006 if none arrived. */
+  code: number
+  reason: string
+  /** True when close frames went both ways before the transport closed. */
+  wasClean: boolean
+  /** The peer fault that failed the connection, if any. */
+  error: ProtocolError | undefined
+}
+
+const EMPTY = new Uint8Array(0)
+
+export class Connection implements FrameSink {
+  readonly side: Side
+  readonly limits: Limits
+  private readonly handler: ConnectionHandler
+  private readonly parser: FrameParser
+  private readonly masking: boolean
+  private readonly maskKey: Uint8Array | undefined
+  private readonly autoPong: boolean
+
+  state: ConnectionState
+
+  // Message being assembled.
+  private messageOpcode = 0
+  private messageLength = 0
+  private fragmentCount = 0
+  private readonly pieces: Uint8Array[] = []
+  private utf8: Utf8Validator | undefined
+
+  // Control frame being assembled (at most 125 bytes, usually one piece).
+  private controlOpcode = 0
+  private readonly controlPieces: Uint8Array[] = []
+
+  // Closing handshake.
+  private closeSent = false
+  private closeFrameReceived = false
+  private receivedCode: number = CloseCode.Abnormal
+  private receivedReason = ''
+  private failure: ProtocolError | undefined
+
+  constructor(side: Side, handler: ConnectionHandler, options: ConnectionOptions = {}) {
+    this.side = side
+    this.handler = handler
+    this.limits = resolveLimits(options.limits)
+    this.masking = side === 'client'
+    this.maskKey = options.maskKey
+    this.autoPong = options.autoPong ?? true
+    this.state = options.open === false ? ConnectionState.CONNECTING : ConnectionState.OPEN
+    this.parser = new FrameParser(this, {
+      expectMasked: side === 'server',
+      maxFrameSize: this.limits.maxFrameSize,
+    })
+  }
+
+  /** The handshake finished elsewhere: start exchanging frames. */
+  open(): void {
+    if (this.state === ConnectionState.CONNECTING) this.state = ConnectionState.OPEN
+  }
+
+  /** Whether data frames may still be sent (OPEN, and no close frame sent yet). */
+  get canSend(): boolean {
+    return this.state === ConnectionState.OPEN
+  }
+
+  /** Whether the closing handshake is complete: close frames sent and received. */
+  get closeHandshakeDone(): boolean {
+    return this.closeSent && this.closeFrameReceived
+  }
+
+  get isCloseSent(): boolean {
+    return this.closeSent
+  }
+
+  // ---------------------------------------------------------------- input
+
+  /** Feeds bytes read from the transport. Peer faults fail the connection; they do not throw. */
+  receive(chunk: Uint8Array): void {
+    if (this.parser.isStopped || chunk.length === 0) return
+    try {
+      this.parser.push(chunk)
+    } catch (error) {
+      if (error instanceof ProtocolError) this.failWith(error)
+      else throw error
+    }
+  }
+
+  /** The transport is closed (both directions). Returns how the connection ended. */
+  transportClosed(): CloseInfo {
+    this.state = ConnectionState.CLOSED
+    this.parser.stop()
+    this.pieces.length = 0
+    this.controlPieces.length = 0
+    return this.closeInfo()
+  }
+
+  closeInfo(): CloseInfo {
+    // RFC 6455 7.1.5: with no close frame received, the connection close code is 1006.
+    return {
+      code: this.closeFrameReceived ? this.receivedCode : CloseCode.Abnormal,
+      reason: this.closeFrameReceived ? this.receivedReason : '',
+      wasClean: this.closeSent && this.closeFrameReceived,
+      error: this.failure,
+    }
+  }
+
+  // ---------------------------------------------------------------- frame sink
+
+  frameStart(header: FrameHeader): void {
+    const opcode = header.opcode
+    if (opcode >= 0x8) {
+      this.controlOpcode = opcode
+      return
+    }
+    if (opcode === Opcode.Continuation) {
+      // RFC 6455 5.4: a fragmented message starts with a non-continuation frame.
+      if (this.messageOpcode === 0) {
+        throw new ProtocolError(
+          ProtocolErrorCode.UnexpectedContinuation,
+          'Continuation frame without a message to continue',
+        )
+      }
+    } else {
+      // RFC 6455 5.4: "The fragments of one message MUST NOT be interleaved between the fragments
+      // of another message".
+      if (this.messageOpcode !== 0) {
+        throw new ProtocolError(
+          ProtocolErrorCode.ExpectedContinuation,
+          'New data frame inside a fragmented message',
+        )
+      }
+      this.messageOpcode = opcode
+      this.messageLength = 0
+      this.fragmentCount = 0
+      if (opcode === Opcode.Text) {
+        if (this.utf8 === undefined) this.utf8 = new Utf8Validator()
+        else this.utf8.reset()
+      }
+    }
+    if (++this.fragmentCount > this.limits.maxFragments) {
+      throw new ProtocolError(
+        ProtocolErrorCode.TooManyFragments,
+        `Message has more than ${this.limits.maxFragments} fragments`,
+      )
+    }
+    // Checked on the declared length, before any of this frame's payload is buffered.
+    if (this.messageLength + header.length > this.limits.maxMessageSize) {
+      throw new ProtocolError(
+        ProtocolErrorCode.MessageTooLarge,
+        `Message exceeds the limit of ${this.limits.maxMessageSize} bytes`,
+      )
+    }
+    this.messageLength += header.length
+  }
+
+  framePayload(piece: Uint8Array): void {
+    if (this.controlOpcode !== 0) {
+      this.controlPieces.push(piece)
+      return
+    }
+    // Checked as bytes arrive, so invalid text fails before the rest of the frame is here.
+    if (this.messageOpcode === Opcode.Text && !this.utf8!.push(piece)) {
+      throw new ProtocolError(ProtocolErrorCode.InvalidUtf8, 'Text message is not valid UTF-8')
+    }
+    this.pieces.push(piece)
+  }
+
+  frameEnd(header: FrameHeader): void {
+    if (this.controlOpcode !== 0) {
+      const opcode = this.controlOpcode
+      this.controlOpcode = 0
+      const payload = takePieces(this.controlPieces, header.length)
+      this.handleControlFrame(opcode, payload)
+      return
+    }
+    if (!header.fin) return
+    const isBinary = this.messageOpcode === Opcode.Binary
+    if (!isBinary && !this.utf8!.complete) {
+      throw new ProtocolError(ProtocolErrorCode.InvalidUtf8, 'Text message ends inside a UTF-8 sequence')
+    }
+    const data = takePieces(this.pieces, this.messageLength)
+    this.messageOpcode = 0
+    this.handler.message(data, isBinary)
+  }
+
+  private handleControlFrame(opcode: number, payload: Uint8Array): void {
+    if (opcode === Opcode.Ping) {
+      // RFC 6455 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+      // response, unless it already received a Close frame" — and it cannot have: input stops at
+      // the close frame. After our own close frame, only the close reply is awaited.
+      if (this.autoPong && !this.closeSent) this.writeFrame(Opcode.Pong, payload)
+      this.handler.ping(payload)
+    } else if (opcode === Opcode.Pong) {
+      this.handler.pong(payload)
+    } else {
+      this.handleCloseFrame(payload)
+    }
+  }
+
+  private handleCloseFrame(payload: Uint8Array): void {
+    let code: number = CloseCode.NoStatus
+    let reason = ''
+    if (payload.length === 1) {
+      // RFC 6455 5.5.1: a body, if present, starts with a 2-byte code.
+      throw new ProtocolError(ProtocolErrorCode.InvalidClosePayload, 'Close frame payload of 1 byte')
+    }
+    if (payload.length >= 2) {
+      code = (payload[0]! << 8) | payload[1]!
+      if (!isValidWireCloseCode(code)) {
+        throw new ProtocolError(ProtocolErrorCode.InvalidCloseCode, `Invalid close code ${code}`)
+      }
+      const reasonBytes = payload.subarray(2)
+      // RFC 6455 5.5.1: the reason is UTF-8; 8.1 makes invalid UTF-8 a failure.
+      if (reasonBytes.length > 0) {
+        if (!isValidUtf8(reasonBytes)) {
+          throw new ProtocolError(ProtocolErrorCode.InvalidCloseReason, 'Close reason is not valid UTF-8')
+        }
+        reason = Buffer.from(reasonBytes.buffer, reasonBytes.byteOffset, reasonBytes.length).toString('utf8')
+      }
+    }
+    this.closeFrameReceived = true
+    this.receivedCode = code
+    this.receivedReason = reason
+    // RFC 6455 5.5.1: after a close frame the peer sends nothing more; anything after it is ignored.
+    this.parser.stop()
+    this.pieces.length = 0
+    if (!this.closeSent) {
+      // "If an endpoint receives a Close frame and did not previously send a Close frame, the
+      // endpoint MUST send a Close frame in response ... typically echoing the status code".
+      this.state = ConnectionState.CLOSING
+      this.sendCloseFrame(code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code))
+    }
+    this.handler.closeReceived(code, reason)
+    // RFC 6455 7.1.1: "the server [...] SHOULD close the underlying TCP connection"; the client
+    // waits for it (its Node layer bounds the wait with a timer).
+    if (this.side === 'server' && this.state !== ConnectionState.CLOSED) this.handler.closeTransport()
+  }
+
+  // ---------------------------------------------------------------- output
+
+  /** Sends a text message. Returns false (and sends nothing) once closing has begun. */
+  sendText(data: string | Uint8Array): boolean {
+    if (this.state !== ConnectionState.OPEN) return false
+    this.writeFrame(Opcode.Text, typeof data === 'string' ? Buffer.from(data, 'utf8') : data)
+    return true
+  }
+
+  /** Sends a binary message. Returns false (and sends nothing) once closing has begun. */
+  sendBinary(data: Uint8Array): boolean {
+    if (this.state !== ConnectionState.OPEN) return false
+    this.writeFrame(Opcode.Binary, data)
+    return true
+  }
+
+  /**
+   * Sends one frame of a fragmented message: the first with `Opcode.Text` or `Opcode.Binary`, the
+   * rest with `Opcode.Continuation`, the last with `fin` true. The caller keeps fragments of one
+   * message together (RFC 6455 5.4).
+   */
+  sendFragment(opcode: number, data: Uint8Array, fin: boolean): boolean {
+    if (this.state !== ConnectionState.OPEN) return false
+    if (opcode !== Opcode.Text && opcode !== Opcode.Binary && opcode !== Opcode.Continuation) {
+      throw new TypeError(`Not a data opcode: ${opcode}`)
+    }
+    this.writeFrame(opcode, data, fin)
+    return true
+  }
+
+  ping(data: Uint8Array = EMPTY): boolean {
+    checkControlPayload(data)
+    if (this.state !== ConnectionState.OPEN) return false
+    this.writeFrame(Opcode.Ping, data)
+    return true
+  }
+
+  pong(data: Uint8Array = EMPTY): boolean {
+    checkControlPayload(data)
+    if (this.state !== ConnectionState.OPEN) return false
+    this.writeFrame(Opcode.Pong, data)
+    return true
+  }
+
+  /**
+   * Starts the closing handshake (RFC 6455 7.1.2). Without a code the close frame is empty.
+   * Throws RangeError for a code that may not be sent or a reason over 123 bytes. Does nothing
+   * once a close frame was sent.
+   */
+  close(code?: number, reason?: string): void {
+    const payload = encodeClosePayload(code, reason)
+    if (this.closeSent || this.state === ConnectionState.CLOSED) return
+    this.state = ConnectionState.CLOSING
+    this.sendCloseFrame(payload)
+  }
+
+  /**
+   * Fails the connection (RFC 6455 7.1.7): sends a close frame with `code` if none was sent, stops
+   * reading and asks for the transport to close. Used for local reasons (1011, 1008, a timeout).
+   */
+  fail(code: number, reason = ''): void {
+    if (this.state === ConnectionState.CLOSED) return
+    this.parser.stop()
+    if (!this.closeSent) {
+      this.state = ConnectionState.CLOSING
+      this.sendCloseFrame(encodeClosePayload(code, reason))
+    }
+    this.handler.closeTransport()
+  }
+
+  private failWith(error: ProtocolError): void {
+    if (this.failure === undefined) this.failure = error
+    this.fail(error.closeCode, error.message.length <= 123 ? error.message : '')
+    this.handler.protocolError(error)
+  }
+
+  private sendCloseFrame(payload: Uint8Array): void {
+    this.closeSent = true
+    this.writeFrame(Opcode.Close, payload)
+  }
+
+  private writeFrame(opcode: number, payload: Uint8Array, fin = true): void {
+    const length = payload.length
+    if (!this.masking) {
+      this.handler.write(encodeFrameHeader(opcode, length, { fin }), length === 0 ? undefined : payload)
+      return
+    }
+    const header = encodeFrameHeader(opcode, length, { fin, mask: true, maskKey: this.maskKey })
+    if (length === 0) {
+      this.handler.write(header, undefined)
+      return
+    }
+    const masked = Buffer.allocUnsafe(length)
+    applyMask(payload, masked, header, header.length - 4, 0)
+    this.handler.write(header, masked)
+  }
+}
+
+/** Joins payload pieces; a single piece is returned as is (no copy). */
+function takePieces(pieces: Uint8Array[], totalLength: number): Uint8Array {
+  if (pieces.length === 0) return EMPTY
+  if (pieces.length === 1) {
+    const only = pieces[0]!
+    pieces.length = 0
+    return only
+  }
+  const joined = Buffer.allocUnsafe(totalLength)
+  let offset = 0
+  for (const piece of pieces) {
+    joined.set(piece, offset)
+    offset += piece.length
+  }
+  pieces.length = 0
+  return joined
+}
+
+function checkControlPayload(data: Uint8Array): void {
+  // RFC 6455 5.5: control frame payloads are at most 125 bytes.
+  if (data.length > 125)
+    throw new RangeError(`Control frame payload is ${data.length} bytes; the limit is 125`)
+}

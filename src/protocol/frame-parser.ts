@@ -1,0 +1,259 @@
+/**
+ * Incremental frame parser (RFC 6455 section 5.2).
+ *
+ * Bytes arrive in chunks of any size. Only a frame header (at most 14 bytes) can need bytes from
+ * two chunks; it is gathered in a small spill buffer. Payload bytes are never copied: each chunk
+ * yields views of its payload bytes, unmasked in place, handed on as they arrive. So memory use
+ * does not depend on frame size, and limits are checked on the declared length before a byte of
+ * payload is buffered by anyone.
+ *
+ * Frame-level rules are enforced here (reserved bits, opcodes, control frame rules, masking,
+ * length limits); message-level rules (continuations, message size, UTF-8) belong to the
+ * connection, which receives the parsed frames through `FrameSink`.
+ */
+import { ProtocolError, ProtocolErrorCode } from './errors.js'
+import { applyMask } from './mask.js'
+import { isControlOpcode, isKnownOpcode } from './opcode.js'
+
+export interface FrameHeader {
+  fin: boolean
+  /** RSV1-3 as the high bits of a byte: 0x40, 0x20, 0x10. */
+  rsv: number
+  opcode: number
+  /** Declared payload length. */
+  length: number
+}
+
+/** Receives frames as they are parsed. Must not retain `header`: it is reused. */
+export interface FrameSink {
+  frameStart(header: FrameHeader): void
+  /** A piece of unmasked payload; a view into the input chunk. Not called for empty payloads. */
+  framePayload(piece: Uint8Array): void
+  frameEnd(header: FrameHeader): void
+}
+
+export interface FrameParserOptions {
+  /** Frames from a client must be masked; frames from a server must not (RFC 6455 5.1). */
+  expectMasked: boolean
+  maxFrameSize: number
+  /** Reserved bits that a negotiated extension gives meaning to (0x40 for permessage-deflate). */
+  allowedRsv?: number
+}
+
+enum State {
+  Header,
+  Payload,
+}
+
+const MAX_HEADER_BYTES = 14
+
+export class FrameParser {
+  private readonly sink: FrameSink
+  private readonly expectMasked: boolean
+  private readonly maxFrameSize: number
+  allowedRsv: number
+
+  private state = State.Header
+  /** Header bytes gathered across a chunk border. */
+  private readonly spill = new Uint8Array(MAX_HEADER_BYTES)
+  private spillLength = 0
+  private readonly header: FrameHeader = { fin: false, rsv: 0, opcode: 0, length: 0 }
+  private readonly mask = new Uint8Array(4)
+  private masked = false
+  private remaining = 0
+  private payloadOffset = 0
+  /** Set by `stop()`: the rest of the current chunk and all later input are ignored. */
+  private stopped = false
+
+  constructor(sink: FrameSink, options: FrameParserOptions) {
+    this.sink = sink
+    this.expectMasked = options.expectMasked
+    this.maxFrameSize = options.maxFrameSize
+    this.allowedRsv = options.allowedRsv ?? 0
+  }
+
+  /** Stops parsing, including the rest of a chunk being parsed (after a close frame or a failure). */
+  stop(): void {
+    this.stopped = true
+  }
+
+  get isStopped(): boolean {
+    return this.stopped
+  }
+
+  /** Whether the parser is between frames (no partial frame buffered). */
+  get atFrameBoundary(): boolean {
+    return this.state === State.Header && this.spillLength === 0
+  }
+
+  /** Parses a chunk. Throws ProtocolError on a frame that breaks the protocol or a limit. */
+  push(chunk: Uint8Array): void {
+    let offset = 0
+    const length = chunk.length
+    while (offset < length && !this.stopped) {
+      if (this.state === State.Header) {
+        offset =
+          this.spillLength === 0 ? this.readHeader(chunk, offset) : this.readSpilledHeader(chunk, offset)
+      } else {
+        offset = this.readPayload(chunk, offset)
+      }
+    }
+  }
+
+  /** Header straight from the chunk when it is all there; otherwise start spilling. */
+  private readHeader(chunk: Uint8Array, offset: number): number {
+    const available = chunk.length - offset
+    if (available >= 2) {
+      const needed = headerLength(chunk[offset + 1]!)
+      if (available >= needed) {
+        this.decodeHeader(chunk, offset)
+        return offset + needed
+      }
+    }
+    this.spill.set(chunk.subarray(offset), 0)
+    this.spillLength = available
+    // The first two bytes are enough to reject a bad frame before the rest of its header.
+    if (available >= 2) this.checkFirstBytes(this.spill[0]!, this.spill[1]!)
+    return chunk.length
+  }
+
+  private readSpilledHeader(chunk: Uint8Array, offset: number): number {
+    const spill = this.spill
+    if (this.spillLength < 2) {
+      spill[this.spillLength++] = chunk[offset++]!
+      if (this.spillLength < 2) return offset
+      this.checkFirstBytes(spill[0]!, spill[1]!)
+    }
+    const needed = headerLength(spill[1]!)
+    const take = Math.min(needed - this.spillLength, chunk.length - offset)
+    spill.set(chunk.subarray(offset, offset + take), this.spillLength)
+    this.spillLength += take
+    offset += take
+    if (this.spillLength === needed) {
+      this.spillLength = 0
+      this.decodeHeader(spill, 0)
+    }
+    return offset
+  }
+
+  /** Rules that the first two bytes alone decide. */
+  private checkFirstBytes(b0: number, b1: number): void {
+    const rsv = b0 & 0x70
+    // RFC 6455 5.2: "MUST be 0 unless an extension is negotiated that defines meanings for
+    // non-zero values. If a nonzero value is received and none of the negotiated extensions
+    // defines the meaning of such a nonzero value, the receiving endpoint MUST _Fail_".
+    if ((rsv & ~this.allowedRsv) !== 0) {
+      throw new ProtocolError(
+        ProtocolErrorCode.ReservedBits,
+        'Reserved bits set without a negotiated extension',
+      )
+    }
+    const opcode = b0 & 0x0f
+    // RFC 6455 5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail_".
+    if (!isKnownOpcode(opcode)) {
+      throw new ProtocolError(ProtocolErrorCode.UnknownOpcode, `Unknown opcode 0x${opcode.toString(16)}`)
+    }
+    const masked = (b1 & 0x80) !== 0
+    // RFC 6455 5.1: "a server MUST close the connection upon receiving a frame that is not masked"
+    // and "A client MUST close a connection if it detects a masked frame."
+    if (masked !== this.expectMasked) {
+      throw this.expectMasked
+        ? new ProtocolError(ProtocolErrorCode.MaskRequired, 'Client frames must be masked')
+        : new ProtocolError(ProtocolErrorCode.MaskForbidden, 'Server frames must not be masked')
+    }
+    if (isControlOpcode(opcode)) {
+      // RFC 6455 5.5: "All control frames MUST have a payload length of 125 bytes or less and
+      // MUST NOT be fragmented."
+      if ((b0 & 0x80) === 0) {
+        throw new ProtocolError(
+          ProtocolErrorCode.ControlFrameFragmented,
+          'Control frames must not be fragmented',
+        )
+      }
+      if ((b1 & 0x7f) > 125) {
+        throw new ProtocolError(ProtocolErrorCode.ControlFrameTooLong, 'Control frame payload over 125 bytes')
+      }
+    }
+  }
+
+  private decodeHeader(bytes: Uint8Array, offset: number): void {
+    const b0 = bytes[offset]!
+    const b1 = bytes[offset + 1]!
+    this.checkFirstBytes(b0, b1)
+    let length = b1 & 0x7f
+    let position = offset + 2
+    if (length === 126) {
+      length = (bytes[position]! << 8) | bytes[position + 1]!
+      position += 2
+    } else if (length === 127) {
+      const high = readUint32(bytes, position)
+      // RFC 6455 5.2: "the most significant bit MUST be 0".
+      if (high > 0x7fffffff) {
+        throw new ProtocolError(
+          ProtocolErrorCode.LengthOutOfRange,
+          'Frame length has its most significant bit set',
+        )
+      }
+      // Anything past 2^53 cannot be a JS number, and is far beyond any sane limit anyway.
+      if (high > 0x1fffff) {
+        throw new ProtocolError(ProtocolErrorCode.FrameTooLarge, 'Frame length exceeds the frame size limit')
+      }
+      length = high * 0x100000000 + readUint32(bytes, position + 4)
+      position += 8
+    }
+    // Length encodings need not be minimal here: RFC 6455 5.2 puts that MUST on the sender, and
+    // a longer encoding of a valid length is harmless to parse.
+    if (length > this.maxFrameSize) {
+      throw new ProtocolError(
+        ProtocolErrorCode.FrameTooLarge,
+        `Frame of ${length} bytes exceeds the limit of ${this.maxFrameSize}`,
+      )
+    }
+    this.masked = (b1 & 0x80) !== 0
+    if (this.masked) {
+      const mask = this.mask
+      mask[0] = bytes[position]!
+      mask[1] = bytes[position + 1]!
+      mask[2] = bytes[position + 2]!
+      mask[3] = bytes[position + 3]!
+    }
+    const header = this.header
+    header.fin = (b0 & 0x80) !== 0
+    header.rsv = b0 & 0x70
+    header.opcode = b0 & 0x0f
+    header.length = length
+    this.remaining = length
+    this.payloadOffset = 0
+    this.sink.frameStart(header)
+    if (length === 0) {
+      if (!this.stopped) this.sink.frameEnd(header)
+    } else {
+      this.state = State.Payload
+    }
+  }
+
+  private readPayload(chunk: Uint8Array, offset: number): number {
+    const take = Math.min(this.remaining, chunk.length - offset)
+    const piece = offset === 0 && take === chunk.length ? chunk : chunk.subarray(offset, offset + take)
+    if (this.masked) applyMask(piece, piece, this.mask, 0, this.payloadOffset & 3)
+    this.remaining -= take
+    this.payloadOffset += take
+    if (this.remaining === 0) this.state = State.Header
+    this.sink.framePayload(piece)
+    if (this.remaining === 0 && !this.stopped) this.sink.frameEnd(this.header)
+    return offset + take
+  }
+}
+
+/** Header length from the second byte: 2, plus 2 or 8 for extended lengths, plus 4 for the mask. */
+function headerLength(b1: number): number {
+  const length7 = b1 & 0x7f
+  return 2 + (length7 === 126 ? 2 : length7 === 127 ? 8 : 0) + ((b1 & 0x80) !== 0 ? 4 : 0)
+}
+
+function readUint32(bytes: Uint8Array, offset: number): number {
+  return (
+    ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>>
+    0
+  )
+}

@@ -1,0 +1,131 @@
+/**
+ * Server side of the opening handshake (RFC 6455 section 4.2): validate the client's request,
+ * build the 101 response, or say exactly what was wrong with an HTTP status.
+ */
+import { Buffer } from 'node:buffer'
+import { HandshakeError } from '../errors.js'
+import { computeAcceptKey, isValidKey } from './accept-key.js'
+import { type HeaderFields, listHasToken, parseTokenList, singleValue } from './headers.js'
+
+export interface HandshakeRequest {
+  method: string
+  /** "1.1", "1.0"... */
+  httpVersion: string
+  fields: HeaderFields
+}
+
+export interface ValidatedRequest {
+  key: string
+  /** Subprotocols the client offered, in its order of preference (RFC 6455 4.1, item 10). */
+  protocols: string[]
+  /** Raw `Sec-WebSocket-Extensions` values, for extension negotiation. */
+  extensions: readonly string[]
+}
+
+/** Checks the client's opening handshake (RFC 6455 4.2.1). Throws HandshakeError. */
+export function validateRequest(request: HandshakeRequest): ValidatedRequest {
+  const { fields } = request
+  // Item 1: "An HTTP/1.1 or higher GET request".
+  if (request.method !== 'GET') {
+    throw new HandshakeError(405, 'WebSocket handshake must use GET', { Allow: 'GET' })
+  }
+  if (!isHttp11OrLater(request.httpVersion)) {
+    throw new HandshakeError(400, 'WebSocket handshake requires HTTP/1.1 or later')
+  }
+  // Item 2: a |Host| header field.
+  if (singleValue(fields, 'host') === undefined) {
+    throw new HandshakeError(400, 'Missing or repeated Host header')
+  }
+  // Item 3: |Upgrade| containing "websocket", case-insensitive. A plain HTTP request to a
+  // WebSocket endpoint gets 426, which tells the client what to do instead.
+  if (!listHasToken(fields.upgrade, 'websocket')) {
+    throw new HandshakeError(426, 'This endpoint requires a WebSocket upgrade', {
+      Upgrade: 'websocket',
+      Connection: 'Upgrade',
+    })
+  }
+  // Item 4: |Connection| including the "Upgrade" token.
+  if (!listHasToken(fields.connection, 'upgrade')) {
+    throw new HandshakeError(400, 'Connection header must include "Upgrade"')
+  }
+  // Item 6, and 4.4: an unsupported version gets 426 with the versions we understand.
+  if (singleValue(fields, 'sec-websocket-version') !== '13') {
+    throw new HandshakeError(426, 'Unsupported or missing Sec-WebSocket-Version; this server speaks 13', {
+      'Sec-WebSocket-Version': '13',
+    })
+  }
+  // Item 5: a |Sec-WebSocket-Key| that decodes to 16 bytes.
+  const key = singleValue(fields, 'sec-websocket-key')
+  if (key === undefined || !isValidKey(key)) {
+    throw new HandshakeError(400, 'Missing, repeated or invalid Sec-WebSocket-Key')
+  }
+  const protocols = parseTokenList(fields['sec-websocket-protocol'])
+  if (protocols === undefined) {
+    throw new HandshakeError(400, 'Sec-WebSocket-Protocol must be a list of tokens')
+  }
+  return { key, protocols, extensions: fields['sec-websocket-extensions'] ?? [] }
+}
+
+function isHttp11OrLater(version: string): boolean {
+  const dot = version.indexOf('.')
+  const major = Number(dot === -1 ? version : version.slice(0, dot))
+  const minor = dot === -1 ? 0 : Number(version.slice(dot + 1))
+  return major > 1 || (major === 1 && minor >= 1)
+}
+
+export interface AcceptOptions {
+  /** The chosen subprotocol; must be one the client offered (RFC 6455 4.2.2, item 5.4). */
+  protocol?: string | undefined
+  /** The `Sec-WebSocket-Extensions` response value, if an extension was accepted. */
+  extensions?: string | undefined
+  /** Extra response headers (cookies set before the upgrade, for instance). */
+  headers?: Iterable<[string, string]> | undefined
+}
+
+/** Builds the 101 response head. */
+export function buildAcceptResponse(key: string, options: AcceptOptions = {}): string {
+  let head =
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    `Sec-WebSocket-Accept: ${computeAcceptKey(key)}\r\n`
+  if (options.protocol) head += `Sec-WebSocket-Protocol: ${options.protocol}\r\n`
+  if (options.extensions) head += `Sec-WebSocket-Extensions: ${options.extensions}\r\n`
+  if (options.headers) head += formatHeaders(options.headers)
+  return `${head}\r\n`
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  426: 'Upgrade Required',
+  429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+}
+
+/** Builds a complete error response (head and a short plain-text body); the socket closes after. */
+export function buildErrorResponse(
+  status: number,
+  body: string,
+  headers: Iterable<[string, string]> = [],
+): string {
+  const text = STATUS_TEXT[status] ?? 'Error'
+  const bodyBytes = Buffer.byteLength(body)
+  return (
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `Content-Length: ${bodyBytes}\r\n${formatHeaders(headers)}\r\n${body}`
+  )
+}
+
+function formatHeaders(headers: Iterable<[string, string]>): string {
+  let out = ''
+  for (const [name, value] of headers) {
+    // A CR or LF in a header would let a caller's data inject response headers.
+    if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) throw new TypeError(`Invalid header ${name}`)
+    out += `${name}: ${value}\r\n`
+  }
+  return out
+}

@@ -1,0 +1,75 @@
+/**
+ * `rally echo`: every text message back as text, binary as binary, on any path. A test peer for
+ * other implementations, so its limits are generous (64 MiB messages, a million fragments); the
+ * library's own defaults stay safe.
+ */
+import { readFileSync } from 'node:fs'
+import { createServer } from '../server/server.js'
+import { parseFlags, parsePort, parseSize, UsageError } from './args.js'
+
+export const ECHO_HELP = `Usage: rally echo [--host 127.0.0.1] [--port 9001] [--tls-cert FILE --tls-key FILE] [--max-payload BYTES]
+
+Echo server: every message comes back with its type (text or binary), on any path.
+Accepts the first subprotocol the client offers. Prints "listening on ws://HOST:PORT" when ready;
+SIGINT or SIGTERM closes every connection with 1001 and exits 0.`
+
+const ECHO_MAX_PAYLOAD = 64 * 1024 * 1024
+
+export async function runEcho(argv: string[]): Promise<void> {
+  const { values } = parseFlags(argv, {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
+    'max-payload': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  })
+  if (values.help) {
+    console.log(ECHO_HELP)
+    return
+  }
+  const host = (values.host as string | undefined) ?? '127.0.0.1'
+  const port = parsePort(values.port as string | undefined, 9001)
+  const maxPayload = parseSize('max-payload', values['max-payload'] as string | undefined, ECHO_MAX_PAYLOAD)
+  const certFile = values['tls-cert'] as string | undefined
+  const keyFile = values['tls-key'] as string | undefined
+  if ((certFile === undefined) !== (keyFile === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together')
+  let tls: { cert: Buffer; key: Buffer } | undefined
+  if (certFile !== undefined && keyFile !== undefined) {
+    try {
+      tls = { cert: readFileSync(certFile), key: readFileSync(keyFile) }
+    } catch (error) {
+      throw new UsageError(`cannot read TLS files: ${(error as Error).message}`)
+    }
+  }
+
+  const server = createServer({
+    host,
+    port,
+    tls,
+    maxPayload,
+    limits: { maxFragments: 1 << 20 },
+    maxBackpressure: 4 * maxPayload,
+    decodeText: false,
+    upgrade(_request, context) {
+      context.protocol = context.protocols[0]
+    },
+    message(ws, data, isBinary) {
+      ws.send(data, { binary: isBinary })
+    },
+    error() {
+      // Peers that break the protocol are expected here; they get their close code.
+    },
+  })
+  await server.ready()
+  const address = server.address()!
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  console.log(`listening on ${tls ? 'wss' : 'ws'}://${shownHost}:${address.port}`)
+
+  const shutdown = (): void => {
+    server.close().then(() => process.exit(0))
+  }
+  process.once('SIGINT', shutdown)
+  process.once('SIGTERM', shutdown)
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+/**
+ * The `rally` command. Bad flags exit 2 with a one-line reason; `--help` everywhere.
+ */
+import { UsageError } from './args.js'
+import { CONNECT_HELP, runConnect } from './connect.js'
+import { ECHO_HELP, runEcho } from './echo.js'
+
+const HELP = `Usage: rally <command> [options]
+
+Commands:
+  echo      echo server, a test peer for other WebSocket implementations
+  connect   interactive client: stdin lines out, messages in
+
+Run "rally <command> --help" for a command's options.`
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  echo: { run: runEcho, help: ECHO_HELP },
+  connect: { run: runConnect, help: CONNECT_HELP },
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(HELP)
+    return
+  }
+  const command = COMMANDS[name]
+  if (command === undefined) throw new UsageError(`unknown command "${name}" (try: rally --help)`)
+  await command.run(rest)
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    console.error(`rally: ${error.message}`)
+    process.exit(2)
+  }
+  console.error(error)
+  process.exit(1)
+})

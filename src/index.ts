@@ -1,0 +1,26 @@
+/**
+ * Rally: real-time, full-duplex communication for TypeScript on Node.js.
+ *
+ * - `createServer` — a WebSocket server with one handler object (port of its own, or attached to
+ *   any `node:http(s)` server with `handleUpgrade`).
+ * - `WebSocket` — the WHATWG WebSocket client for Node.
+ * - The sans-I/O protocol core is exported from `rally/protocol`.
+ */
+export { CloseEvent, ErrorEvent } from './client/events.js'
+export { type BinaryType, WebSocket, type WebSocketOptions } from './client/websocket.js'
+export {
+  CloseCode,
+  DEFAULT_LIMITS,
+  HandshakeError,
+  type Limits,
+  ProtocolError,
+  ProtocolErrorCode,
+} from './protocol/index.js'
+export { createServer, RallyServer } from './server/server.js'
+export {
+  type SendData,
+  type SendOptions,
+  type SendStatus,
+  ServerWebSocket,
+} from './server/server-websocket.js'
+export type { ServerHandlers, ServerOptions, ServerStats, UpgradeContext } from './server/types.js'

@@ -1,0 +1,218 @@
+/**
+ * The server side of one WebSocket connection, as the application sees it (`ws` in handlers).
+ * Events go to the server's single handler object: a socket holds no closures of its own.
+ */
+import { Buffer } from 'node:buffer'
+import type { Socket } from 'node:net'
+import { type DriverListener, SocketDriver } from '../node/socket-driver.js'
+import { CloseCode, type CloseInfo, ConnectionState, type ProtocolError } from '../protocol/index.js'
+import type { ServerContext } from './types.js'
+
+/** What `send` did with a message: written, queued behind a slow socket, or not sent at all. */
+export type SendStatus = 'sent' | 'buffered' | 'dropped'
+
+export interface SendOptions {
+  /** Send a string as binary, or bytes as text (bytes must then be UTF-8). Default: strings are
+   * text, bytes are binary. */
+  binary?: boolean
+  /** Per-message compression; takes effect once permessage-deflate is negotiated. */
+  compress?: boolean
+}
+
+export type SendData = string | Uint8Array | ArrayBuffer | DataView
+
+export class ServerWebSocket<UserData = unknown> implements DriverListener {
+  /** Whatever the `upgrade` handler returned: the place for per-connection state. */
+  data: UserData
+  /** The subprotocol chosen in the handshake, or "". */
+  readonly protocol: string
+  /** The negotiated extensions, as in the `Sec-WebSocket-Extensions` response, or "". */
+  readonly extensions: string
+  readonly remoteAddress: string
+  /** The request path and query of the handshake. */
+  readonly url: string
+  private readonly driver: SocketDriver
+  private readonly server: ServerContext<UserData>
+
+  constructor(
+    server: ServerContext<UserData>,
+    socket: Socket,
+    data: UserData,
+    handshake: { protocol: string; extensions: string; url: string },
+  ) {
+    this.server = server
+    this.data = data
+    this.protocol = handshake.protocol
+    this.extensions = handshake.extensions
+    this.url = handshake.url
+    this.remoteAddress = socket.remoteAddress ?? ''
+    this.driver = new SocketDriver('server', socket, this, server.driverOptions)
+  }
+
+  /** 0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED, as in the WebSocket API. */
+  get readyState(): number {
+    return this.driver.connection.state
+  }
+
+  /** Bytes queued for this socket and not yet handed to the kernel. */
+  get bufferedAmount(): number {
+    return this.driver.bufferedAmount
+  }
+
+  /**
+   * Sends a message. Strings go as text, bytes as binary. Returns 'sent' when written, 'buffered'
+   * when the socket is slow (wait for the `drain` handler before sending much more), 'dropped'
+   * when closing has begun or the socket's buffer is over `maxBackpressure`.
+   */
+  send(data: SendData, options?: SendOptions): SendStatus {
+    const connection = this.driver.connection
+    if (connection.state !== ConnectionState.OPEN) return 'dropped'
+    if (this.driver.bufferedAmount > this.server.maxBackpressure) {
+      this.server.counters.backpressureDrops++
+      return 'dropped'
+    }
+    const binary = options?.binary ?? typeof data !== 'string'
+    const bytes = toBytes(data)
+    if (binary) connection.sendBinary(bytes)
+    else connection.sendText(bytes)
+    this.server.counters.messagesOut++
+    this.server.counters.bytesOut += bytes.length
+    return this.driver.needsDrain ? 'buffered' : 'sent'
+  }
+
+  ping(data: SendData = ''): SendStatus {
+    return this.driver.connection.ping(toBytes(data))
+      ? this.driver.needsDrain
+        ? 'buffered'
+        : 'sent'
+      : 'dropped'
+  }
+
+  pong(data: SendData = ''): SendStatus {
+    return this.driver.connection.pong(toBytes(data))
+      ? this.driver.needsDrain
+        ? 'buffered'
+        : 'sent'
+      : 'dropped'
+  }
+
+  /**
+   * Starts the closing handshake (RFC 6455 7.1.2). The `close` handler runs once the socket is
+   * closed. Throws RangeError for a code that may not be sent, or a reason over 123 bytes.
+   */
+  close(code?: number, reason?: string): void {
+    this.driver.close(code, reason)
+  }
+
+  /** Destroys the connection at once, without a closing handshake. */
+  terminate(): void {
+    this.driver.terminate()
+  }
+
+  // ------------------------------------------------------------- DriverListener
+
+  onMessage(data: Uint8Array, isBinary: boolean): void {
+    const stats = this.server.counters
+    stats.messagesIn++
+    stats.bytesIn += data.length
+    const handler = this.server.handlers.message
+    if (handler === undefined) return
+    const buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length)
+    try {
+      this.settle(
+        handler(this, isBinary || !this.server.decodeText ? buffer : buffer.toString('utf8'), isBinary),
+      )
+    } catch (error) {
+      this.handlerFailed(error)
+    }
+  }
+
+  onPing(data: Uint8Array): void {
+    const handler = this.server.handlers.ping
+    if (handler === undefined) return
+    try {
+      this.settle(handler(this, Buffer.from(data)))
+    } catch (error) {
+      this.handlerFailed(error)
+    }
+  }
+
+  onPong(data: Uint8Array): void {
+    const handler = this.server.handlers.pong
+    if (handler === undefined) return
+    try {
+      this.settle(handler(this, Buffer.from(data)))
+    } catch (error) {
+      this.handlerFailed(error)
+    }
+  }
+
+  onCloseFrame(): void {}
+
+  onProtocolError(error: ProtocolError): void {
+    this.server.counters.protocolErrors++
+    this.server.reportError(error, this)
+  }
+
+  onDrain(): void {
+    const handler = this.server.handlers.drain
+    if (handler === undefined) return
+    try {
+      this.settle(handler(this))
+    } catch (error) {
+      this.handlerFailed(error)
+    }
+  }
+
+  onClosed(info: CloseInfo): void {
+    this.server.connectionClosed(this)
+    const handler = this.server.handlers.close
+    if (handler === undefined) return
+    try {
+      this.settle(handler(this, info.code, info.reason))
+    } catch (error) {
+      this.server.reportError(error, this)
+    }
+  }
+
+  /** Called by the server once the 101 response is written: `open`, then the first frames. */
+  start(head: Uint8Array): void {
+    const handler = this.server.handlers.open
+    if (handler !== undefined) {
+      try {
+        this.settle(handler(this))
+      } catch (error) {
+        this.handlerFailed(error)
+      }
+    }
+    this.driver.attach(head)
+  }
+
+  /** The server is shutting down: 1001 Going Away (RFC 6455 7.4.1). */
+  goAway(): void {
+    if (this.driver.connection.state === ConnectionState.OPEN)
+      this.driver.close(CloseCode.GoingAway, 'Server shutting down')
+  }
+
+  /** An async handler's rejection is handled like a throw: never an unhandled rejection. */
+  private settle(result: unknown): void {
+    if (result instanceof Promise) result.catch((error: unknown) => this.handlerFailed(error))
+  }
+
+  /**
+   * A handler that throws is the application's bug, not the peer's: the error goes to the
+   * `error` handler and the connection closes with 1011 and no details (RFC 6455 7.4.1).
+   */
+  private handlerFailed(error: unknown): void {
+    this.server.reportError(error, this)
+    if (!this.driver.isClosed) this.driver.fail(CloseCode.InternalError)
+  }
+}
+
+function toBytes(data: SendData): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8')
+  if (data instanceof Uint8Array) return data
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  throw new TypeError('send() takes a string, a Uint8Array, an ArrayBuffer or a DataView')
+}

@@ -1,0 +1,364 @@
+/**
+ * The Rally WebSocket server: `createServer(options)` with one handler object.
+ *
+ * It listens on its own port (`port`, `tls` for wss://), or attaches to any `node:http(s)` server
+ * through `handleUpgrade(req, socket, head)` — Express, Fastify and Hono's Node server included.
+ */
+import type { Buffer } from 'node:buffer'
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { DriverOptions } from '../node/socket-driver.js'
+import {
+  buildAcceptResponse,
+  buildErrorResponse,
+  HandshakeError,
+  resolveLimits,
+  validateRequest,
+} from '../protocol/index.js'
+import { ServerWebSocket } from './server-websocket.js'
+import type { ServerContext, ServerHandlers, ServerOptions, ServerStats, UpgradeContext } from './types.js'
+
+const DEFAULT_MAX_BACKPRESSURE = 16 * 1024 * 1024
+const DEFAULT_CLOSE_TIMEOUT = 5000
+/** Longest body of a refusal `Response` we send; the rest is cut (the peer is not a browser page). */
+const MAX_REJECTION_BODY = 4096
+
+export class RallyServer<UserData = undefined> implements ServerContext<UserData> {
+  readonly handlers: ServerHandlers<UserData>
+  readonly driverOptions: DriverOptions
+  readonly maxBackpressure: number
+  readonly decodeText: boolean
+  readonly counters: ServerStats
+  /** The server created for `port`, if any; undefined when attached with `handleUpgrade`. */
+  readonly httpServer: HttpServer | undefined
+  private readonly options: ServerOptions<UserData>
+  private readonly sockets = new Set<ServerWebSocket<UserData>>()
+  private readonly listening: Promise<void>
+  private closing: Promise<void> | undefined
+  /** Resolves `close()` once the last connection is gone. */
+  private lastConnectionClosed: (() => void) | undefined
+
+  constructor(options: ServerOptions<UserData>) {
+    this.options = options
+    this.handlers = options
+    const limits = resolveLimits({
+      ...options.limits,
+      ...(options.maxPayload !== undefined ? { maxMessageSize: options.maxPayload } : {}),
+    })
+    this.driverOptions = {
+      limits,
+      autoPong: options.autoPong ?? true,
+      closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+    }
+    this.maxBackpressure = options.maxBackpressure ?? DEFAULT_MAX_BACKPRESSURE
+    this.decodeText = options.decodeText ?? true
+    this.counters = {
+      connections: 0,
+      connectionsTotal: 0,
+      messagesIn: 0,
+      messagesOut: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      handshakeRejections: {},
+      protocolErrors: 0,
+      backpressureDrops: 0,
+    }
+    if (options.port === undefined) {
+      this.httpServer = undefined
+      this.listening = Promise.resolve()
+      return
+    }
+    const httpOptions = { maxHeaderSize: limits.maxHeaderBytes }
+    const server = options.tls
+      ? createHttpsServer({ ...options.tls, ...httpOptions })
+      : createHttpServer(httpOptions)
+    server.maxHeadersCount = limits.maxHeaderCount
+    this.httpServer = server
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.handleUpgrade(req, socket, head),
+    )
+    server.on('request', (req, res) => {
+      // Not an upgrade: say what this endpoint is for (RFC 7231 6.5.15).
+      const body = 'This endpoint requires a WebSocket upgrade\n'
+      res.writeHead(426, {
+        Upgrade: 'websocket',
+        Connection: 'Upgrade',
+        'Content-Type': 'text/plain; charset=utf-8',
+      })
+      res.end(body)
+      this.countRejection(426)
+    })
+    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+      // Malformed HTTP or a head over the limits, caught by Node's parser before any handler.
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+      this.countRejection(status)
+      if (socket.writable)
+        socket.end(
+          buildErrorResponse(
+            status,
+            `${status === 431 ? 'Request header fields too large' : 'Malformed HTTP request'}\n`,
+          ),
+        )
+      else socket.destroy()
+    })
+    this.listening = new Promise((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(options.port, options.host, () => {
+        server.removeListener('error', reject)
+        resolve()
+      })
+    })
+  }
+
+  /** Resolves once the server listens (at once when attached to another server). */
+  ready(): Promise<void> {
+    return this.listening
+  }
+
+  /** The address the server listens on; undefined when attached. */
+  address(): AddressInfo | undefined {
+    const address = this.httpServer?.address()
+    return address !== null && typeof address === 'object' ? address : undefined
+  }
+
+  get port(): number | undefined {
+    return this.address()?.port
+  }
+
+  /** Open connections. */
+  get clients(): ReadonlySet<ServerWebSocket<UserData>> {
+    return this.sockets
+  }
+
+  /** A snapshot of the counters: a plain object, cheap enough to read every second. */
+  stats(): ServerStats {
+    return {
+      ...this.counters,
+      connections: this.sockets.size,
+      handshakeRejections: { ...this.counters.handshakeRejections },
+    }
+  }
+
+  /**
+   * Completes (or refuses) a WebSocket handshake for an upgrade request received by any
+   * `node:http(s)` server. `head` holds bytes that arrived after the request head: they are the
+   * client's first frames and are processed before anything read later.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // Before anything else, so that a reset during the handshake cannot crash the process.
+    socket.on('error', ignoreHandshakeSocketError)
+    if (this.closing !== undefined) {
+      this.reject(socket, new HandshakeError(503, 'Server is shutting down'))
+      return
+    }
+    const url = req.url ?? '/'
+    if (this.options.path !== undefined && pathnameOf(url) !== this.options.path) {
+      this.reject(socket, new HandshakeError(404, 'No WebSocket endpoint at this path'))
+      return
+    }
+    let validated: ReturnType<typeof validateRequest>
+    try {
+      validated = validateRequest({
+        method: req.method ?? '',
+        httpVersion: req.httpVersion,
+        fields: req.headersDistinct,
+      })
+    } catch (error) {
+      if (error instanceof HandshakeError) this.reject(socket, error)
+      else this.fail(socket, error)
+      return
+    }
+    const context: UpgradeContext = {
+      protocols: validated.protocols,
+      protocol: this.options.protocols?.find((p) => validated.protocols.includes(p)),
+      headers: new Headers(),
+      remoteAddress: (socket as Socket).remoteAddress ?? '',
+    }
+    const upgrade = this.handlers.upgrade
+    if (upgrade === undefined) {
+      this.accept(req, socket, head, validated.key, context, undefined as UserData)
+      return
+    }
+    let result: UserData | Response | Promise<UserData | Response>
+    try {
+      result = upgrade(req, context)
+    } catch (error) {
+      this.fail(socket, error)
+      return
+    }
+    if (!(result instanceof Promise)) {
+      this.decide(req, socket, head, validated.key, context, result)
+      return
+    }
+    // The socket may go away while the application decides; bytes the client sends meanwhile
+    // stay in the socket's buffer (nothing reads it yet), so none is lost.
+    result.then(
+      (value) => this.decide(req, socket, head, validated.key, context, value),
+      (error: unknown) => this.fail(socket, error),
+    )
+  }
+
+  private decide(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    key: string,
+    context: UpgradeContext,
+    result: UserData | Response,
+  ): void {
+    if (socket.destroyed) return
+    if (result instanceof Response) {
+      this.refuse(socket, result)
+      return
+    }
+    if (this.closing !== undefined) {
+      this.reject(socket, new HandshakeError(503, 'Server is shutting down'))
+      return
+    }
+    this.accept(req, socket, head, key, context, result)
+  }
+
+  private accept(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    key: string,
+    context: UpgradeContext,
+    data: UserData,
+  ): void {
+    const protocol = context.protocol
+    if (protocol !== undefined && !context.protocols.includes(protocol)) {
+      // RFC 6455 4.2.2: the server picks "one of the values from the client's handshake".
+      this.fail(
+        socket,
+        new TypeError(`upgrade chose subprotocol "${protocol}", which the client did not offer`),
+      )
+      return
+    }
+    let response: string
+    try {
+      response = buildAcceptResponse(key, { protocol, headers: context.headers.entries() })
+    } catch (error) {
+      this.fail(socket, error)
+      return
+    }
+    socket.removeListener('error', ignoreHandshakeSocketError)
+    socket.write(response)
+    const ws = new ServerWebSocket<UserData>(this, socket as Socket, data, {
+      protocol: protocol ?? '',
+      extensions: '',
+      url: req.url ?? '/',
+    })
+    this.sockets.add(ws)
+    this.counters.connectionsTotal++
+    this.counters.connections = this.sockets.size
+    ws.start(head)
+  }
+
+  private countRejection(status: number): void {
+    const key = String(status)
+    this.counters.handshakeRejections[key] = (this.counters.handshakeRejections[key] ?? 0) + 1
+  }
+
+  /** Answers a refused handshake with its status and a one-line reason, then closes. */
+  private reject(socket: Duplex, error: HandshakeError): void {
+    this.countRejection(error.status)
+    if (socket.writable)
+      socket.end(buildErrorResponse(error.status, `${error.message}\n`, Object.entries(error.headers)))
+    else socket.destroy()
+  }
+
+  /** The application refused the upgrade with a Response. */
+  private refuse(socket: Duplex, response: Response): void {
+    response.text().then(
+      (text) => {
+        this.countRejection(response.status)
+        if (!socket.writable) {
+          socket.destroy()
+          return
+        }
+        const headers: [string, string][] = []
+        response.headers.forEach((value, name) => {
+          if (name !== 'content-length' && name !== 'connection' && name !== 'content-type')
+            headers.push([name, value])
+        })
+        const body = text.length > MAX_REJECTION_BODY ? text.slice(0, MAX_REJECTION_BODY) : text
+        socket.end(buildErrorResponse(response.status, body, headers))
+      },
+      (error: unknown) => this.fail(socket, error),
+    )
+  }
+
+  /** Our own failure during a handshake: 500 without details, the cause to the error handler. */
+  private fail(socket: Duplex, error: unknown): void {
+    this.reportError(error)
+    this.reject(socket, new HandshakeError(500, 'Internal server error'))
+  }
+
+  connectionClosed(ws: ServerWebSocket<UserData>): void {
+    this.sockets.delete(ws)
+    this.counters.connections = this.sockets.size
+    if (this.sockets.size === 0 && this.lastConnectionClosed !== undefined) this.lastConnectionClosed()
+  }
+
+  reportError(error: unknown, ws?: ServerWebSocket<UserData>): void {
+    const handler = this.handlers.error
+    if (handler === undefined) {
+      // A peer's protocol violation is routine; the application hears of it only if it listens.
+      if (ws === undefined || !(error instanceof Error && error.name === 'ProtocolError'))
+        console.error(error)
+      return
+    }
+    try {
+      const result = handler(error, ws)
+      if (result instanceof Promise) result.catch((cause: unknown) => console.error(cause))
+    } catch (cause) {
+      console.error(cause)
+    }
+  }
+
+  /**
+   * Shuts down: stops accepting, sends 1001 Going Away to every connection, waits for the closing
+   * handshakes (each bounded by `closeTimeout`), then closes the listening server.
+   */
+  close(): Promise<void> {
+    if (this.closing !== undefined) return this.closing
+    const waits: Promise<void>[] = []
+    if (this.httpServer !== undefined) {
+      const server = this.httpServer
+      waits.push(
+        new Promise((resolve) => {
+          if (!server.listening) resolve()
+          else server.close(() => resolve())
+        }),
+      )
+    }
+    if (this.sockets.size > 0) {
+      waits.push(
+        new Promise((resolve) => {
+          this.lastConnectionClosed = resolve
+        }),
+      )
+    }
+    // Each socket's closing handshake is bounded by closeTimeout, after which it is destroyed.
+    for (const ws of this.sockets) ws.goAway()
+    this.closing = Promise.all(waits).then(() => undefined)
+    return this.closing
+  }
+}
+
+function pathnameOf(url: string): string {
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
+}
+
+function ignoreHandshakeSocketError(): void {
+  // The socket closes; there is no connection yet to report it to.
+}
+
+/** Creates a WebSocket server. With `port` it listens at once: `await server.ready()`. */
+export function createServer<UserData = undefined>(options: ServerOptions<UserData>): RallyServer<UserData> {
+  return new RallyServer<UserData>(options)
+}

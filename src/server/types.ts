@@ -1,0 +1,96 @@
+/**
+ * Server options, handlers and the internal contract between the server and its sockets.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { TlsOptions } from 'node:tls'
+import type { DriverOptions } from '../node/socket-driver.js'
+import type { Limits } from '../protocol/index.js'
+import type { ServerWebSocket } from './server-websocket.js'
+
+/** What `upgrade` can do before the 101: read the offer, choose a subprotocol, add headers. */
+export interface UpgradeContext {
+  /** Subprotocols the client offered, in its order of preference. */
+  readonly protocols: readonly string[]
+  /** The subprotocol to accept; must be one of `protocols`. Preset from the `protocols` option. */
+  protocol: string | undefined
+  /** Extra headers for the 101 response (cookies, for instance). */
+  readonly headers: Headers
+  readonly remoteAddress: string
+}
+
+/** One handler object for every connection (in the spirit of Bun and uWebSockets). */
+export interface ServerHandlers<UserData> {
+  /**
+   * Runs before the 101 response: authenticate, check the origin, pick a subprotocol. Return the
+   * connection's `ws.data`, or a `Response` to refuse the upgrade with its status, headers and
+   * body. May be async; a throw refuses with 500.
+   */
+  upgrade?(
+    request: IncomingMessage,
+    context: UpgradeContext,
+  ): UserData | Response | Promise<UserData | Response>
+  open?(ws: ServerWebSocket<UserData>): unknown
+  /** Text arrives as a string (unless `decodeText` is false), binary as a Buffer. */
+  message?(ws: ServerWebSocket<UserData>, data: string | Buffer, isBinary: boolean): unknown
+  /** The socket's write buffer emptied after `send` returned 'buffered'. */
+  drain?(ws: ServerWebSocket<UserData>): unknown
+  ping?(ws: ServerWebSocket<UserData>, data: Buffer): unknown
+  pong?(ws: ServerWebSocket<UserData>, data: Buffer): unknown
+  /** The connection is closed: `code` from the peer's close frame, or 1005/1006 (RFC 6455 7.1.5). */
+  close?(ws: ServerWebSocket<UserData>, code: number, reason: string): unknown
+  /**
+   * Errors: a peer's protocol violation (with its socket), a handler that threw, a refused
+   * handshake's cause. Without this handler they are printed to stderr.
+   */
+  error?(error: unknown, ws?: ServerWebSocket<UserData>): unknown
+}
+
+export interface ServerOptions<UserData> extends ServerHandlers<UserData> {
+  /** Listen on this port (0 for any free port). Without it, attach with `handleUpgrade`. */
+  port?: number
+  /** Default: Node's default (all interfaces). */
+  host?: string
+  /** Serve wss:// with these TLS options (key, cert, ...). */
+  tls?: TlsOptions
+  /** Accept upgrades only on this path (pathname, without the query); others get 404. */
+  path?: string
+  /** Subprotocols this server speaks: the first one the client offers is chosen. */
+  protocols?: readonly string[]
+  /** Largest message in bytes. Default 16 MiB. Shorthand for `limits.maxMessageSize`. */
+  maxPayload?: number
+  /** Every protocol limit (frame size, fragments, header size and count). */
+  limits?: Partial<Limits>
+  /** Bytes a socket may have queued before `send` returns 'dropped'. Default 16 MiB. */
+  maxBackpressure?: number
+  /** How long the closing handshake may take before the socket is destroyed (ms). Default 5000. */
+  closeTimeout?: number
+  /** Deliver text messages as strings (default) or as Buffers. */
+  decodeText?: boolean
+  /** Answer pings automatically (RFC 6455 5.5.2). Default true. */
+  autoPong?: boolean
+}
+
+/** Counters a user can read without a metrics library: `server.stats()`. */
+export interface ServerStats {
+  connections: number
+  connectionsTotal: number
+  messagesIn: number
+  messagesOut: number
+  bytesIn: number
+  bytesOut: number
+  /** Refused handshakes by HTTP status. */
+  handshakeRejections: Record<string, number>
+  protocolErrors: number
+  backpressureDrops: number
+}
+
+/** What a ServerWebSocket needs from its server. */
+export interface ServerContext<UserData> {
+  readonly handlers: ServerHandlers<UserData>
+  readonly driverOptions: DriverOptions
+  readonly maxBackpressure: number
+  readonly decodeText: boolean
+  readonly counters: ServerStats
+  connectionClosed(ws: ServerWebSocket<UserData>): void
+  reportError(error: unknown, ws?: ServerWebSocket<UserData>): void
+}

@@ -58,6 +58,8 @@ export class WebSocket extends EventTarget implements DriverListener {
   declare readonly CLOSED: 3
 
   readonly url: string
+  /** The origin of `url`, for MessageEvent.origin. */
+  private readonly origin: string
   private _readyState: number = WebSocket.CONNECTING
   private _protocol = ''
   private _extensions = ''
@@ -82,6 +84,7 @@ export class WebSocket extends EventTarget implements DriverListener {
     super()
     const parsed = parseWebSocketUrl(url)
     this.url = parsed.href
+    this.origin = parsed.origin
     this.offeredProtocols = parseProtocols(protocols)
     this.options = options
     this.limits = resolveLimits({
@@ -351,7 +354,7 @@ export class WebSocket extends EventTarget implements DriverListener {
     } else {
       payload = new Blob([data])
     }
-    this.dispatchEvent(new MessageEvent('message', { data: payload, origin: new URL(this.url).origin }))
+    this.dispatchEvent(new MessageEvent('message', { data: payload, origin: this.origin }))
   }
 
   onPing(): void {}

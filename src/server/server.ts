@@ -79,7 +79,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
     )
-    server.on('request', (req, res) => {
+    server.on('request', (_req, res) => {
       // Not an upgrade: say what this endpoint is for (RFC 7231 6.5.15).
       const body = 'This endpoint requires a WebSocket upgrade\n'
       res.writeHead(426, {

@@ -7,10 +7,11 @@ import { readFileSync } from 'node:fs'
 import { createServer } from '../server/server.js'
 import { parseFlags, parsePort, parseSize, UsageError } from './args.js'
 
-export const ECHO_HELP = `Usage: rally echo [--host 127.0.0.1] [--port 9001] [--tls-cert FILE --tls-key FILE] [--max-payload BYTES]
+export const ECHO_HELP = `Usage: rally echo [--host 127.0.0.1] [--port 9001] [--deflate] [--tls-cert FILE --tls-key FILE] [--max-payload BYTES]
 
 Echo server: every message comes back with its type (text or binary), on any path.
-Accepts the first subprotocol the client offers. Prints "listening on ws://HOST:PORT" when ready;
+Accepts the first subprotocol the client offers. --deflate accepts permessage-deflate offers
+(RFC 7692, with context takeover as the client offers it). Prints "listening on ws://HOST:PORT" when ready;
 SIGINT or SIGTERM closes every connection with 1001 and exits 0.`
 
 const ECHO_MAX_PAYLOAD = 64 * 1024 * 1024
@@ -22,6 +23,7 @@ export async function runEcho(argv: string[]): Promise<void> {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'max-payload': { type: 'string' },
+    deflate: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   })
   if (values.help) {
@@ -49,6 +51,10 @@ export async function runEcho(argv: string[]): Promise<void> {
     port,
     tls,
     maxPayload,
+    // As a test peer, accept whatever the client offers, context takeover included.
+    perMessageDeflate: values.deflate
+      ? { serverNoContextTakeover: false, clientNoContextTakeover: false }
+      : false,
     limits: { maxFragments: 1 << 20 },
     maxBackpressure: 4 * maxPayload,
     decodeText: false,

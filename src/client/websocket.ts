@@ -8,7 +8,18 @@
 import { Buffer } from 'node:buffer'
 import { isIP, type Socket, connect as tcpConnect } from 'node:net'
 import { type ConnectionOptions as TlsConnectOptions, connect as tlsConnect } from 'node:tls'
+import { DeflateCodec } from '../node/deflate.js'
 import { type DriverListener, SocketDriver } from '../node/socket-driver.js'
+import { parseExtensions } from '../protocol/extensions/extension-header.js'
+import {
+  acceptServerResponse,
+  buildClientOffer,
+  DEFAULT_DEFLATE_LEVEL,
+  DEFAULT_DEFLATE_MEM_LEVEL,
+  DEFAULT_DEFLATE_THRESHOLD,
+  directionsFor,
+  type PerMessageDeflateOptions,
+} from '../protocol/extensions/permessage-deflate.js'
 import {
   buildClientRequest,
   CloseCode,
@@ -38,6 +49,11 @@ export interface WebSocketOptions {
   tls?: TlsConnectOptions
   /** Answer pings automatically (RFC 6455 5.5.2). Default true. */
   autoPong?: boolean
+  /**
+   * Offer permessage-deflate (RFC 7692), as browsers do. Default true; false offers nothing.
+   * A server response that breaks RFC 7692 fails the connection with 1010.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions
 }
 
 export type BinaryType = 'blob' | 'arraybuffer'
@@ -76,6 +92,13 @@ export class WebSocket extends EventTarget implements DriverListener {
   private headParser: HttpHeadParser | undefined
   private failure: { message: string; error: unknown } | undefined
   private finished = false
+  /** The connection was failed by this side after the 101 (the close event says 1006). */
+  private failedLocally = false
+  /** permessage-deflate settings when offered. */
+  private readonly deflateOptions: PerMessageDeflateOptions | undefined
+  private compression: DeflateCodec | undefined
+  /** Why the connection is failed right after the 101 (an unacceptable extension response). */
+  private extensionFailure: string | undefined
   /** Sends waiting for a Blob to be read, to keep them in order. */
   private sendQueue: (string | Uint8Array | Blob)[] | undefined
   private readonly handlers = new Map<string, { current: Handler }>()
@@ -92,6 +115,8 @@ export class WebSocket extends EventTarget implements DriverListener {
       ...(options.maxPayload !== undefined ? { maxMessageSize: options.maxPayload } : {}),
     })
     this.key = generateKey()
+    const deflate = options.perMessageDeflate ?? true
+    this.deflateOptions = deflate === true ? {} : deflate === false ? undefined : deflate
 
     const secure = parsed.protocol === 'wss:'
     const hostname = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname
@@ -118,6 +143,7 @@ export class WebSocket extends EventTarget implements DriverListener {
       path: `${parsed.pathname}${parsed.search}`,
       key: this.key,
       protocols: this.offeredProtocols,
+      extensions: this.deflateOptions === undefined ? undefined : buildClientOffer(this.deflateOptions),
       headers: headerEntries(options.headers),
     })
     socket.once(secure ? 'secureConnect' : 'connect', () => socket.write(request))
@@ -249,9 +275,16 @@ export class WebSocket extends EventTarget implements DriverListener {
     try {
       result = this.headParser!.push(chunk)
       if (result === undefined) return
-      const validated = validateResponse(result.head, this.key, this.offeredProtocols, false)
+      const validated = validateResponse(
+        result.head,
+        this.key,
+        this.offeredProtocols,
+        this.deflateOptions !== undefined,
+      )
       this._protocol = validated.protocol
       this._extensions = validated.extensions
+      if (validated.extensions !== '')
+        this.negotiateDeflate(result.head.fields['sec-websocket-extensions'] ?? [])
     } catch (error) {
       this.failHandshake(error instanceof Error ? error.message : String(error), error)
       return
@@ -267,6 +300,28 @@ export class WebSocket extends EventTarget implements DriverListener {
     this.failHandshake('Connection closed before the opening handshake completed')
   }
 
+  /** Checks the server's permessage-deflate response and sets up the codec, or notes why not. */
+  private negotiateDeflate(values: readonly string[]): void {
+    const options = this.deflateOptions!
+    const responses = parseExtensions(values)
+    const params =
+      responses === undefined
+        ? 'Malformed Sec-WebSocket-Extensions response'
+        : acceptServerResponse(responses, options)
+    if (typeof params === 'string') {
+      this.extensionFailure = params
+      return
+    }
+    const { compress, decompress } = directionsFor(params, 'client')
+    this.compression = new DeflateCodec({
+      compress,
+      decompress,
+      threshold: options.threshold ?? DEFAULT_DEFLATE_THRESHOLD,
+      level: options.level ?? DEFAULT_DEFLATE_LEVEL,
+      memLevel: options.memLevel ?? DEFAULT_DEFLATE_MEM_LEVEL,
+    })
+  }
+
   private open(rest: Uint8Array): void {
     clearTimeout(this.handshakeTimer)
     this.handshakeTimer = undefined
@@ -280,6 +335,18 @@ export class WebSocket extends EventTarget implements DriverListener {
       autoPong: this.options.autoPong ?? true,
       closeTimeout: this.options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
     })
+    if (this.extensionFailure !== undefined) {
+      // RFC 7692 and RFC 6455 9.1: an extension response we cannot accept fails the connection;
+      // 1010 tells the server why.
+      this._readyState = WebSocket.CLOSING
+      this.failedLocally = true
+      this.driver.attach()
+      this.driver.fail(CloseCode.MandatoryExtension, this.extensionFailure)
+      this.failure = { message: this.extensionFailure, error: undefined }
+      this.dispatchEvent(new ErrorEvent('error', this.failure))
+      return
+    }
+    if (this.compression !== undefined) this.driver.connection.setCompression(this.compression)
     this._readyState = WebSocket.OPEN
     this.dispatchEvent(new Event('open'))
     // Frames that came with the 101 response, then the rest of the stream.
@@ -376,7 +443,7 @@ export class WebSocket extends EventTarget implements DriverListener {
   onClosed(info: CloseInfo): void {
     this._readyState = WebSocket.CLOSED
     // A failed connection reports 1006 and is never clean (WHATWG "fail the WebSocket connection").
-    const failed = info.error !== undefined
+    const failed = info.error !== undefined || this.failedLocally
     this.dispatchEvent(
       new CloseEvent('close', {
         wasClean: info.wasClean && !failed,

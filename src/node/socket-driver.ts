@@ -26,6 +26,8 @@ export interface DriverListener {
   onProtocolError(error: ProtocolError): void
   /** The socket's write buffer emptied after a write was buffered. */
   onDrain(): void
+  /** Compressing an outgoing message failed; the connection fails with 1011. */
+  onInternalError?(error: unknown): void
   /** The transport closed; always the last call. */
   onClosed(info: CloseInfo): void
 }
@@ -128,6 +130,18 @@ export class SocketDriver implements ConnectionHandler {
 
   protocolError(error: ProtocolError): void {
     this.listener.onProtocolError(error)
+  }
+
+  pauseReading(): void {
+    this.socket.pause()
+  }
+
+  resumeReading(): void {
+    if (!this.closed) this.socket.resume()
+  }
+
+  internalError(error: unknown): void {
+    this.listener.onInternalError?.(error)
   }
 
   // ------------------------------------------------------------- calls from the API layer

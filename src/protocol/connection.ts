@@ -12,6 +12,7 @@
 import { Buffer } from 'node:buffer'
 import { CloseCode, encodeClosePayload, isValidWireCloseCode } from './close.js'
 import { ProtocolError, ProtocolErrorCode } from './errors.js'
+import type { MessageCompression } from './extensions/compression.js'
 import { type FrameHeader, FrameParser, type FrameSink } from './frame-parser.js'
 import { encodeFrameHeader } from './frame-writer.js'
 import { type Limits, resolveLimits } from './limits.js'
@@ -43,6 +44,14 @@ export interface ConnectionHandler {
   closeReceived(code: number, reason: string): void
   /** The peer broke the protocol or a limit; a close frame with `error.closeCode` was sent. */
   protocolError(error: ProtocolError): void
+  /**
+   * Input is being held (a message is decompressed off the event loop): stop reading from the
+   * transport until `resumeReading`, so that held input stays small.
+   */
+  pauseReading?(): void
+  resumeReading?(): void
+  /** Compressing an outgoing message failed (a zlib error): the connection fails with 1011. */
+  internalError?(error: unknown): void
 }
 
 export interface ConnectionOptions {
@@ -68,6 +77,18 @@ export interface CloseInfo {
 
 const EMPTY = new Uint8Array(0)
 
+/** RSV1 marks a compressed message (RFC 7692 6). */
+const RSV1 = 0x40
+
+/** A frame waiting behind a message still being compressed. */
+interface QueuedFrame {
+  opcode: number
+  payload: Uint8Array | undefined
+  rsv: number
+  fin: boolean
+  ready: boolean
+}
+
 export class Connection implements FrameSink {
   readonly side: Side
   readonly limits: Limits
@@ -85,6 +106,12 @@ export class Connection implements FrameSink {
   private fragmentCount = 0
   private readonly pieces: Uint8Array[] = []
   private utf8: Utf8Validator | undefined
+  private messageCompressed = false
+
+  /** The negotiated compression extension, if any (permessage-deflate). */
+  private compression: MessageCompression | undefined
+  /** Frames held so that none overtakes a message still being compressed. */
+  private outputQueue: QueuedFrame[] | undefined
 
   // Control frame being assembled (at most 125 bytes, usually one piece).
   private controlOpcode = 0
@@ -109,6 +136,19 @@ export class Connection implements FrameSink {
       expectMasked: side === 'server',
       maxFrameSize: this.limits.maxFrameSize,
     })
+  }
+
+  /**
+   * Installs a negotiated compression extension: RSV1 becomes meaningful on the first frame of a
+   * data message (RFC 7692 6).
+   */
+  setCompression(compression: MessageCompression): void {
+    this.compression = compression
+    this.parser.allowedRsv = RSV1
+  }
+
+  get compressionEnabled(): boolean {
+    return this.compression !== undefined
   }
 
   /** The handshake finished elsewhere: start exchanging frames. */
@@ -149,6 +189,8 @@ export class Connection implements FrameSink {
     this.parser.stop()
     this.pieces.length = 0
     this.controlPieces.length = 0
+    this.outputQueue = undefined
+    this.compression?.close()
     return this.closeInfo()
   }
 
@@ -190,7 +232,8 @@ export class Connection implements FrameSink {
       this.messageOpcode = opcode
       this.messageLength = 0
       this.fragmentCount = 0
-      if (opcode === Opcode.Text) {
+      this.messageCompressed = header.rsv !== 0
+      if (opcode === Opcode.Text && !this.messageCompressed) {
         if (this.utf8 === undefined) this.utf8 = new Utf8Validator()
         else this.utf8.reset()
       }
@@ -217,7 +260,8 @@ export class Connection implements FrameSink {
       return
     }
     // Checked as bytes arrive, so invalid text fails before the rest of the frame is here.
-    if (this.messageOpcode === Opcode.Text && !this.utf8!.push(piece)) {
+    // (Compressed text is checked once inflated.)
+    if (this.messageOpcode === Opcode.Text && !this.messageCompressed && !this.utf8!.push(piece)) {
       throw new ProtocolError(ProtocolErrorCode.InvalidUtf8, 'Text message is not valid UTF-8')
     }
     this.pieces.push(piece)
@@ -233,11 +277,59 @@ export class Connection implements FrameSink {
     }
     if (!header.fin) return
     const isBinary = this.messageOpcode === Opcode.Binary
+    this.messageOpcode = 0
+    if (this.messageCompressed) {
+      this.inflateMessage(isBinary)
+      return
+    }
     if (!isBinary && !this.utf8!.complete) {
       throw new ProtocolError(ProtocolErrorCode.InvalidUtf8, 'Text message ends inside a UTF-8 sequence')
     }
-    const data = takePieces(this.pieces, this.messageLength)
-    this.messageOpcode = 0
+    this.handler.message(takePieces(this.pieces, this.messageLength), isBinary)
+  }
+
+  /**
+   * Decompresses a complete message. Done synchronously, it is delivered at once; done off the
+   * event loop, input is held (and reading paused) until it is delivered, so that no later
+   * message, control frame or close overtakes it.
+   */
+  private inflateMessage(isBinary: boolean): void {
+    const pieces = this.pieces.splice(0)
+    const result = this.compression!.decompress(pieces, this.messageLength, this.limits.maxMessageSize)
+    if (!(result instanceof Promise)) {
+      this.deliverInflated(result, isBinary)
+      return
+    }
+    this.parser.suspend()
+    this.handler.pauseReading?.()
+    result.then(
+      (data) => {
+        if (this.state === ConnectionState.CLOSED || this.parser.isStopped) return
+        try {
+          this.deliverInflated(data, isBinary)
+          this.handler.resumeReading?.()
+          this.parser.resume()
+        } catch (error) {
+          if (error instanceof ProtocolError) this.failWith(error)
+          else throw error
+        }
+      },
+      (error: unknown) => {
+        if (this.state === ConnectionState.CLOSED) return
+        this.failWith(
+          error instanceof ProtocolError
+            ? error
+            : new ProtocolError(ProtocolErrorCode.InvalidCompressedData, 'Invalid compressed data'),
+        )
+      },
+    )
+  }
+
+  private deliverInflated(data: Uint8Array, isBinary: boolean): void {
+    // RFC 6455 8.1 applies to the decompressed text.
+    if (!isBinary && !isValidUtf8(data)) {
+      throw new ProtocolError(ProtocolErrorCode.InvalidUtf8, 'Text message is not valid UTF-8')
+    }
     this.handler.message(data, isBinary)
   }
 
@@ -296,18 +388,65 @@ export class Connection implements FrameSink {
 
   // ---------------------------------------------------------------- output
 
-  /** Sends a text message. Returns false (and sends nothing) once closing has begun. */
-  sendText(data: string | Uint8Array): boolean {
+  /**
+   * Sends a text message. Returns false (and sends nothing) once closing has begun. With
+   * compression negotiated, `compress` undefined compresses messages of `threshold` bytes or
+   * more; true or false decides for this message.
+   */
+  sendText(data: string | Uint8Array, compress?: boolean): boolean {
     if (this.state !== ConnectionState.OPEN) return false
-    this.writeFrame(Opcode.Text, typeof data === 'string' ? Buffer.from(data, 'utf8') : data)
+    this.sendMessage(Opcode.Text, typeof data === 'string' ? Buffer.from(data, 'utf8') : data, compress)
     return true
   }
 
   /** Sends a binary message. Returns false (and sends nothing) once closing has begun. */
-  sendBinary(data: Uint8Array): boolean {
+  sendBinary(data: Uint8Array, compress?: boolean): boolean {
     if (this.state !== ConnectionState.OPEN) return false
-    this.writeFrame(Opcode.Binary, data)
+    this.sendMessage(Opcode.Binary, data, compress)
     return true
+  }
+
+  private sendMessage(opcode: number, data: Uint8Array, compress: boolean | undefined): void {
+    const compression = this.compression
+    if (
+      compression === undefined ||
+      compress === false ||
+      (compress === undefined && data.length < compression.threshold)
+    ) {
+      this.writeFrame(opcode, data)
+      return
+    }
+    const result = compression.compress(data)
+    if (!(result instanceof Promise)) {
+      this.writeFrame(opcode, result, true, RSV1)
+      return
+    }
+    // Later frames wait behind this one, so that order is kept (RFC 7692 does not reorder).
+    const queued: QueuedFrame = { opcode, payload: undefined, rsv: RSV1, fin: true, ready: false }
+    ;(this.outputQueue ??= []).push(queued)
+    result.then(
+      (payload) => {
+        queued.payload = payload
+        queued.ready = true
+        this.flushOutputQueue()
+      },
+      (error: unknown) => {
+        if (this.state === ConnectionState.CLOSED) return
+        this.outputQueue = undefined
+        this.handler.internalError?.(error)
+        this.fail(CloseCode.InternalError)
+      },
+    )
+  }
+
+  private flushOutputQueue(): void {
+    const queue = this.outputQueue
+    if (queue === undefined || this.state === ConnectionState.CLOSED) return
+    while (queue.length > 0 && queue[0]!.ready) {
+      const frame = queue.shift()!
+      this.writeNow(frame.opcode, frame.payload ?? EMPTY, frame.fin, frame.rsv)
+    }
+    if (queue.length === 0) this.outputQueue = undefined
   }
 
   /**
@@ -357,6 +496,8 @@ export class Connection implements FrameSink {
   fail(code: number, reason = ''): void {
     if (this.state === ConnectionState.CLOSED) return
     this.parser.stop()
+    // A failing connection does not wait for messages still being compressed.
+    this.outputQueue = undefined
     if (!this.closeSent) {
       this.state = ConnectionState.CLOSING
       this.sendCloseFrame(encodeClosePayload(code, reason))
@@ -375,13 +516,21 @@ export class Connection implements FrameSink {
     this.writeFrame(Opcode.Close, payload)
   }
 
-  private writeFrame(opcode: number, payload: Uint8Array, fin = true): void {
-    const length = payload.length
-    if (!this.masking) {
-      this.handler.write(encodeFrameHeader(opcode, length, { fin }), length === 0 ? undefined : payload)
+  private writeFrame(opcode: number, payload: Uint8Array, fin = true, rsv = 0): void {
+    if (this.outputQueue !== undefined) {
+      this.outputQueue.push({ opcode, payload, rsv, fin, ready: true })
       return
     }
-    const header = encodeFrameHeader(opcode, length, { fin, mask: true, maskKey: this.maskKey })
+    this.writeNow(opcode, payload, fin, rsv)
+  }
+
+  private writeNow(opcode: number, payload: Uint8Array, fin: boolean, rsv: number): void {
+    const length = payload.length
+    if (!this.masking) {
+      this.handler.write(encodeFrameHeader(opcode, length, { fin, rsv }), length === 0 ? undefined : payload)
+      return
+    }
+    const header = encodeFrameHeader(opcode, length, { fin, rsv, mask: true, maskKey: this.maskKey })
     if (length === 0) {
       this.handler.write(header, undefined)
       return

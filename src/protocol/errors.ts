@@ -30,6 +30,8 @@ export const ProtocolErrorCode = {
   MessageTooLarge: 'RALLY_ERR_MESSAGE_TOO_LARGE',
   TooManyFragments: 'RALLY_ERR_TOO_MANY_FRAGMENTS',
   UnexpectedData: 'RALLY_ERR_UNEXPECTED_DATA',
+  InvalidCompressedData: 'RALLY_ERR_INVALID_COMPRESSED_DATA',
+  CompressedContinuation: 'RALLY_ERR_COMPRESSED_CONTINUATION',
 } as const
 
 export type ProtocolErrorCode = (typeof ProtocolErrorCode)[keyof typeof ProtocolErrorCode]
@@ -48,7 +50,9 @@ const CLOSE_CODE_FOR: Record<ProtocolErrorCode, number> = {
   RALLY_ERR_INVALID_CLOSE_PAYLOAD: CloseCode.ProtocolError,
   RALLY_ERR_INVALID_CLOSE_CODE: CloseCode.ProtocolError,
   RALLY_ERR_UNEXPECTED_DATA: CloseCode.ProtocolError,
+  RALLY_ERR_COMPRESSED_CONTINUATION: CloseCode.ProtocolError,
   RALLY_ERR_INVALID_UTF8: CloseCode.InvalidPayload,
+  RALLY_ERR_INVALID_COMPRESSED_DATA: CloseCode.InvalidPayload,
   RALLY_ERR_INVALID_CLOSE_REASON: CloseCode.InvalidPayload,
   RALLY_ERR_FRAME_TOO_LARGE: CloseCode.MessageTooBig,
   RALLY_ERR_MESSAGE_TOO_LARGE: CloseCode.MessageTooBig,

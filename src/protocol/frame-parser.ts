@@ -64,6 +64,9 @@ export class FrameParser {
   private payloadOffset = 0
   /** Set by `stop()`: the rest of the current chunk and all later input are ignored. */
   private stopped = false
+  /** Set by `suspend()`: input is kept, in order, until `resume()`. */
+  private suspended = false
+  private readonly pendingInput: Uint8Array[] = []
 
   constructor(sink: FrameSink, options: FrameParserOptions) {
     this.sink = sink
@@ -75,10 +78,30 @@ export class FrameParser {
   /** Stops parsing, including the rest of a chunk being parsed (after a close frame or a failure). */
   stop(): void {
     this.stopped = true
+    this.pendingInput.length = 0
   }
 
   get isStopped(): boolean {
     return this.stopped
+  }
+
+  /**
+   * Stops parsing until `resume()`, keeping the unparsed rest of the current chunk and every
+   * later chunk in order (while a message is decompressed off the event loop, for instance).
+   */
+  suspend(): void {
+    this.suspended = true
+  }
+
+  get isSuspended(): boolean {
+    return this.suspended
+  }
+
+  /** Parses the input kept while suspended. May suspend again, or throw like `push`. */
+  resume(): void {
+    this.suspended = false
+    while (!this.suspended && !this.stopped && this.pendingInput.length > 0)
+      this.push(this.pendingInput.shift()!)
   }
 
   /** Whether the parser is between frames (no partial frame buffered). */

@@ -5,6 +5,7 @@
 import { Buffer } from 'node:buffer'
 import type { Socket } from 'node:net'
 import { type DriverListener, SocketDriver } from '../node/socket-driver.js'
+import type { MessageCompression } from '../protocol/extensions/compression.js'
 import { CloseCode, type CloseInfo, ConnectionState, type ProtocolError } from '../protocol/index.js'
 import type { ServerContext } from './types.js'
 
@@ -15,7 +16,10 @@ export interface SendOptions {
   /** Send a string as binary, or bytes as text (bytes must then be UTF-8). Default: strings are
    * text, bytes are binary. */
   binary?: boolean
-  /** Per-message compression; takes effect once permessage-deflate is negotiated. */
+  /**
+   * With permessage-deflate negotiated: true compresses this message, false sends it as is;
+   * undefined compresses it if it is at least `threshold` bytes.
+   */
   compress?: boolean
 }
 
@@ -38,7 +42,12 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
     server: ServerContext<UserData>,
     socket: Socket,
     data: UserData,
-    handshake: { protocol: string; extensions: string; url: string },
+    handshake: {
+      protocol: string
+      extensions: string
+      url: string
+      compression?: MessageCompression | undefined
+    },
   ) {
     this.server = server
     this.data = data
@@ -47,6 +56,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
     this.url = handshake.url
     this.remoteAddress = socket.remoteAddress ?? ''
     this.driver = new SocketDriver('server', socket, this, server.driverOptions)
+    if (handshake.compression !== undefined) this.driver.connection.setCompression(handshake.compression)
   }
 
   /** 0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED, as in the WebSocket API. */
@@ -73,8 +83,9 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
     }
     const binary = options?.binary ?? typeof data !== 'string'
     const bytes = toBytes(data)
-    if (binary) connection.sendBinary(bytes)
-    else connection.sendText(bytes)
+    const compress = options?.compress
+    if (binary) connection.sendBinary(bytes, compress)
+    else connection.sendText(bytes, compress)
     this.server.counters.messagesOut++
     this.server.counters.bytesOut += bytes.length
     return this.driver.needsDrain ? 'buffered' : 'sent'
@@ -151,6 +162,10 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
 
   onProtocolError(error: ProtocolError): void {
     this.server.counters.protocolErrors++
+    this.server.reportError(error, this)
+  }
+
+  onInternalError(error: unknown): void {
     this.server.reportError(error, this)
   }
 

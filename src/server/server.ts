@@ -9,7 +9,19 @@ import { createServer as createHttpServer, type Server as HttpServer, type Incom
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { DeflateCodec } from '../node/deflate.js'
 import type { DriverOptions } from '../node/socket-driver.js'
+import { parseExtensions } from '../protocol/extensions/extension-header.js'
+import {
+  DEFAULT_DEFLATE_LEVEL,
+  DEFAULT_DEFLATE_MEM_LEVEL,
+  DEFAULT_DEFLATE_THRESHOLD,
+  type DeflateParams,
+  directionsFor,
+  negotiateServer,
+  type PerMessageDeflateOptions,
+  type ServerNegotiation,
+} from '../protocol/extensions/permessage-deflate.js'
 import {
   buildAcceptResponse,
   buildErrorResponse,
@@ -34,6 +46,8 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   /** The server created for `port`, if any; undefined when attached with `handleUpgrade`. */
   readonly httpServer: HttpServer | undefined
   private readonly options: ServerOptions<UserData>
+  /** permessage-deflate settings, when enabled. */
+  private readonly deflateOptions: PerMessageDeflateOptions | undefined
   private readonly sockets = new Set<ServerWebSocket<UserData>>()
   private readonly listening: Promise<void>
   private closing: Promise<void> | undefined
@@ -54,6 +68,9 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     }
     this.maxBackpressure = options.maxBackpressure ?? DEFAULT_MAX_BACKPRESSURE
     this.decodeText = options.decodeText ?? true
+    const deflate = options.perMessageDeflate
+    this.deflateOptions =
+      deflate === true ? {} : deflate === false || deflate === undefined ? undefined : deflate
     this.counters = {
       connections: 0,
       connectionsTotal: 0,
@@ -170,6 +187,20 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       else this.fail(socket, error)
       return
     }
+    let deflate: ServerNegotiation | undefined
+    if (this.deflateOptions !== undefined && validated.extensions.length > 0) {
+      const offers = parseExtensions(validated.extensions)
+      if (offers === undefined) {
+        this.reject(socket, new HandshakeError(400, 'Malformed Sec-WebSocket-Extensions header'))
+        return
+      }
+      try {
+        deflate = negotiateServer(offers, this.deflateOptions)
+      } catch (error) {
+        this.fail(socket, error)
+        return
+      }
+    }
     const context: UpgradeContext = {
       protocols: validated.protocols,
       protocol: this.options.protocols?.find((p) => validated.protocols.includes(p)),
@@ -178,7 +209,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     }
     const upgrade = this.handlers.upgrade
     if (upgrade === undefined) {
-      this.accept(req, socket, head, validated.key, context, undefined as UserData)
+      this.accept(req, socket, head, validated.key, context, deflate, undefined as UserData)
       return
     }
     let result: UserData | Response | Promise<UserData | Response>
@@ -189,13 +220,13 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       return
     }
     if (!(result instanceof Promise)) {
-      this.decide(req, socket, head, validated.key, context, result)
+      this.decide(req, socket, head, validated.key, context, deflate, result)
       return
     }
     // The socket may go away while the application decides; bytes the client sends meanwhile
     // stay in the socket's buffer (nothing reads it yet), so none is lost.
     result.then(
-      (value) => this.decide(req, socket, head, validated.key, context, value),
+      (value) => this.decide(req, socket, head, validated.key, context, deflate, value),
       (error: unknown) => this.fail(socket, error),
     )
   }
@@ -206,6 +237,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     head: Buffer,
     key: string,
     context: UpgradeContext,
+    deflate: ServerNegotiation | undefined,
     result: UserData | Response,
   ): void {
     if (socket.destroyed) return
@@ -217,7 +249,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       this.reject(socket, new HandshakeError(503, 'Server is shutting down'))
       return
     }
-    this.accept(req, socket, head, key, context, result)
+    this.accept(req, socket, head, key, context, deflate, result)
   }
 
   private accept(
@@ -226,6 +258,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     head: Buffer,
     key: string,
     context: UpgradeContext,
+    deflate: ServerNegotiation | undefined,
     data: UserData,
   ): void {
     const protocol = context.protocol
@@ -239,7 +272,11 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     }
     let response: string
     try {
-      response = buildAcceptResponse(key, { protocol, headers: context.headers.entries() })
+      response = buildAcceptResponse(key, {
+        protocol,
+        extensions: deflate?.response,
+        headers: context.headers.entries(),
+      })
     } catch (error) {
       this.fail(socket, error)
       return
@@ -248,13 +285,26 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     socket.write(response)
     const ws = new ServerWebSocket<UserData>(this, socket as Socket, data, {
       protocol: protocol ?? '',
-      extensions: '',
+      extensions: deflate?.response ?? '',
       url: req.url ?? '/',
+      compression: deflate === undefined ? undefined : this.createCodec(deflate.params),
     })
     this.sockets.add(ws)
     this.counters.connectionsTotal++
     this.counters.connections = this.sockets.size
     ws.start(head)
+  }
+
+  private createCodec(params: DeflateParams): DeflateCodec {
+    const options = this.deflateOptions!
+    const { compress, decompress } = directionsFor(params, 'server')
+    return new DeflateCodec({
+      compress,
+      decompress,
+      threshold: options.threshold ?? DEFAULT_DEFLATE_THRESHOLD,
+      level: options.level ?? DEFAULT_DEFLATE_LEVEL,
+      memLevel: options.memLevel ?? DEFAULT_DEFLATE_MEM_LEVEL,
+    })
   }
 
   private countRejection(status: number): void {

@@ -4,6 +4,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { TlsOptions } from 'node:tls'
 import type { DriverOptions } from '../node/socket-driver.js'
+import type { PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js'
 import type { Limits } from '../protocol/index.js'
 import type { ServerWebSocket } from './server-websocket.js'
 
@@ -68,6 +69,12 @@ export interface ServerOptions<UserData> extends ServerHandlers<UserData> {
   decodeText?: boolean
   /** Answer pings automatically (RFC 6455 5.5.2). Default true. */
   autoPong?: boolean
+  /**
+   * permessage-deflate (RFC 7692). Default false. `true` takes the defaults of
+   * PerMessageDeflateOptions: no context takeover either way, so compression costs no memory
+   * between messages and a broadcast is compressed once.
+   */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions
 }
 
 /** Counters a user can read without a metrics library: `server.stats()`. */

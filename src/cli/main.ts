@@ -5,17 +5,20 @@
 import { UsageError } from './args.js'
 import { CONNECT_HELP, runConnect } from './connect.js'
 import { ECHO_HELP, runEcho } from './echo.js'
+import { RELAY_HELP, runRelay } from './relay.js'
 
 const HELP = `Usage: rally <command> [options]
 
 Commands:
   echo      echo server, a test peer for other WebSocket implementations
+  relay     pub/sub relay: the URL path is the topic
   connect   interactive client: stdin lines out, messages in
 
 Run "rally <command> --help" for a command's options.`
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   echo: { run: runEcho, help: ECHO_HELP },
+  relay: { run: runRelay, help: RELAY_HELP },
   connect: { run: runConnect, help: CONNECT_HELP },
 }
 

@@ -81,7 +81,7 @@ export const zlibLimiter = new ZlibLimiter(2)
  * with 512 no match reaches back further than 250 bytes, within the peer's 256-byte window.
  */
 function zlibWindowBits(bits: number): number {
-  return bits < 9 ? 9 : bits
+  return Math.max(bits, 9)
 }
 
 export interface DeflateCodecOptions {
@@ -104,9 +104,15 @@ export class DeflateCodec implements MessageCompression {
   private deflaterTail: Promise<unknown> = Promise.resolve()
   private inflaterTail: Promise<unknown> = Promise.resolve()
 
+  readonly sharedKey: string | undefined
+
   constructor(options: DeflateCodecOptions) {
     this.options = options
     this.threshold = options.threshold
+    const { compress, level, memLevel } = options
+    this.sharedKey = compress.noContextTakeover
+      ? `deflate:${zlibWindowBits(compress.windowBits)}:${level}:${memLevel}`
+      : undefined
     this.limiter = options.limiter ?? zlibLimiter
   }
 

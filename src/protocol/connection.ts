@@ -87,6 +87,14 @@ interface QueuedFrame {
   rsv: number
   fin: boolean
   ready: boolean
+  /** A frame built elsewhere (a broadcast's shared bytes): written as is. */
+  prebuilt?: { header: Uint8Array; payload: Uint8Array | undefined }
+}
+
+/** Frame bytes built once for many connections (server side only: they are not masked). */
+export interface PreparedFrame {
+  header: Uint8Array
+  payload: Uint8Array | undefined
 }
 
 export class Connection implements FrameSink {
@@ -147,8 +155,9 @@ export class Connection implements FrameSink {
     this.parser.allowedRsv = RSV1
   }
 
-  get compressionEnabled(): boolean {
-    return this.compression !== undefined
+  /** The negotiated compression, if any. */
+  get messageCompression(): MessageCompression | undefined {
+    return this.compression
   }
 
   /** The handshake finished elsewhere: start exchanging frames. */
@@ -439,12 +448,52 @@ export class Connection implements FrameSink {
     )
   }
 
+  /**
+   * Sends a frame serialized elsewhere, once for many connections (`server.publish`). In order
+   * with every other send. A promise stands for a frame still being compressed.
+   */
+  sendPrepared(frame: PreparedFrame | Promise<PreparedFrame>): boolean {
+    if (this.state !== ConnectionState.OPEN) return false
+    if (this.masking)
+      throw new TypeError('A client must mask each frame; prepared frames are server-side only')
+    if (!(frame instanceof Promise)) {
+      if (this.outputQueue === undefined) this.handler.write(frame.header, frame.payload)
+      else
+        this.outputQueue.push({
+          opcode: 0,
+          payload: undefined,
+          rsv: 0,
+          fin: true,
+          ready: true,
+          prebuilt: frame,
+        })
+      return true
+    }
+    const queued: QueuedFrame = { opcode: 0, payload: undefined, rsv: 0, fin: true, ready: false }
+    ;(this.outputQueue ??= []).push(queued)
+    frame.then(
+      (built) => {
+        queued.prebuilt = built
+        queued.ready = true
+        this.flushOutputQueue()
+      },
+      (error: unknown) => {
+        if (this.state === ConnectionState.CLOSED) return
+        this.outputQueue = undefined
+        this.handler.internalError?.(error)
+        this.fail(CloseCode.InternalError)
+      },
+    )
+    return true
+  }
+
   private flushOutputQueue(): void {
     const queue = this.outputQueue
     if (queue === undefined || this.state === ConnectionState.CLOSED) return
     while (queue.length > 0 && queue[0]!.ready) {
       const frame = queue.shift()!
-      this.writeNow(frame.opcode, frame.payload ?? EMPTY, frame.fin, frame.rsv)
+      if (frame.prebuilt !== undefined) this.handler.write(frame.prebuilt.header, frame.prebuilt.payload)
+      else this.writeNow(frame.opcode, frame.payload ?? EMPTY, frame.fin, frame.rsv)
     }
     if (queue.length === 0) this.outputQueue = undefined
   }

@@ -7,6 +7,7 @@ import type { Socket } from 'node:net'
 import { type DriverListener, SocketDriver } from '../node/socket-driver.js'
 import type { MessageCompression } from '../protocol/extensions/compression.js'
 import { CloseCode, type CloseInfo, ConnectionState, type ProtocolError } from '../protocol/index.js'
+import type { PreparedMessage } from '../pubsub/prepared-message.js'
 import type { ServerContext } from './types.js'
 
 /** What `send` did with a message: written, queued behind a slow socket, or not sent at all. */
@@ -37,6 +38,8 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
   readonly url: string
   private readonly driver: SocketDriver
   private readonly server: ServerContext<UserData>
+  /** This socket's topics (the other half of the server's topic index), created on first use. */
+  private ownTopics: Set<string> | undefined
 
   constructor(
     server: ServerContext<UserData>,
@@ -89,6 +92,62 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
     this.server.counters.messagesOut++
     this.server.counters.bytesOut += bytes.length
     return this.driver.needsDrain ? 'buffered' : 'sent'
+  }
+
+  /**
+   * Sends a message framed once for many sockets (`server.publish`). Same rules as `send`:
+   * 'dropped' when closing or over `maxBackpressure`.
+   */
+  sendPrepared(message: PreparedMessage): SendStatus {
+    const connection = this.driver.connection
+    if (connection.state !== ConnectionState.OPEN) return 'dropped'
+    if (this.driver.bufferedAmount > this.server.maxBackpressure) {
+      this.server.counters.backpressureDrops++
+      return 'dropped'
+    }
+    const compression = connection.messageCompression
+    if (compression !== undefined && message.wantsCompression(compression)) {
+      const key = compression.sharedKey
+      if (key !== undefined) connection.sendPrepared(message.compressedFrame(compression, key))
+      // Context takeover: this socket's compressed bytes are its own.
+      else if (message.isBinary) connection.sendBinary(message.data, true)
+      else connection.sendText(message.data, true)
+    } else {
+      connection.sendPrepared(message.plainFrame())
+    }
+    this.server.counters.messagesOut++
+    this.server.counters.bytesOut += message.data.length
+    return this.driver.needsDrain ? 'buffered' : 'sent'
+  }
+
+  // ------------------------------------------------------------- topics
+
+  /** Subscribes to a topic (an exact string). Returns false if already subscribed. */
+  subscribe(topic: string): boolean {
+    if (this.driver.connection.state === ConnectionState.CLOSED) return false
+    this.ownTopics ??= new Set()
+    return this.server.topicRegistry.subscribe(this, this.ownTopics, topic)
+  }
+
+  unsubscribe(topic: string): boolean {
+    return this.ownTopics !== undefined && this.server.topicRegistry.unsubscribe(this, this.ownTopics, topic)
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.ownTopics?.has(topic) ?? false
+  }
+
+  /** The topics this socket is subscribed to. */
+  get topics(): string[] {
+    return this.ownTopics === undefined ? [] : [...this.ownTopics]
+  }
+
+  /**
+   * Publishes to every subscriber of `topic` except this socket. Returns the number of sockets
+   * the message was sent or queued to.
+   */
+  publish(topic: string, data: SendData, options?: SendOptions): number {
+    return this.server.publish(topic, data, options, this)
   }
 
   ping(data: SendData = ''): SendStatus {
@@ -180,6 +239,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
   }
 
   onClosed(info: CloseInfo): void {
+    if (this.ownTopics !== undefined) this.server.topicRegistry.unsubscribeAll(this, this.ownTopics)
     this.server.connectionClosed(this)
     const handler = this.server.handlers.close
     if (handler === undefined) return
@@ -224,7 +284,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
   }
 }
 
-function toBytes(data: SendData): Uint8Array {
+export function toBytes(data: SendData): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data, 'utf8')
   if (data instanceof Uint8Array) return data
   if (data instanceof ArrayBuffer) return new Uint8Array(data)

@@ -29,7 +29,9 @@ import {
   resolveLimits,
   validateRequest,
 } from '../protocol/index.js'
-import { ServerWebSocket } from './server-websocket.js'
+import { PreparedMessage } from '../pubsub/prepared-message.js'
+import { TopicRegistry } from '../pubsub/topic-registry.js'
+import { type SendData, type SendOptions, ServerWebSocket, toBytes } from './server-websocket.js'
 import type { ServerContext, ServerHandlers, ServerOptions, ServerStats, UpgradeContext } from './types.js'
 
 const DEFAULT_MAX_BACKPRESSURE = 16 * 1024 * 1024
@@ -49,6 +51,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   /** permessage-deflate settings, when enabled. */
   private readonly deflateOptions: PerMessageDeflateOptions | undefined
   private readonly sockets = new Set<ServerWebSocket<UserData>>()
+  readonly topicRegistry = new TopicRegistry<ServerWebSocket<UserData>>()
   private readonly listening: Promise<void>
   private closing: Promise<void> | undefined
   /** Resolves `close()` once the last connection is gone. */
@@ -147,6 +150,32 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   /** Open connections. */
   get clients(): ReadonlySet<ServerWebSocket<UserData>> {
     return this.sockets
+  }
+
+  /**
+   * Sends a message to every subscriber of `topic` (except `exclude`): framed — and compressed,
+   * where the sockets' settings allow — once, the same bytes written to each. Never blocks: a
+   * slow subscriber gets 'buffered' or, past `maxBackpressure`, loses the message, and the
+   * others are not delayed. Returns the number of sockets the message went to.
+   */
+  publish(topic: string, data: SendData, options?: SendOptions, exclude?: ServerWebSocket<UserData>): number {
+    const subscribers = this.topicRegistry.subscribers(topic)
+    if (subscribers === undefined) return 0
+    const message = new PreparedMessage(
+      toBytes(data),
+      options?.binary ?? typeof data !== 'string',
+      options?.compress,
+    )
+    let sent = 0
+    for (const ws of subscribers) {
+      if (ws !== exclude && ws.sendPrepared(message) !== 'dropped') sent++
+    }
+    return sent
+  }
+
+  /** Number of sockets subscribed to `topic`. */
+  subscriberCount(topic: string): number {
+    return this.topicRegistry.count(topic)
   }
 
   /** A snapshot of the counters: a plain object, cheap enough to read every second. */

@@ -6,7 +6,8 @@ import type { TlsOptions } from 'node:tls'
 import type { DriverOptions } from '../node/socket-driver.js'
 import type { PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js'
 import type { Limits } from '../protocol/index.js'
-import type { ServerWebSocket } from './server-websocket.js'
+import type { TopicRegistry } from '../pubsub/topic-registry.js'
+import type { SendData, SendOptions, ServerWebSocket } from './server-websocket.js'
 
 /** What `upgrade` can do before the 101: read the offer, choose a subprotocol, add headers. */
 export interface UpgradeContext {
@@ -98,6 +99,8 @@ export interface ServerContext<UserData> {
   readonly maxBackpressure: number
   readonly decodeText: boolean
   readonly counters: ServerStats
+  readonly topicRegistry: TopicRegistry<ServerWebSocket<UserData>>
+  publish(topic: string, data: SendData, options?: SendOptions, exclude?: ServerWebSocket<UserData>): number
   connectionClosed(ws: ServerWebSocket<UserData>): void
   reportError(error: unknown, ws?: ServerWebSocket<UserData>): void
 }

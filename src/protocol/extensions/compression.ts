@@ -9,6 +9,12 @@ export interface MessageCompression {
   /** Messages shorter than this many bytes are sent uncompressed. */
   readonly threshold: number
   /**
+   * Set when this codec's output depends only on the message (no context kept between
+   * messages): codecs with the same key produce the same bytes, so a broadcast can compress
+   * once for all of them. Undefined with context takeover.
+   */
+  readonly sharedKey: string | undefined
+  /**
    * Compresses one message; returns the DEFLATE output without its trailing 00 00 FF FF
    * (RFC 7692 7.2.1).
    */

@@ -1,7 +1,10 @@
 // Installs, with apt-get, the system packages the test suite talks to when they are missing:
-// Debian's python3-websockets (a WebSocket peer nobody here wrote). Runs as root on Debian; on
-// another machine it says what to install and the interop tests report the missing peer.
+// Debian's python3-websockets and Chromium (WebSocket peers nobody here wrote). Runs as root on
+// Debian; elsewhere it says what is missing and the interop tests report the missing peer.
 import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+
+export const CHROMIUM = '/usr/bin/chromium'
 
 const DEBIAN_PYTHON = '/usr/bin/python3'
 
@@ -30,6 +33,7 @@ function aptInstall(packages) {
 export function ensureSystemDeps() {
   const missing = []
   if (!hasPythonWebsockets()) missing.push('python3-websockets')
+  if (!existsSync(CHROMIUM)) missing.push('chromium')
   if (missing.length === 0) return
   if (!aptInstall(missing)) console.error(`# could not install ${missing.join(' ')}; interop tests will fail`)
 }

@@ -15,6 +15,7 @@ export {
   type Limits,
   ProtocolError,
   ProtocolErrorCode,
+  TimeoutError,
 } from './protocol/index.js'
 export { createServer, RallyServer } from './server/server.js'
 export {

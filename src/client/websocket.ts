@@ -25,7 +25,6 @@ import {
   CloseCode,
   type CloseInfo,
   generateKey,
-  HandshakeError,
   HttpHeadParser,
   isToken,
   type Limits,
@@ -49,6 +48,11 @@ export interface WebSocketOptions {
   tls?: TlsConnectOptions
   /** Answer pings automatically (RFC 6455 5.5.2). Default true. */
   autoPong?: boolean
+  /**
+   * Ping the server every `interval` ms; if nothing arrives within `timeout` ms the connection
+   * is terminated (close event 1006). Default: off, as in browsers.
+   */
+  heartbeat?: { interval: number; timeout: number }
   /**
    * Offer permessage-deflate (RFC 7692), as browsers do. Default true; false offers nothing.
    * A server response that breaks RFC 7692 fails the connection with 1010.
@@ -348,9 +352,28 @@ export class WebSocket extends EventTarget implements DriverListener {
     }
     if (this.compression !== undefined) this.driver.connection.setCompression(this.compression)
     this._readyState = WebSocket.OPEN
+    if (this.options.heartbeat !== undefined) this.startHeartbeat(this.options.heartbeat)
     this.dispatchEvent(new Event('open'))
     // Frames that came with the 101 response, then the rest of the stream.
     this.driver.attach(rest)
+  }
+
+  private heartbeatTimer: NodeJS.Timeout | undefined
+
+  private startHeartbeat({ interval, timeout }: { interval: number; timeout: number }): void {
+    const driver = this.driver!
+    const beat = (): void => {
+      const mark = driver.receiveCount
+      driver.connection.ping()
+      this.heartbeatTimer = setTimeout(() => {
+        // Nothing at all arrived since the ping — no pong, no message: the server is gone.
+        if (driver.receiveCount === mark) driver.terminate()
+        else this.heartbeatTimer = setTimeout(beat, Math.max(0, interval - timeout))
+      }, timeout)
+      this.heartbeatTimer.unref()
+    }
+    this.heartbeatTimer = setTimeout(beat, interval)
+    this.heartbeatTimer.unref()
   }
 
   /** The connection failed before opening: error, then close with 1006 (WHATWG "fail"). */
@@ -364,8 +387,7 @@ export class WebSocket extends EventTarget implements DriverListener {
     socket.removeListener('close', this.onHandshakeClose)
     // Keep listening for errors: a destroyed socket may still report one.
     socket.destroy()
-    const status = error instanceof HandshakeError && error.status > 0 ? ` (HTTP ${error.status})` : ''
-    this.failure = { message: `${message}${status}`, error }
+    this.failure = { message, error }
     setImmediate(() => {
       this._readyState = WebSocket.CLOSED
       this.dispatchEvent(new ErrorEvent('error', this.failure))
@@ -441,6 +463,7 @@ export class WebSocket extends EventTarget implements DriverListener {
   onDrain(): void {}
 
   onClosed(info: CloseInfo): void {
+    clearTimeout(this.heartbeatTimer)
     this._readyState = WebSocket.CLOSED
     // A failed connection reports 1006 and is never clean (WHATWG "fail the WebSocket connection").
     const failed = info.error !== undefined || this.failedLocally

@@ -35,7 +35,22 @@ export interface DriverListener {
 export interface DriverOptions extends ConnectionOptions {
   /** How long to wait for the closing handshake to finish before destroying the socket (ms). */
   closeTimeout: number
+  /**
+   * Stop reading while this many bytes wait to be written, until the socket drains: a peer
+   * that sends without reading cannot make us buffer what we answer. Undefined: never.
+   */
+  readPauseThreshold?: number
 }
+
+/** Why reading is paused; reading resumes when no reason is left. */
+export const PauseReason = {
+  /** A message is being decompressed off the event loop. */
+  Inflating: 1,
+  /** Too many bytes wait to be written to this peer. */
+  WriteBacklog: 2,
+  /** The application has not finished with what it was given (async handlers in flight). */
+  Application: 4,
+} as const
 
 const kDriver = Symbol('rally.driver')
 
@@ -46,14 +61,23 @@ export class SocketDriver implements ConnectionHandler {
   readonly socket: Socket
   private readonly listener: DriverListener
   private readonly closeTimeout: number
+  private readonly readPauseThreshold: number
   private corked = false
   private closeTimer: NodeJS.Timeout | undefined
   private closed = false
+  private pauseReasons = 0
+  /** Chunks received so far: heartbeats and idle checks compare it with an earlier reading. */
+  receiveCount = 0
 
   constructor(side: Side, socket: Socket, listener: DriverListener, options: DriverOptions) {
     this.socket = socket
     this.listener = listener
     this.closeTimeout = options.closeTimeout
+    // Below the socket's high-water mark 'drain' would never come to resume reading.
+    this.readPauseThreshold =
+      options.readPauseThreshold === undefined
+        ? Number.POSITIVE_INFINITY
+        : Math.max(options.readPauseThreshold, socket.writableHighWaterMark)
     this.connection = new Connection(side, this, options)
   }
 
@@ -92,6 +116,29 @@ export class SocketDriver implements ConnectionHandler {
     }
     socket.write(header)
     if (payload !== undefined) socket.write(payload)
+    if (
+      socket.writableLength > this.readPauseThreshold &&
+      (this.pauseReasons & PauseReason.WriteBacklog) === 0
+    ) {
+      this.pause(PauseReason.WriteBacklog)
+    }
+  }
+
+  /** Stops reading from the socket for `reason` (a PauseReason bit). */
+  pause(reason: number): void {
+    if (this.pauseReasons === 0 && !this.closed) this.socket.pause()
+    this.pauseReasons |= reason
+  }
+
+  /** Clears `reason`; reading resumes once no reason is left. */
+  resume(reason: number): void {
+    if ((this.pauseReasons & reason) === 0) return
+    this.pauseReasons &= ~reason
+    if (this.pauseReasons === 0 && !this.closed) this.socket.resume()
+  }
+
+  get isPaused(): boolean {
+    return this.pauseReasons !== 0
   }
 
   closeTransport(): void {
@@ -133,11 +180,11 @@ export class SocketDriver implements ConnectionHandler {
   }
 
   pauseReading(): void {
-    this.socket.pause()
+    this.pause(PauseReason.Inflating)
   }
 
   resumeReading(): void {
-    if (!this.closed) this.socket.resume()
+    this.resume(PauseReason.Inflating)
   }
 
   internalError(error: unknown): void {
@@ -179,10 +226,12 @@ export class SocketDriver implements ConnectionHandler {
   // ------------------------------------------------------------- socket events
 
   receive(chunk: Uint8Array): void {
+    this.receiveCount++
     this.connection.receive(chunk)
   }
 
   handleDrain(): void {
+    this.resume(PauseReason.WriteBacklog)
     this.listener.onDrain()
   }
 

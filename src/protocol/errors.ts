@@ -87,3 +87,8 @@ export class HandshakeError extends Error {
     this.headers = headers
   }
 }
+
+/** A peer did not answer in time (heartbeat, handshake). Routine, like a ProtocolError. */
+export class TimeoutError extends Error {
+  override readonly name = 'TimeoutError'
+}

@@ -11,7 +11,7 @@ export {
   ConnectionState,
   type Side,
 } from './connection.js'
-export { HandshakeError, ProtocolError, ProtocolErrorCode } from './errors.js'
+export { HandshakeError, ProtocolError, ProtocolErrorCode, TimeoutError } from './errors.js'
 export { type FrameHeader, FrameParser, type FrameParserOptions, type FrameSink } from './frame-parser.js'
 export { encodeFrame, encodeFrameHeader, type Frame, type FrameOptions } from './frame-writer.js'
 export { computeAcceptKey, generateKey, isValidKey, WEBSOCKET_GUID } from './handshake/accept-key.js'

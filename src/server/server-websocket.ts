@@ -4,10 +4,18 @@
  */
 import { Buffer } from 'node:buffer'
 import type { Socket } from 'node:net'
-import { type DriverListener, SocketDriver } from '../node/socket-driver.js'
+import { type DriverListener, PauseReason, SocketDriver } from '../node/socket-driver.js'
+import type { PreparedFrame } from '../protocol/connection.js'
 import type { MessageCompression } from '../protocol/extensions/compression.js'
-import { CloseCode, type CloseInfo, ConnectionState, type ProtocolError } from '../protocol/index.js'
+import {
+  CloseCode,
+  type CloseInfo,
+  ConnectionState,
+  type ProtocolError,
+  TimeoutError,
+} from '../protocol/index.js'
 import type { PreparedMessage } from '../pubsub/prepared-message.js'
+import type { Monitored } from './liveness.js'
 import type { ServerContext } from './types.js'
 
 /** What `send` did with a message: written, queued behind a slow socket, or not sent at all. */
@@ -26,7 +34,7 @@ export interface SendOptions {
 
 export type SendData = string | Uint8Array | ArrayBuffer | DataView
 
-export class ServerWebSocket<UserData = unknown> implements DriverListener {
+export class ServerWebSocket<UserData = unknown> implements DriverListener, Monitored {
   /** Whatever the `upgrade` handler returned: the place for per-connection state. */
   data: UserData
   /** The subprotocol chosen in the handshake, or "". */
@@ -40,6 +48,12 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
   private readonly server: ServerContext<UserData>
   /** This socket's topics (the other half of the server's topic index), created on first use. */
   private ownTopics: Set<string> | undefined
+  /** Async `message` handlers not yet settled (reading pauses past `maxPendingHandlers`). */
+  private pendingHandlers = 0
+  // Liveness bookkeeping (see liveness.ts).
+  heartbeatMark = -1
+  idleMark = 0
+  idleStrikes = 0
 
   constructor(
     server: ServerContext<UserData>,
@@ -80,10 +94,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
   send(data: SendData, options?: SendOptions): SendStatus {
     const connection = this.driver.connection
     if (connection.state !== ConnectionState.OPEN) return 'dropped'
-    if (this.driver.bufferedAmount > this.server.maxBackpressure) {
-      this.server.counters.backpressureDrops++
-      return 'dropped'
-    }
+    if (this.driver.bufferedAmount > this.server.maxBackpressure) return this.overBackpressure()
     const binary = options?.binary ?? typeof data !== 'string'
     const bytes = toBytes(data)
     const compress = options?.compress
@@ -101,10 +112,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
   sendPrepared(message: PreparedMessage): SendStatus {
     const connection = this.driver.connection
     if (connection.state !== ConnectionState.OPEN) return 'dropped'
-    if (this.driver.bufferedAmount > this.server.maxBackpressure) {
-      this.server.counters.backpressureDrops++
-      return 'dropped'
-    }
+    if (this.driver.bufferedAmount > this.server.maxBackpressure) return this.overBackpressure()
     const compression = connection.messageCompression
     if (compression !== undefined && message.wantsCompression(compression)) {
       const key = compression.sharedKey
@@ -118,6 +126,41 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
     this.server.counters.messagesOut++
     this.server.counters.bytesOut += message.data.length
     return this.driver.needsDrain ? 'buffered' : 'sent'
+  }
+
+  /** The `backpressurePolicy`: drop this message, or close the socket with 1008. */
+  private overBackpressure(): SendStatus {
+    if (this.server.backpressurePolicy === 'close') {
+      this.server.counters.backpressureCloses++
+      this.driver.fail(CloseCode.PolicyViolation, 'Too slow: send buffer over its limit')
+    } else {
+      this.server.counters.backpressureDrops++
+    }
+    return 'dropped'
+  }
+
+  // ------------------------------------------------------------- liveness
+
+  get receiveCount(): number {
+    return this.driver.receiveCount
+  }
+
+  sendPreparedFrame(frame: PreparedFrame): void {
+    this.driver.connection.sendPrepared(frame)
+  }
+
+  heartbeatTimedOut(): void {
+    this.server.counters.heartbeatTimeouts++
+    this.server.reportError(
+      new TimeoutError('Heartbeat timeout: the peer did not answer a ping in time'),
+      this,
+    )
+    this.driver.terminate()
+  }
+
+  idleTimedOut(): void {
+    this.server.counters.idleTimeouts++
+    this.driver.close(CloseCode.GoingAway, 'Idle timeout')
   }
 
   // ------------------------------------------------------------- topics
@@ -188,13 +231,34 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener {
     const handler = this.server.handlers.message
     if (handler === undefined) return
     const buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length)
+    let result: unknown
     try {
-      this.settle(
-        handler(this, isBinary || !this.server.decodeText ? buffer : buffer.toString('utf8'), isBinary),
-      )
+      result = handler(this, isBinary || !this.server.decodeText ? buffer : buffer.toString('utf8'), isBinary)
     } catch (error) {
       this.handlerFailed(error)
+      return
     }
+    if (result instanceof Promise) this.trackHandler(result)
+  }
+
+  /**
+   * An async message handler: the application has not finished with the message. Past
+   * `maxPendingHandlers` reading pauses, until half of them have settled.
+   */
+  private trackHandler(result: Promise<unknown>): void {
+    if (++this.pendingHandlers >= this.server.maxPendingHandlers) this.driver.pause(PauseReason.Application)
+    result.then(
+      () => this.handlerSettled(),
+      (error: unknown) => {
+        this.handlerSettled()
+        this.handlerFailed(error)
+      },
+    )
+  }
+
+  private handlerSettled(): void {
+    if (--this.pendingHandlers <= this.server.maxPendingHandlers / 2)
+      this.driver.resume(PauseReason.Application)
   }
 
   onPing(data: Uint8Array): void {

@@ -26,16 +26,22 @@ import {
   buildAcceptResponse,
   buildErrorResponse,
   HandshakeError,
+  type Limits,
   resolveLimits,
   validateRequest,
 } from '../protocol/index.js'
 import { PreparedMessage } from '../pubsub/prepared-message.js'
 import { TopicRegistry } from '../pubsub/topic-registry.js'
+import { LivenessMonitor } from './liveness.js'
 import { type SendData, type SendOptions, ServerWebSocket, toBytes } from './server-websocket.js'
 import type { ServerContext, ServerHandlers, ServerOptions, ServerStats, UpgradeContext } from './types.js'
 
 const DEFAULT_MAX_BACKPRESSURE = 16 * 1024 * 1024
 const DEFAULT_CLOSE_TIMEOUT = 5000
+const DEFAULT_READ_PAUSE_THRESHOLD = 1024 * 1024
+const DEFAULT_MAX_PENDING_HANDLERS = 64
+const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
+const DEFAULT_HEARTBEAT = { interval: 30_000, timeout: 10_000 }
 /** Longest body of a refusal `Response` we send; the rest is cut (the peer is not a browser page). */
 const MAX_REJECTION_BODY = 4096
 
@@ -56,6 +62,17 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   private closing: Promise<void> | undefined
   /** Resolves `close()` once the last connection is gone. */
   private lastConnectionClosed: (() => void) | undefined
+  readonly backpressurePolicy: 'drop' | 'close'
+  readonly readPauseThreshold: number
+  readonly maxPendingHandlers: number
+  private readonly handshakeTimeout: number
+  private readonly limits: Limits
+  private readonly liveness: LivenessMonitor<ServerWebSocket<UserData>>
+  private readonly originCheck: ((origin: string) => boolean) | undefined
+  /** Open connections per remote address, kept only with `maxConnectionsPerIp`. */
+  private readonly connectionsPerIp = new Map<string, number>()
+  /** Handshakes between the request and the 101 (counted against `maxConnections`). */
+  private pendingHandshakes = 0
 
   constructor(options: ServerOptions<UserData>) {
     this.options = options
@@ -64,12 +81,26 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       ...options.limits,
       ...(options.maxPayload !== undefined ? { maxMessageSize: options.maxPayload } : {}),
     })
+    this.limits = limits
+    this.readPauseThreshold = options.readPauseThreshold ?? DEFAULT_READ_PAUSE_THRESHOLD
     this.driverOptions = {
       limits,
       autoPong: options.autoPong ?? true,
       closeTimeout: options.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT,
+      readPauseThreshold: this.readPauseThreshold,
     }
     this.maxBackpressure = options.maxBackpressure ?? DEFAULT_MAX_BACKPRESSURE
+    this.backpressurePolicy = options.backpressurePolicy ?? 'drop'
+    this.maxPendingHandlers = options.maxPendingHandlers ?? DEFAULT_MAX_PENDING_HANDLERS
+    this.handshakeTimeout = options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT
+    this.originCheck =
+      options.allowedOrigins === undefined ? undefined : compileOrigins(options.allowedOrigins)
+    this.liveness = new LivenessMonitor(
+      () => this.sockets,
+      options.heartbeat ?? DEFAULT_HEARTBEAT,
+      options.idleTimeout ?? 0,
+    )
+    this.liveness.start()
     this.decodeText = options.decodeText ?? true
     const deflate = options.perMessageDeflate
     this.deflateOptions =
@@ -84,17 +115,27 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       handshakeRejections: {},
       protocolErrors: 0,
       backpressureDrops: 0,
+      backpressureCloses: 0,
+      heartbeatTimeouts: 0,
+      idleTimeouts: 0,
     }
     if (options.port === undefined) {
       this.httpServer = undefined
       this.listening = Promise.resolve()
       return
     }
-    const httpOptions = { maxHeaderSize: limits.maxHeaderBytes }
+    const httpOptions = {
+      maxHeaderSize: limits.maxHeaderBytes,
+      // Node checks request timeouts on this period; a slow request head is dropped with 408.
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, this.handshakeTimeout / 2)),
+    }
     const server = options.tls
       ? createHttpsServer({ ...options.tls, ...httpOptions })
       : createHttpServer(httpOptions)
-    server.maxHeadersCount = limits.maxHeaderCount
+    // One more than the limit, so that a request over it can be told from one at it.
+    server.maxHeadersCount = limits.maxHeaderCount + 1
+    server.headersTimeout = this.handshakeTimeout
+    server.requestTimeout = this.handshakeTimeout
     this.httpServer = server
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
@@ -204,6 +245,11 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       this.reject(socket, new HandshakeError(404, 'No WebSocket endpoint at this path'))
       return
     }
+    const policyError = this.checkPolicy(req, socket as Socket)
+    if (policyError !== undefined) {
+      this.reject(socket, policyError)
+      return
+    }
     let validated: ReturnType<typeof validateRequest>
     try {
       validated = validateRequest({
@@ -253,11 +299,56 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       return
     }
     // The socket may go away while the application decides; bytes the client sends meanwhile
-    // stay in the socket's buffer (nothing reads it yet), so none is lost.
+    // stay in the socket's buffer (nothing reads it yet), so none is lost. The decision is
+    // bounded by handshakeTimeout, and counts against maxConnections while it is pending.
+    this.pendingHandshakes++
+    let settled = false
+    const timer = setTimeout(() => {
+      settled = true
+      this.pendingHandshakes--
+      this.reject(socket, new HandshakeError(503, 'Handshake timed out'))
+    }, this.handshakeTimeout)
+    timer.unref()
+    const finish = (): boolean => {
+      if (settled) return false
+      settled = true
+      this.pendingHandshakes--
+      clearTimeout(timer)
+      return true
+    }
     result.then(
-      (value) => this.decide(req, socket, head, validated.key, context, deflate, value),
-      (error: unknown) => this.fail(socket, error),
+      (value) => {
+        if (finish()) this.decide(req, socket, head, validated.key, context, deflate, value)
+      },
+      (error: unknown) => {
+        if (finish()) this.fail(socket, error)
+      },
     )
+  }
+
+  /** Server-wide admission rules, checked before the application sees the request. */
+  private checkPolicy(req: IncomingMessage, socket: Socket): HandshakeError | undefined {
+    const limits = this.limits
+    if (req.rawHeaders.length / 2 > limits.maxHeaderCount) {
+      return new HandshakeError(431, `More than ${limits.maxHeaderCount} header fields`)
+    }
+    const max = this.options.maxConnections ?? 0
+    if (max > 0 && this.sockets.size + this.pendingHandshakes >= max) {
+      return new HandshakeError(503, 'Too many connections')
+    }
+    const perIp = this.options.maxConnectionsPerIp ?? 0
+    if (perIp > 0 && (this.connectionsPerIp.get(socket.remoteAddress ?? '') ?? 0) >= perIp) {
+      return new HandshakeError(429, 'Too many connections from this address')
+    }
+    if (this.originCheck !== undefined) {
+      // Browsers always send Origin on a WebSocket handshake; other clients need not (RFC 6455
+      // 4.1 item 8, 10.2), and a forged Origin proves nothing, so only present origins are judged.
+      const origins = req.headersDistinct.origin
+      if (origins !== undefined && (origins.length !== 1 || !this.originCheck(origins[0]!))) {
+        return new HandshakeError(403, 'Origin not allowed')
+      }
+    }
+    return undefined
   }
 
   private decide(
@@ -319,6 +410,9 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       compression: deflate === undefined ? undefined : this.createCodec(deflate.params),
     })
     this.sockets.add(ws)
+    if ((this.options.maxConnectionsPerIp ?? 0) > 0) {
+      this.connectionsPerIp.set(ws.remoteAddress, (this.connectionsPerIp.get(ws.remoteAddress) ?? 0) + 1)
+    }
     this.counters.connectionsTotal++
     this.counters.connections = this.sockets.size
     ws.start(head)
@@ -377,7 +471,12 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   }
 
   connectionClosed(ws: ServerWebSocket<UserData>): void {
-    this.sockets.delete(ws)
+    if (!this.sockets.delete(ws)) return
+    const count = this.connectionsPerIp.get(ws.remoteAddress)
+    if (count !== undefined) {
+      if (count <= 1) this.connectionsPerIp.delete(ws.remoteAddress)
+      else this.connectionsPerIp.set(ws.remoteAddress, count - 1)
+    }
     this.counters.connections = this.sockets.size
     if (this.sockets.size === 0 && this.lastConnectionClosed !== undefined) this.lastConnectionClosed()
   }
@@ -404,6 +503,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
    */
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing
+    this.liveness.stop()
     const waits: Promise<void>[] = []
     if (this.httpServer !== undefined) {
       const server = this.httpServer
@@ -426,6 +526,52 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     this.closing = Promise.all(waits).then(() => undefined)
     return this.closing
   }
+}
+
+/**
+ * Compiles `allowedOrigins`. A "*" stands for one or more DNS labels ("https://*.example"
+ * matches "https://a.example" and "https://a.b.example", not "https://example"). Origins are
+ * compared in their serialized, lower-case form (RFC 6454 6.2).
+ */
+function compileOrigins(allowed: readonly (string | RegExp)[]): (origin: string) => boolean {
+  const exact = new Set<string>()
+  const patterns: { prefix: string; suffix: string }[] = []
+  const regexps: RegExp[] = []
+  for (const entry of allowed) {
+    if (entry instanceof RegExp) {
+      regexps.push(entry)
+      continue
+    }
+    const lower = entry.toLowerCase()
+    const star = lower.indexOf('*')
+    if (star === -1) exact.add(lower)
+    else patterns.push({ prefix: lower.slice(0, star), suffix: lower.slice(star + 1) })
+  }
+  return (origin) => {
+    const lower = origin.toLowerCase()
+    if (exact.has(lower)) return true
+    for (const { prefix, suffix } of patterns) {
+      if (
+        lower.length > prefix.length + suffix.length &&
+        lower.startsWith(prefix) &&
+        lower.endsWith(suffix)
+      ) {
+        const middle = lower.slice(prefix.length, lower.length - suffix.length)
+        if (isHostLabels(middle)) return true
+      }
+    }
+    return regexps.some((regexp) => regexp.test(origin))
+  }
+}
+
+/** Letters, digits, hyphens and dots: what "*" may stand for in an origin pattern. */
+function isHostLabels(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e
+    if (!ok) return false
+  }
+  return value.length > 0 && !value.startsWith('.') && !value.endsWith('.')
 }
 
 function pathnameOf(url: string): string {

@@ -62,8 +62,47 @@ export interface ServerOptions<UserData> extends ServerHandlers<UserData> {
   maxPayload?: number
   /** Every protocol limit (frame size, fragments, header size and count). */
   limits?: Partial<Limits>
-  /** Bytes a socket may have queued before `send` returns 'dropped'. Default 16 MiB. */
+  /** Bytes a socket may have queued before the `backpressurePolicy` applies. Default 16 MiB. */
   maxBackpressure?: number
+  /**
+   * What happens to a socket over `maxBackpressure`: 'drop' (default) — further messages are
+   * dropped (`send` returns 'dropped') until it catches up; 'close' — the socket is closed with
+   * 1008 Policy Violation, for apps where a gap in the stream is worse than a reconnect.
+   */
+  backpressurePolicy?: 'drop' | 'close'
+  /**
+   * Stop reading from a socket while this many bytes wait to be written to it, until it drains,
+   * so a peer that sends without reading cannot make the server buffer its replies. Also stops
+   * reading while `maxPendingHandlers` async `message` handlers are unsettled. Default 1 MiB.
+   */
+  readPauseThreshold?: number
+  /** Async `message` handlers in flight per socket before reading pauses. Default 64. */
+  maxPendingHandlers?: number
+  /**
+   * Pings every `interval` ms and terminates a socket that has not answered (nor sent anything)
+   * within `timeout` ms — the close handler gets 1006. Default { interval: 30000, timeout: 10000 };
+   * false turns it off.
+   */
+  heartbeat?: { interval: number; timeout: number } | false
+  /** Close sockets that receive nothing for this many ms (1001). Default 0: off. */
+  idleTimeout?: number
+  /**
+   * Time for the whole handshake, from the first request byte to the 101 — a client that
+   * sends half a request and stalls (slowloris) or an `upgrade` handler that never settles is
+   * dropped (408 / 503). Default 10000 ms.
+   */
+  handshakeTimeout?: number
+  /**
+   * Origins allowed to connect, against cross-site WebSocket hijacking: exact origins
+   * ("https://app.example"), patterns with one "*" label ("https://*.example"), or RegExps.
+   * Others get 403. Requests without an Origin header (non-browser clients) are allowed.
+   * Default: any origin.
+   */
+  allowedOrigins?: readonly (string | RegExp)[]
+  /** Most open connections; more get 503. Default 0: no limit (the OS's file limit applies). */
+  maxConnections?: number
+  /** Most open connections from one IP address; more get 429. Default 0: no limit. */
+  maxConnectionsPerIp?: number
   /** How long the closing handshake may take before the socket is destroyed (ms). Default 5000. */
   closeTimeout?: number
   /** Deliver text messages as strings (default) or as Buffers. */
@@ -90,6 +129,10 @@ export interface ServerStats {
   handshakeRejections: Record<string, number>
   protocolErrors: number
   backpressureDrops: number
+  /** Sockets closed by the backpressure policy 'close'. */
+  backpressureCloses: number
+  heartbeatTimeouts: number
+  idleTimeouts: number
 }
 
 /** What a ServerWebSocket needs from its server. */
@@ -97,6 +140,9 @@ export interface ServerContext<UserData> {
   readonly handlers: ServerHandlers<UserData>
   readonly driverOptions: DriverOptions
   readonly maxBackpressure: number
+  readonly backpressurePolicy: 'drop' | 'close'
+  readonly readPauseThreshold: number
+  readonly maxPendingHandlers: number
   readonly decodeText: boolean
   readonly counters: ServerStats
   readonly topicRegistry: TopicRegistry<ServerWebSocket<UserData>>

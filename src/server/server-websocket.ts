@@ -11,6 +11,7 @@ import {
   CloseCode,
   type CloseInfo,
   ConnectionState,
+  Opcode,
   type ProtocolError,
   TimeoutError,
 } from '../protocol/index.js'
@@ -137,6 +138,20 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
       this.server.counters.backpressureDrops++
     }
     return 'dropped'
+  }
+
+  /** Stops reading from this socket until `resumeReading()`; input waits in the kernel. */
+  pauseReading(): void {
+    this.driver.pause(PauseReason.User)
+  }
+
+  resumeReading(): void {
+    this.driver.resume(PauseReason.User)
+  }
+
+  /** Whether reading is paused, for any reason (backlog, async handlers, pauseReading). */
+  get isPaused(): boolean {
+    return this.driver.isPaused
   }
 
   // ------------------------------------------------------------- liveness
@@ -317,14 +332,39 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
   /** Called by the server once the 101 response is written: `open`, then the first frames. */
   start(head: Uint8Array): void {
     const handler = this.server.handlers.open
+    let result: unknown
     if (handler !== undefined) {
       try {
-        this.settle(handler(this))
+        result = handler(this)
       } catch (error) {
         this.handlerFailed(error)
       }
     }
-    this.driver.attach(head)
+    if (!(result instanceof Promise)) {
+      this.driver.attach(head)
+      return
+    }
+    // An async open handler: reading starts once it has settled, so the first messages find
+    // the state it prepared. Bytes that arrive meanwhile wait in the socket; none is lost.
+    result.then(
+      () => this.driver.attach(head),
+      (error: unknown) => {
+        this.driver.attach(head)
+        this.handlerFailed(error)
+      },
+    )
+  }
+
+  /**
+   * Sends one frame of a fragmented message (RFC 6455 5.4): the first with `first: true`, the
+   * last with `fin: true`. Nothing else may be sent between them but control frames.
+   */
+  sendFragment(data: SendData, options: { binary: boolean; first: boolean; fin: boolean }): SendStatus {
+    const connection = this.driver.connection
+    if (connection.state !== ConnectionState.OPEN) return 'dropped'
+    const opcode = options.first ? (options.binary ? Opcode.Binary : Opcode.Text) : Opcode.Continuation
+    connection.sendFragment(opcode, toBytes(data), options.fin)
+    return this.driver.needsDrain ? 'buffered' : 'sent'
   }
 
   /** The server is shutting down: 1001 Going Away (RFC 6455 7.4.1). */

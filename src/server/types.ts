@@ -31,6 +31,7 @@ export interface ServerHandlers<UserData> {
     request: IncomingMessage,
     context: UpgradeContext,
   ): UserData | Response | Promise<UserData | Response>
+  /** The connection is open. If it returns a promise, reading starts once it settles. */
   open?(ws: ServerWebSocket<UserData>): unknown
   /** Text arrives as a string (unless `decodeText` is false), binary as a Buffer. */
   message?(ws: ServerWebSocket<UserData>, data: string | Buffer, isBinary: boolean): unknown

@@ -1,0 +1,276 @@
+/**
+ * `rally/ws`'s WebSocketServer: the public API of the `ws` package's server, over Rally's
+ * server. Libraries that take a `ws` server — @hono/node-server v2, graphql-ws, y-websocket —
+ * run on Rally unchanged. Differences from ws are listed in docs/ws-compat.md.
+ */
+import type { Buffer } from 'node:buffer'
+import { EventEmitter } from 'node:events'
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { PerMessageDeflateOptions } from '../../protocol/extensions/permessage-deflate.js'
+import { RallyServer } from '../../server/server.js'
+import type { ServerWebSocket } from '../../server/server-websocket.js'
+import type { UpgradeContext } from '../../server/types.js'
+import { WebSocket, WS_DEFAULT_MAX_PAYLOAD } from './websocket.js'
+
+export interface VerifyClientInfo {
+  origin: string | undefined
+  secure: boolean
+  req: IncomingMessage
+}
+
+type VerifyClientCallback = (
+  result: boolean,
+  code?: number,
+  message?: string,
+  headers?: Record<string, string>,
+) => void
+
+export interface WebSocketServerOptions {
+  host?: string
+  port?: number
+  backlog?: number
+  server?: HttpServer | HttpsServer
+  noServer?: boolean
+  /** Accept upgrades only on this path. */
+  path?: string
+  /** Keep `clients`. Default true. */
+  clientTracking?: boolean
+  /** Default false on the server, as in ws. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions
+  /** Default 100 MiB, as in ws (Rally's own default is 16 MiB). */
+  maxPayload?: number
+  handleProtocols?: (protocols: Set<string>, request: IncomingMessage) => string | false
+  verifyClient?:
+    | ((info: VerifyClientInfo) => boolean)
+    | ((info: VerifyClientInfo, callback: VerifyClientCallback) => void)
+  autoPong?: boolean
+  /** Accepted for compatibility: Rally always validates UTF-8, as RFC 6455 8.1 requires. */
+  skipUTF8Validation?: boolean
+  /** Accepted for compatibility; Rally emits events synchronously. */
+  allowSynchronousEvents?: boolean
+  WebSocket?: typeof WebSocket
+}
+
+type UpgradeCallback = (ws: WebSocket, request: IncomingMessage) => void
+
+/** Per-handshake state carried from handleUpgrade to the connection's `open`. */
+interface Pending {
+  request: IncomingMessage
+  callback: UpgradeCallback
+}
+
+export class WebSocketServer extends EventEmitter {
+  readonly options: WebSocketServerOptions
+  /** Open connections, when `clientTracking` is on (the default). */
+  readonly clients: Set<WebSocket> | undefined
+  private readonly rally: RallyServer<Pending | WebSocket>
+  private readonly httpServer: HttpServer | HttpsServer | undefined
+  private readonly ownsServer: boolean
+  private readonly detach: (() => void) | undefined
+  private state: 'running' | 'closing' | 'closed' = 'running'
+
+  constructor(options: WebSocketServerOptions, callback?: () => void) {
+    super()
+    const modes = [
+      options.port !== undefined,
+      options.server !== undefined,
+      options.noServer === true,
+    ].filter(Boolean)
+    if (modes.length !== 1) {
+      throw new TypeError('One and only one of the "port", "server", or "noServer" options must be specified')
+    }
+    this.options = { clientTracking: true, ...options }
+    this.clients = this.options.clientTracking ? new Set() : undefined
+    const deflate = options.perMessageDeflate
+    this.rally = new RallyServer<Pending | WebSocket>({
+      maxPayload: options.maxPayload ?? WS_DEFAULT_MAX_PAYLOAD,
+      perMessageDeflate:
+        deflate === true
+          ? // ws's server defaults: context takeover both ways unless the client asks otherwise.
+            { serverNoContextTakeover: false, clientNoContextTakeover: false }
+          : deflate,
+      autoPong: options.autoPong ?? true,
+      decodeText: false,
+      // ws has no heartbeat of its own (apps ping); keep Rally's off for the same behaviour.
+      heartbeat: false,
+      upgrade: (request, context) => this.negotiate(request, context),
+      open: (ws) => this.opened(ws),
+      message: (ws, data, isBinary) => (ws.data as WebSocket).deliverMessage(data as Buffer, isBinary),
+      ping: (ws, data) => void (ws.data as WebSocket).emit('ping', data),
+      pong: (ws, data) => void (ws.data as WebSocket).emit('pong', data),
+      close: (ws, code, reason) => this.closed(ws, code, reason),
+      error: (error, ws) => {
+        if (ws !== undefined && ws.data instanceof WebSocket) ws.data.deliverError(error as Error)
+        else if (this.listenerCount('error') > 0) this.emit('error', error)
+      },
+    })
+    if (options.port !== undefined) {
+      const server = createHttpServer((_req, res) => {
+        const body = 'Upgrade Required'
+        res.writeHead(426, { 'Content-Length': body.length, 'Content-Type': 'text/plain' })
+        res.end(body)
+      })
+      this.httpServer = server
+      this.ownsServer = true
+      server.listen(options.port, options.host, options.backlog, callback)
+    } else {
+      this.httpServer = options.server
+      this.ownsServer = false
+    }
+    if (this.httpServer !== undefined) {
+      const server = this.httpServer
+      const onListening = (): void => void this.emit('listening')
+      const onError = (error: Error): void => void this.emit('error', error)
+      const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+        this.handleUpgrade(request, socket, head, (ws) => this.emit('connection', ws, request))
+      }
+      server.on('listening', onListening)
+      server.on('error', onError)
+      server.on('upgrade', onUpgrade)
+      this.detach = () => {
+        server.removeListener('listening', onListening)
+        server.removeListener('error', onError)
+        server.removeListener('upgrade', onUpgrade)
+      }
+    }
+  }
+
+  address(): AddressInfo | string | null {
+    if (this.options.noServer) throw new Error('The server is operating in "noServer" mode')
+    return this.httpServer?.address() ?? null
+  }
+
+  /** Whether this server handles `request` (the `path` option). */
+  shouldHandle(request: IncomingMessage): boolean {
+    if (this.options.path === undefined) return true
+    const url = request.url ?? '/'
+    const query = url.indexOf('?')
+    return (query === -1 ? url : url.slice(0, query)) === this.options.path
+  }
+
+  /**
+   * Completes the handshake for an upgrade request and calls `callback(ws, request)`; refused
+   * handshakes get their HTTP status (and `wsClientError` for malformed ones).
+   */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, callback: UpgradeCallback): void {
+    if (this.state !== 'running') {
+      socket.on('error', () => {})
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      return
+    }
+    if (!this.shouldHandle(request)) {
+      socket.on('error', () => {})
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      return
+    }
+    pendingUpgrades.set(request, { request, callback })
+    this.rally.handleUpgrade(request, socket, head)
+  }
+
+  /** Runs verifyClient and handleProtocols, emits 'headers'; refusals become HTTP answers. */
+  private async negotiate(request: IncomingMessage, context: UpgradeContext): Promise<Pending | Response> {
+    const pending = pendingUpgrades.get(request)
+    pendingUpgrades.delete(request)
+    if (pending === undefined) return new Response('No pending upgrade', { status: 500 })
+    const verify = this.options.verifyClient
+    if (verify !== undefined) {
+      const info: VerifyClientInfo = {
+        origin: request.headers.origin ?? (request.headers['sec-websocket-origin'] as string | undefined),
+        secure: (request.socket as Socket & { encrypted?: boolean }).encrypted === true,
+        req: request,
+      }
+      const verdict =
+        verify.length >= 2
+          ? await new Promise<{
+              ok: boolean
+              code?: number
+              message?: string
+              headers?: Record<string, string>
+            }>((resolve) =>
+              (verify as (i: VerifyClientInfo, cb: VerifyClientCallback) => void)(
+                info,
+                (ok, code, message, headers) => resolve({ ok, code, message, headers }),
+              ),
+            )
+          : { ok: (verify as (i: VerifyClientInfo) => boolean)(info) }
+      if (!verdict.ok) {
+        const status = verdict.code ?? 401
+        return new Response(verdict.message ?? 'Unauthorized', { status, headers: verdict.headers })
+      }
+    }
+    const handleProtocols = this.options.handleProtocols
+    if (context.protocols.length > 0) {
+      if (handleProtocols !== undefined) {
+        const chosen = handleProtocols(new Set(context.protocols), request)
+        context.protocol = chosen === false ? undefined : chosen
+      } else {
+        // ws accepts the first subprotocol offered when there is no handleProtocols.
+        context.protocol = context.protocols[0]
+      }
+    }
+    // ws lets listeners edit the response head; added lines are honoured here.
+    const lines = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade']
+    const fixed = lines.length
+    this.emit('headers', lines, request)
+    for (const line of lines.slice(fixed)) {
+      const colon = line.indexOf(':')
+      if (colon > 0) context.headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim())
+    }
+    return pending
+  }
+
+  private opened(socket: ServerWebSocket<Pending | WebSocket>): Promise<void> {
+    const pending = socket.data as Pending
+    const ws = new WebSocket(null, undefined, undefined, socket as ServerWebSocket<unknown>)
+    socket.data = ws
+    this.clients?.add(ws)
+    pending.callback(ws, pending.request)
+    // Reading starts after this turn of the event loop, so that listeners attached right after
+    // the callback (even after an await) see the first messages.
+    return new Promise((resolve) => setImmediate(resolve))
+  }
+
+  private closed(socket: ServerWebSocket<Pending | WebSocket>, code: number, reason: string): void {
+    const ws = socket.data
+    if (!(ws instanceof WebSocket)) return
+    this.clients?.delete(ws)
+    ws.deliverClose({ code, reason, wasClean: true, error: undefined })
+  }
+
+  /**
+   * Stops accepting connections. As in ws 8, open connections are not closed (close them, or
+   * use Rally's `server.close()` semantics through `closeAll`); the callback runs once the
+   * server this instance created has closed.
+   */
+  close(callback?: (error?: Error) => void): void {
+    if (this.state === 'closed') {
+      if (callback) process.nextTick(callback, new Error('The server is not running'))
+      return
+    }
+    this.state = 'closing'
+    this.detach?.()
+    const finish = (): void => {
+      this.state = 'closed'
+      this.emit('close')
+      callback?.()
+    }
+    if (this.ownsServer && this.httpServer !== undefined) this.httpServer.close(() => finish())
+    else process.nextTick(finish)
+  }
+
+  /** Rally extension: closes every connection with 1001 and waits for them (bounded). */
+  closeAll(): Promise<void> {
+    return this.rally.close()
+  }
+
+  /** Rally extension: the native server underneath (topics: `rally.publish`). */
+  get rallyServer(): RallyServer<Pending | WebSocket> {
+    return this.rally
+  }
+}
+
+/** Requests between handleUpgrade and the `upgrade` hook, keyed by the request object. */
+const pendingUpgrades = new WeakMap<IncomingMessage, Pending>()

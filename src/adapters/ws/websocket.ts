@@ -149,6 +149,35 @@ export class WebSocket extends EventEmitter {
     return this.backend.kind === 'server' ? this.backend.socket : undefined
   }
 
+  // Topics (a Rally extension, server side): see ServerWebSocket.
+
+  subscribe(topic: string): boolean {
+    return this.serverSocket('subscribe').subscribe(topic)
+  }
+
+  unsubscribe(topic: string): boolean {
+    return this.serverSocket('unsubscribe').unsubscribe(topic)
+  }
+
+  isSubscribed(topic: string): boolean {
+    return this.serverSocket('isSubscribed').isSubscribed(topic)
+  }
+
+  get topics(): string[] {
+    return this.backend.kind === 'server' ? this.backend.socket.topics : []
+  }
+
+  /** Sends to every subscriber of `topic` but this socket, framed once. */
+  publish(topic: string, data: SendData, options?: { binary?: boolean; compress?: boolean }): number {
+    return this.serverSocket('publish').publish(topic, data, options)
+  }
+
+  private serverSocket(method: string): ServerWebSocket<unknown> {
+    if (this.backend.kind !== 'server')
+      throw new TypeError(`${method}() is for server-side sockets (topics live on the server)`)
+    return this.backend.socket
+  }
+
   /**
    * Sends a message. `options.binary` defaults to "not a string"; `compress` applies with
    * permessage-deflate; `fin: false` sends a fragment of a message continued by later calls.

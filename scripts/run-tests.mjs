@@ -32,7 +32,8 @@ if (files.length === 0) {
   console.error('no test files found')
   process.exit(1)
 }
-if (explicit.length === 0 && (only === undefined || only === 'interop' || only === 'deflate')) ensureSystemDeps()
+if (explicit.length === 0 && (only === undefined || only === 'interop' || only === 'deflate'))
+  ensureSystemDeps()
 
 const result = spawnSync(
   process.execPath,

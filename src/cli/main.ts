@@ -4,12 +4,14 @@
  */
 import { UsageError } from './args.js'
 import { CONNECT_HELP, runConnect } from './connect.js'
+import { DEMO_HELP, runDemo } from './demo.js'
 import { ECHO_HELP, runEcho } from './echo.js'
 import { RELAY_HELP, runRelay } from './relay.js'
 
 const HELP = `Usage: rally <command> [options]
 
 Commands:
+  demo      the demo app: chat, live dashboard, /realtime echo (http://localhost:3000)
   echo      echo server, a test peer for other WebSocket implementations
   relay     pub/sub relay: the URL path is the topic
   connect   interactive client: stdin lines out, messages in
@@ -17,6 +19,7 @@ Commands:
 Run "rally <command> --help" for a command's options.`
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  demo: { run: runDemo, help: DEMO_HELP },
   echo: { run: runEcho, help: ECHO_HELP },
   relay: { run: runRelay, help: RELAY_HELP },
   connect: { run: runConnect, help: CONNECT_HELP },

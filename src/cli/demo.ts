@@ -1,0 +1,41 @@
+/**
+ * `rally demo`: the demo app (chat, live dashboard, the primer's /realtime echo) on an
+ * in-memory bus. Needs the optional peer dependencies `hono` and `@hono/node-server`.
+ */
+import { parseFlags, parsePort, UsageError } from './args.js'
+
+export const DEMO_HELP = `Usage: rally demo [--port 3000] [--host 127.0.0.1]
+
+The demo app: a chat with rooms and history, a live dashboard of the server's figures, and the
+primer's /realtime echo endpoint. Open http://localhost:3000. SIGINT or SIGTERM closes every
+connection with 1001 and exits 0.`
+
+export async function runDemo(argv: string[]): Promise<void> {
+  const { values } = parseFlags(argv, {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  })
+  if (values.help) {
+    console.log(DEMO_HELP)
+    return
+  }
+  const port = parsePort(values.port as string | undefined, 3000)
+  const host = (values.host as string | undefined) ?? '127.0.0.1'
+  let startDemo: typeof import('../demo/server.js').startDemo
+  try {
+    ;({ startDemo } = await import('../demo/server.js'))
+  } catch (error) {
+    throw new UsageError(
+      `the demo needs hono and @hono/node-server installed (${(error as Error).message.split('\n')[0]})`,
+    )
+  }
+  const demo = await startDemo({ port, host })
+  const shown = host.includes(':') ? `[${host}]` : host === '127.0.0.1' ? 'localhost' : host
+  console.log(`listening on http://${shown}:${demo.port}`)
+  const shutdown = (): void => {
+    demo.close().then(() => process.exit(0))
+  }
+  process.once('SIGINT', shutdown)
+  process.once('SIGTERM', shutdown)
+}

@@ -1,0 +1,162 @@
+/**
+ * The demo app, `rally demo`: a Hono app on Rally with a chat, a live dashboard and the primer's
+ * `/realtime` echo. Pages and assets are served by the app itself (no CDN), from demo/public.
+ */
+import { readFile } from 'node:fs/promises'
+import type { Server } from 'node:http'
+import { extname, join, normalize } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { serve } from '@hono/node-server'
+import { Hono } from 'hono'
+import { createNodeWebSocket } from '../adapters/hono/index.js'
+import type { ServerStats } from '../server/types.js'
+import { ChatRooms } from './chat.js'
+
+/** demo/public, from src/demo (tsx) and dist/demo (built) alike. */
+const PUBLIC_DIR = fileURLToPath(new URL('../../demo/public/', import.meta.url))
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+}
+
+export interface DemoOptions {
+  port?: number
+  host?: string
+  /** How often the dashboard figures are pushed (ms). Default 1000. */
+  statsInterval?: number
+}
+
+export interface Demo {
+  server: Server
+  port: number
+  close(): Promise<void>
+}
+
+/** Figures pushed to the dashboard every interval. */
+export interface DashboardSample {
+  at: number
+  connections: number
+  messagesInPerSecond: number
+  messagesOutPerSecond: number
+  bytesInPerSecond: number
+  bytesOutPerSecond: number
+  eventLoopLagMs: number
+  rssBytes: number
+  rooms: number
+}
+
+export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
+  const app = new Hono()
+  const chat = new ChatRooms()
+  const { upgradeWebSocket, injectWebSocket, rally } = createNodeWebSocket({
+    app,
+    perMessageDeflate: true,
+    error(error) {
+      // Peers breaking the protocol are routine; anything else is printed by Rally itself.
+      if (!(error instanceof Error) || error.name !== 'ProtocolError') console.error(error)
+    },
+  })
+
+  app.get(
+    '/realtime',
+    upgradeWebSocket(() => ({
+      onMessage(event, ws) {
+        ws.send(typeof event.data === 'string' ? `echo: ${event.data}` : (event.data as ArrayBuffer))
+      },
+    })),
+  )
+
+  app.get(
+    '/ws/chat',
+    upgradeWebSocket(() => ({
+      onMessage(event, ws) {
+        if (typeof event.data === 'string') chat.handle(ws.raw!, event.data)
+      },
+      onClose(_event, ws) {
+        chat.leave(ws.raw!)
+      },
+    })),
+  )
+
+  const history: DashboardSample[] = []
+  app.get(
+    '/ws/dashboard',
+    upgradeWebSocket(() => ({
+      onOpen(_event, ws) {
+        ws.raw!.subscribe('dashboard')
+        ws.send(JSON.stringify({ type: 'history', samples: history }))
+      },
+    })),
+  )
+
+  app.get('/', (c) => c.redirect('/index.html'))
+  app.get('/chat', (c) => c.redirect('/chat.html'))
+  app.get('/dashboard', (c) => c.redirect('/dashboard.html'))
+  app.get('/*', async (c) => {
+    const path = normalize(decodeURIComponent(new URL(c.req.url).pathname)).replace(/^(\.\.[/\\])+/, '')
+    const file = join(PUBLIC_DIR, path)
+    if (!file.startsWith(PUBLIC_DIR)) return c.text('Not found', 404)
+    try {
+      const body = await readFile(file)
+      return c.body(body, 200, { 'Content-Type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream' })
+    } catch {
+      return c.text('Not found', 404)
+    }
+  })
+
+  // Dashboard figures: rates from the difference of two snapshots of server.stats().
+  const lag = monitorEventLoopDelay({ resolution: 20 })
+  lag.enable()
+  const interval = options.statsInterval ?? 1000
+  let previous: ServerStats = rally.stats()
+  let previousAt = Date.now()
+  const timer = setInterval(() => {
+    const now = Date.now()
+    const stats = rally.stats()
+    const seconds = Math.max(0.001, (now - previousAt) / 1000)
+    const sample: DashboardSample = {
+      at: now,
+      connections: stats.connections,
+      messagesInPerSecond: (stats.messagesIn - previous.messagesIn) / seconds,
+      messagesOutPerSecond: (stats.messagesOut - previous.messagesOut) / seconds,
+      bytesInPerSecond: (stats.bytesIn - previous.bytesIn) / seconds,
+      bytesOutPerSecond: (stats.bytesOut - previous.bytesOut) / seconds,
+      eventLoopLagMs: Math.max(0, lag.mean / 1e6 - 20),
+      rssBytes: process.memoryUsage.rss(),
+      rooms: chat.roomCount(),
+    }
+    lag.reset()
+    previous = stats
+    previousAt = now
+    history.push(sample)
+    if (history.length > 120) history.shift()
+    rally.publish('dashboard', JSON.stringify({ type: 'sample', sample }))
+  }, interval)
+  timer.unref()
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const created = serve({ fetch: app.fetch, port: options.port ?? 3000, hostname: options.host }, () =>
+      resolve(created as Server),
+    ) as Server
+    created.once('error', reject)
+  })
+  injectWebSocket(server)
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : (options.port ?? 3000)
+
+  return {
+    server,
+    port,
+    async close() {
+      clearInterval(timer)
+      lag.disable()
+      await rally.close()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}

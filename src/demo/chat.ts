@@ -8,7 +8,7 @@
  *                    { type: 'joined' | 'left', room, nick, members }
  *                    { type: 'error', message }
  */
-import type { SendData, SendStatus } from '../server/server-websocket.js'
+import type { SendData } from '../server/server-websocket.js'
 
 export interface ChatMessage {
   room: string
@@ -24,7 +24,7 @@ interface ChatMember {
 
 /** What the chat needs of a socket: Rally's ServerWebSocket, or rally/ws's. */
 export interface ChatSocket {
-  send(data: SendData): SendStatus | undefined | void
+  send(data: SendData): unknown
   subscribe(topic: string): boolean
   unsubscribe(topic: string): boolean
   publish(topic: string, data: SendData): number

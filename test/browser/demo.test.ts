@@ -1,0 +1,121 @@
+/**
+ * The demo app in a real browser (Debian's Chromium driven by playwright-core): two pages chat
+ * with each other, the dashboard's figures move, and after a server restart the pages reconnect
+ * by themselves.
+ */
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { after, before, describe, it } from 'node:test'
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { type Demo, startDemo } from '../../src/demo/server.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+]
+
+describe('demo app in Chromium', () => {
+  let browser: Browser
+  let demo: Demo
+
+  before(async () => {
+    assert.ok(
+      existsSync(CHROMIUM),
+      `${CHROMIUM} is missing: the test set-up (scripts/ensure-system-deps.mjs) installs it`,
+    )
+    demo = await startDemo({ port: 0, host: '127.0.0.1', statsInterval: 250 })
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+  })
+
+  after(async () => {
+    await browser?.close()
+    await demo?.close()
+  })
+
+  async function joinChat(nick: string): Promise<Page> {
+    const page = await browser.newPage()
+    await page.goto(`http://127.0.0.1:${demo.port}/chat.html?nick=${nick}&room=e2e`)
+    await page.waitForSelector('body[data-connection="online"]', { timeout: 5000 })
+    await page.click('#join button')
+    await page.waitForSelector(`text=You joined e2e as ${nick}`, { timeout: 5000 })
+    return page
+  }
+
+  async function say(page: Page, text: string): Promise<void> {
+    await page.fill('#text', text)
+    await page.press('#text', 'Enter')
+  }
+
+  it('two pages chat with each other, and a late joiner gets the history', async () => {
+    const alice = await joinChat('alice')
+    const bob = await joinChat('bob')
+    await alice.waitForSelector('text=bob joined', { timeout: 5000 })
+    await say(alice, 'hello from alice')
+    await bob.waitForSelector('text=hello from alice', { timeout: 5000 })
+    await say(bob, 'hello from bob')
+    await alice.waitForSelector('text=hello from bob', { timeout: 5000 })
+    const members = await alice.locator('#members li').allTextContents()
+    assert.deepEqual(members.sort(), ['alice', 'bob'])
+
+    const carol = await joinChat('carol')
+    // History for the late joiner, in order.
+    const texts = await carol.locator('.message').allTextContents()
+    assert.ok(texts[0]?.includes('hello from alice'), texts.join(' | '))
+    assert.ok(texts[1]?.includes('hello from bob'), texts.join(' | '))
+    await carol.close()
+    await bob.waitForSelector('text=carol left', { timeout: 5000 })
+    await alice.close()
+    await bob.close()
+  })
+
+  it("the dashboard's figures move", async () => {
+    const dashboard = await browser.newPage()
+    await dashboard.goto(`http://127.0.0.1:${demo.port}/dashboard.html`)
+    await dashboard.waitForSelector('body[data-connection="online"]', { timeout: 5000 })
+    const chatter = await joinChat('dave')
+    for (let i = 0; i < 30; i++) await say(chatter, `burst ${i}`)
+    // Samples arrive every 250 ms; the messages-in figure goes above zero with the burst.
+    // (Expressions as strings: they run in the page, which has a DOM; this file does not.)
+    await dashboard.waitForFunction('Number(document.body.dataset.samples) >= 3', undefined, {
+      timeout: 5000,
+    })
+    await dashboard.waitForFunction(
+      "Number.parseFloat(document.getElementById('messagesIn').textContent) > 0",
+      undefined,
+      { timeout: 5000 },
+    )
+    const connections = await dashboard.locator('#connections').textContent()
+    assert.ok(Number(connections) >= 2, `connections shown: ${connections}`)
+    await chatter.close()
+    await dashboard.close()
+  })
+
+  it('pages reconnect by themselves when the server restarts', async () => {
+    const alice = await joinChat('erin')
+    const dashboard = await browser.newPage()
+    await dashboard.goto(`http://127.0.0.1:${demo.port}/dashboard.html`)
+    await dashboard.waitForSelector('body[data-connection="online"]', { timeout: 5000 })
+
+    const port = demo.port
+    await demo.close()
+    await alice.waitForSelector('body:not([data-connection="online"])', { timeout: 5000 })
+    await dashboard.waitForSelector('body:not([data-connection="online"])', { timeout: 5000 })
+
+    demo = await startDemo({ port, host: '127.0.0.1', statsInterval: 250 })
+    await alice.waitForSelector('body[data-connection="online"]', { timeout: 15000 })
+    await dashboard.waitForSelector('body[data-connection="online"]', { timeout: 15000 })
+    // The chat page rejoined its room on reconnect: a message goes through the new server.
+    const frank = await joinChat('frank')
+    await say(alice, 'back after the restart')
+    await frank.waitForSelector('text=back after the restart', { timeout: 5000 })
+    await alice.close()
+    await frank.close()
+    await dashboard.close()
+  })
+})

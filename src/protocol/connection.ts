@@ -14,9 +14,8 @@ import { CloseCode, encodeClosePayload, isValidWireCloseCode } from './close.js'
 import { ProtocolError, ProtocolErrorCode } from './errors.js'
 import type { MessageCompression } from './extensions/compression.js'
 import { type FrameHeader, FrameParser, type FrameSink } from './frame-parser.js'
-import { encodeFrameHeader } from './frame-writer.js'
+import { encodeFrameHeader, encodeFrameInto, SMALL_FRAME_LIMIT } from './frame-writer.js'
 import { type Limits, resolveLimits } from './limits.js'
-import { applyMask } from './mask.js'
 import { Opcode } from './opcode.js'
 import { isValidUtf8, Utf8Validator } from './utf8.js'
 
@@ -575,18 +574,17 @@ export class Connection implements FrameSink {
 
   private writeNow(opcode: number, payload: Uint8Array, fin: boolean, rsv: number): void {
     const length = payload.length
-    if (!this.masking) {
-      this.handler.write(encodeFrameHeader(opcode, length, { fin, rsv }), length === 0 ? undefined : payload)
-      return
+    if (this.masking) {
+      // The mask forces a copy; header and masked payload share one buffer.
+      this.handler.write(
+        encodeFrameInto(opcode, payload, { fin, rsv, mask: true, maskKey: this.maskKey }),
+        undefined,
+      )
+    } else if (length <= SMALL_FRAME_LIMIT) {
+      this.handler.write(encodeFrameInto(opcode, payload, { fin, rsv }), undefined)
+    } else {
+      this.handler.write(encodeFrameHeader(opcode, length, { fin, rsv }), payload)
     }
-    const header = encodeFrameHeader(opcode, length, { fin, rsv, mask: true, maskKey: this.maskKey })
-    if (length === 0) {
-      this.handler.write(header, undefined)
-      return
-    }
-    const masked = Buffer.allocUnsafe(length)
-    applyMask(payload, masked, header, header.length - 4, 0)
-    this.handler.write(header, masked)
   }
 }
 

@@ -13,7 +13,14 @@ export {
 } from './connection.js'
 export { HandshakeError, ProtocolError, ProtocolErrorCode, TimeoutError } from './errors.js'
 export { type FrameHeader, FrameParser, type FrameParserOptions, type FrameSink } from './frame-parser.js'
-export { encodeFrame, encodeFrameHeader, type Frame, type FrameOptions } from './frame-writer.js'
+export {
+  encodeFrame,
+  encodeFrameHeader,
+  encodeFrameInto,
+  type Frame,
+  type FrameOptions,
+  SMALL_FRAME_LIMIT,
+} from './frame-writer.js'
 export { computeAcceptKey, generateKey, isValidKey, WEBSOCKET_GUID } from './handshake/accept-key.js'
 export {
   buildClientRequest,

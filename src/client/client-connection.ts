@@ -89,7 +89,10 @@ export function parseWebSocketUrl(input: string | URL): URL {
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
     throw new DOMException(`URL scheme must be ws: or wss:, got ${url.protocol}`, 'SyntaxError')
   }
-  if (url.hash !== '') throw new DOMException('WebSocket URLs cannot have a fragment', 'SyntaxError')
+  // An empty fragment ("ws://host/#") counts too: only `href` keeps its "#".
+  if (url.hash !== '' || url.href.includes('#')) {
+    throw new DOMException('WebSocket URLs cannot have a fragment', 'SyntaxError')
+  }
   return url
 }
 

@@ -37,6 +37,13 @@ export class WebSocket extends EventTarget {
   private _binaryType: BinaryType = 'blob'
   /** Bytes passed to send() after closing began, which the spec still counts. */
   private unsentBytes = 0
+  /**
+   * Sent messages whose frames may still sit in the socket's buffer: where each frame ends in the
+   * socket's byte stream, and its application bytes. bufferedAmount counts application data only
+   * (WHATWG), not framing, pongs or the close frame.
+   */
+  private readonly inFlight: { end: number; size: number }[] = []
+  private inFlightBytes = 0
   private readonly client: ClientConnection
   /** The connection was failed (by the peer's fault or ours): the close event says 1006. */
   private failed = false
@@ -75,9 +82,19 @@ export class WebSocket extends EventTarget {
     if (value === 'blob' || value === 'arraybuffer') this._binaryType = value
   }
 
-  /** Bytes of application data queued but not yet sent. */
+  /** Bytes of application data queued by send() but not yet handed to the network. */
   get bufferedAmount(): number {
-    return (this.client.driver?.bufferedAmount ?? 0) + this.unsentBytes + this.queuedBytes()
+    const driver = this.client.driver
+    if (driver !== undefined) {
+      const flushed = driver.bytesFlushedTotal
+      let sent = 0
+      while (sent < this.inFlight.length && this.inFlight[sent]!.end <= flushed) {
+        this.inFlightBytes -= this.inFlight[sent]!.size
+        sent++
+      }
+      if (sent > 0) this.inFlight.splice(0, sent)
+    }
+    return this.inFlightBytes + this.unsentBytes + this.queuedBytes()
   }
 
   get onopen(): Handler {
@@ -170,9 +187,16 @@ export class WebSocket extends EventTarget {
   // ------------------------------------------------------------- sending
 
   private transmit(item: string | Uint8Array): void {
-    const connection = this.client.driver!.connection
-    if (typeof item === 'string') connection.sendText(item)
-    else connection.sendBinary(item)
+    const driver = this.client.driver!
+    const bytes = typeof item === 'string' ? Buffer.from(item) : item
+    if (typeof item === 'string') driver.connection.sendText(bytes)
+    else driver.connection.sendBinary(bytes)
+    // A message compressed off the event loop (over 64 KiB, or with context takeover) is not in
+    // the socket yet: it stops counting early, once the bytes before it are flushed.
+    this.inFlight.push({ end: driver.bytesQueuedTotal, size: bytes.length })
+    this.inFlightBytes += bytes.length
+    // Keep the record short when nothing reads bufferedAmount.
+    if (this.inFlight.length > 1024) void this.bufferedAmount
   }
 
   private enqueue(item: string | Uint8Array | Blob): void {

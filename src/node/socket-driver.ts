@@ -70,6 +70,8 @@ export class SocketDriver implements ConnectionHandler {
   private pauseReasons = 0
   /** Chunks received so far: heartbeats and idle checks compare it with an earlier reading. */
   receiveCount = 0
+  /** Bytes ever handed to the socket; minus `socket.writableLength`, the bytes it has sent. */
+  bytesQueuedTotal = 0
 
   constructor(side: Side, socket: Socket, listener: DriverListener, options: DriverOptions) {
     this.socket = socket
@@ -117,7 +119,11 @@ export class SocketDriver implements ConnectionHandler {
       process.nextTick(uncork, this)
     }
     socket.write(header)
-    if (payload !== undefined) socket.write(payload)
+    this.bytesQueuedTotal += header.length
+    if (payload !== undefined) {
+      socket.write(payload)
+      this.bytesQueuedTotal += payload.length
+    }
     if (
       socket.writableLength > this.readPauseThreshold &&
       (this.pauseReasons & PauseReason.WriteBacklog) === 0
@@ -198,6 +204,11 @@ export class SocketDriver implements ConnectionHandler {
   /** Bytes queued in the socket and not yet handed to the kernel. */
   get bufferedAmount(): number {
     return this.socket.writableLength
+  }
+
+  /** Bytes the socket has handed to the kernel so far. */
+  get bytesFlushedTotal(): number {
+    return this.bytesQueuedTotal - this.socket.writableLength
   }
 
   /** Whether the last write went over the socket's high-water mark. */

@@ -83,6 +83,9 @@ export class SocketDriver implements ConnectionHandler {
         ? Number.POSITIVE_INFINITY
         : Math.max(options.readPauseThreshold, socket.writableHighWaterMark)
     this.connection = new Connection(side, this, options)
+    // At once, not in attach(): reading may start later (after an async open handler), and a
+    // reset in between must not become an uncaught 'error'.
+    socket.on('error', onSocketError)
   }
 
   /**
@@ -96,7 +99,6 @@ export class SocketDriver implements ConnectionHandler {
     socket.setTimeout(0)
     socket.on('close', onSocketClose)
     socket.on('end', onSocketEnd)
-    socket.on('error', onSocketError)
     socket.on('drain', onSocketDrain)
     if (socket.closed) {
       // The peer vanished during the handshake and 'close' has already been emitted.

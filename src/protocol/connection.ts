@@ -119,6 +119,10 @@ export class Connection implements FrameSink {
   private compression: MessageCompression | undefined
   /** Frames held so that none overtakes a message still being compressed. */
   private outputQueue: QueuedFrame[] | undefined
+  /** A fragmented message is being sent (sendFragment without fin so far). */
+  private fragmentOpen = false
+  /** Messages sent while a fragmented message is open: they follow its last fragment. */
+  private heldSends: (() => void)[] | undefined
 
   // Control frame being assembled (at most 125 bytes, usually one piece).
   private controlOpcode = 0
@@ -217,10 +221,22 @@ export class Connection implements FrameSink {
   frameStart(header: FrameHeader): void {
     const opcode = header.opcode
     if (opcode >= 0x8) {
+      // RFC 7692 6.1: "An endpoint MUST NOT set the 'Per-Message Compressed' bit of control
+      // frames"; the parser lets RSV1 through once compression is negotiated, so check it here.
+      if (header.rsv !== 0) {
+        throw new ProtocolError(ProtocolErrorCode.ReservedBits, 'Reserved bits set on a control frame')
+      }
       this.controlOpcode = opcode
       return
     }
     if (opcode === Opcode.Continuation) {
+      // RFC 7692 6.1: nor on "non-first fragments of a data message".
+      if (header.rsv !== 0) {
+        throw new ProtocolError(
+          ProtocolErrorCode.CompressedContinuation,
+          'Reserved bits set on a continuation frame',
+        )
+      }
       // RFC 6455 5.4: a fragmented message starts with a non-continuation frame.
       if (this.messageOpcode === 0) {
         throw new ProtocolError(
@@ -415,6 +431,10 @@ export class Connection implements FrameSink {
   }
 
   private sendMessage(opcode: number, data: Uint8Array, compress: boolean | undefined): void {
+    if (this.fragmentOpen) {
+      ;(this.heldSends ??= []).push(() => this.sendMessage(opcode, data, compress))
+      return
+    }
     const compression = this.compression
     if (
       compression === undefined ||
@@ -455,6 +475,10 @@ export class Connection implements FrameSink {
     if (this.state !== ConnectionState.OPEN) return false
     if (this.masking)
       throw new TypeError('A client must mask each frame; prepared frames are server-side only')
+    if (this.fragmentOpen) {
+      ;(this.heldSends ??= []).push(() => this.sendPrepared(frame))
+      return true
+    }
     if (!(frame instanceof Promise)) {
       if (this.outputQueue === undefined) this.handler.write(frame.header, frame.payload)
       else
@@ -507,7 +531,22 @@ export class Connection implements FrameSink {
     if (opcode !== Opcode.Text && opcode !== Opcode.Binary && opcode !== Opcode.Continuation) {
       throw new TypeError(`Not a data opcode: ${opcode}`)
     }
+    if (opcode === Opcode.Continuation ? !this.fragmentOpen : this.fragmentOpen) {
+      throw new TypeError(
+        this.fragmentOpen
+          ? 'A fragmented message is open: continue it with Opcode.Continuation'
+          : 'No fragmented message to continue: start one with Opcode.Text or Opcode.Binary',
+      )
+    }
     this.writeFrame(opcode, data, fin)
+    this.fragmentOpen = !fin
+    if (fin && this.heldSends !== undefined) {
+      // RFC 6455 5.4: fragments of one message are not interleaved with other messages; what
+      // was sent meanwhile goes out now, in call order.
+      const held = this.heldSends
+      this.heldSends = undefined
+      for (const send of held) if (this.state === ConnectionState.OPEN) send()
+    }
     return true
   }
 
@@ -544,8 +583,9 @@ export class Connection implements FrameSink {
   fail(code: number, reason = ''): void {
     if (this.state === ConnectionState.CLOSED) return
     this.parser.stop()
-    // A failing connection does not wait for messages still being compressed.
+    // A failing connection does not wait for messages still being compressed or held.
     this.outputQueue = undefined
+    this.heldSends = undefined
     if (!this.closeSent) {
       this.state = ConnectionState.CLOSING
       this.sendCloseFrame(encodeClosePayload(code, reason))

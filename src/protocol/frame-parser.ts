@@ -111,9 +111,20 @@ export class FrameParser {
 
   /** Parses a chunk. Throws ProtocolError on a frame that breaks the protocol or a limit. */
   push(chunk: Uint8Array): void {
+    // While suspended, input waits, in order, for resume() (nothing used to queue it here, so
+    // frames after a message being inflated overtook it, and a close frame after it dropped it).
+    if (this.suspended) {
+      if (!this.stopped) this.pendingInput.push(chunk)
+      return
+    }
     let offset = 0
     const length = chunk.length
     while (offset < length && !this.stopped) {
+      if (this.suspended) {
+        // The sink suspended us mid-chunk: keep the rest, ahead of any input queued after it.
+        this.pendingInput.unshift(chunk.subarray(offset))
+        return
+      }
       if (this.state === State.Header) {
         offset =
           this.spillLength === 0 ? this.readHeader(chunk, offset) : this.readSpilledHeader(chunk, offset)

@@ -12,8 +12,11 @@ import type { PreparedFrame } from '../protocol/connection.js'
 /** What the monitor needs from each socket; the marks are the monitor's bookkeeping. */
 export interface Monitored {
   readonly receiveCount: number
-  /** receiveCount when last pinged; -1 before the first ping. */
+  /** receiveCount when pinged in heartbeatRound. */
   heartbeatMark: number
+  /** The ping round that set heartbeatMark; 0 before the first ping. */
+  heartbeatRound: number
+  /** receiveCount at the last idle check; -1 before the first one. */
   idleMark: number
   idleStrikes: number
   sendPreparedFrame(frame: PreparedFrame): void
@@ -33,6 +36,7 @@ export class LivenessMonitor<S extends Monitored> {
   private pingTimer: NodeJS.Timeout | undefined
   private checkTimer: NodeJS.Timeout | undefined
   private idleTimer: NodeJS.Timeout | undefined
+  private round = 0
 
   constructor(
     sockets: () => Iterable<S>,
@@ -74,22 +78,35 @@ export class LivenessMonitor<S extends Monitored> {
 
   private pingAll(): void {
     if (this.heartbeat === false) return
+    const round = ++this.round
     for (const socket of this.sockets()) {
-      socket.heartbeatMark = socket.receiveCount
+      // A socket still silent since an earlier ping keeps that ping's marks, so that the check
+      // of that round (which may run after this one, when timeout ≥ interval) still finds it.
+      const unanswered = socket.heartbeatRound !== 0 && socket.heartbeatMark === socket.receiveCount
+      if (!unanswered) {
+        socket.heartbeatMark = socket.receiveCount
+        socket.heartbeatRound = round
+      }
       socket.sendPreparedFrame(PING_FRAME)
     }
-    clearTimeout(this.checkTimer)
     this.checkTimer = setTimeout(
-      () => this.checkPongs(),
+      () => {
+        // After a stall of the event loop, this timer can fire before the pongs already waiting
+        // in the sockets are read: judge in the check phase, after the poll phase has read them.
+        setImmediate(() => this.checkPongs(round))
+      },
       Math.min(this.heartbeat.timeout, this.heartbeat.interval),
     )
     this.checkTimer.unref()
   }
 
-  private checkPongs(): void {
+  /** Terminates the sockets pinged in `round` from which nothing has arrived since. */
+  private checkPongs(round: number): void {
     const dead: S[] = []
     for (const socket of this.sockets()) {
-      if (socket.heartbeatMark === socket.receiveCount) dead.push(socket)
+      // Silent since a ping of this round or an earlier one (round 0: never pinged yet).
+      const pinged = socket.heartbeatRound !== 0 && socket.heartbeatRound <= round
+      if (pinged && socket.heartbeatMark === socket.receiveCount) dead.push(socket)
     }
     for (const socket of dead) socket.heartbeatTimedOut()
   }
@@ -97,7 +114,10 @@ export class LivenessMonitor<S extends Monitored> {
   private checkIdle(): void {
     const idle: S[] = []
     for (const socket of this.sockets()) {
-      if (socket.idleMark === socket.receiveCount) {
+      if (socket.idleMark === -1) {
+        // First sight of this socket: it may have opened just now. Strikes start next check.
+        socket.idleMark = socket.receiveCount
+      } else if (socket.idleMark === socket.receiveCount) {
         if (++socket.idleStrikes >= 2) idle.push(socket)
       } else {
         socket.idleMark = socket.receiveCount

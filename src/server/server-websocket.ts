@@ -33,7 +33,7 @@ export interface SendOptions {
   compress?: boolean
 }
 
-export type SendData = string | Uint8Array | ArrayBuffer | DataView
+export type SendData = string | ArrayBuffer | ArrayBufferView
 
 export class ServerWebSocket<UserData = unknown> implements DriverListener, Monitored {
   /** Whatever the `upgrade` handler returned: the place for per-connection state. */
@@ -53,7 +53,8 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
   private pendingHandlers = 0
   // Liveness bookkeeping (see liveness.ts).
   heartbeatMark = -1
-  idleMark = 0
+  heartbeatRound = 0
+  idleMark = -1
   idleStrikes = 0
 
   constructor(
@@ -78,7 +79,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
   }
 
   /** 0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED, as in the WebSocket API. */
-  get readyState(): number {
+  get readyState(): ConnectionState {
     return this.driver.connection.state
   }
 

@@ -27,6 +27,7 @@ import {
   buildErrorResponse,
   HandshakeError,
   type Limits,
+  listHasToken,
   resolveLimits,
   validateRequest,
 } from '../protocol/index.js'
@@ -140,12 +141,12 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       this.handleUpgrade(req, socket, head),
     )
-    server.on('request', (_req, res) => {
-      // Not an upgrade: say what this endpoint is for (RFC 7231 6.5.15).
+    server.on('request', (req, res) => {
+      // Not an upgrade: say what this endpoint is for (RFC 9110 15.5.22).
       const body = 'This endpoint requires a WebSocket upgrade\n'
       res.writeHead(426, {
         Upgrade: 'websocket',
-        Connection: 'Upgrade',
+        Connection: upgradeRequiredConnection(req.headers.connection),
         'Content-Type': 'text/plain; charset=utf-8',
       })
       res.end(body)
@@ -258,8 +259,9 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
         fields: req.headersDistinct,
       })
     } catch (error) {
-      if (error instanceof HandshakeError) this.reject(socket, error)
-      else this.fail(socket, error)
+      if (!(error instanceof HandshakeError)) this.fail(socket, error)
+      else if (this.handlers.handshakeError?.(error, req, socket) === true) this.countRejection(error.status)
+      else this.reject(socket, error)
       return
     }
     let deflate: ServerNegotiation | undefined
@@ -572,6 +574,17 @@ function isHostLabels(value: string): boolean {
     if (!ok) return false
   }
   return value.length > 0 && !value.startsWith('.') && !value.endsWith('.')
+}
+
+/**
+ * The Connection header of a 426: "Upgrade" (the Upgrade header is hop-by-hop), plus "close"
+ * when the request asked for it (RFC 9112 9.6), so that a keep-alive client does not reuse a
+ * connection we are closing.
+ */
+export function upgradeRequiredConnection(requestConnection: string | undefined): string {
+  return listHasToken(requestConnection === undefined ? undefined : [requestConnection], 'close')
+    ? 'Upgrade, close'
+    : 'Upgrade'
 }
 
 function pathnameOf(url: string): string {

@@ -2,10 +2,11 @@
  * Server options, handlers and the internal contract between the server and its sockets.
  */
 import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { TlsOptions } from 'node:tls'
 import type { DriverOptions } from '../node/socket-driver.js'
 import type { PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js'
-import type { Limits } from '../protocol/index.js'
+import type { HandshakeError, Limits } from '../protocol/index.js'
 import type { TopicRegistry } from '../pubsub/topic-registry.js'
 import type { SendData, SendOptions, ServerWebSocket } from './server-websocket.js'
 
@@ -46,6 +47,12 @@ export interface ServerHandlers<UserData> {
    * handshake's cause. Without this handler they are printed to stderr.
    */
   error?(error: unknown, ws?: ServerWebSocket<UserData>): unknown
+  /**
+   * A malformed handshake request (bad key, version, headers...). Return true to answer the
+   * socket yourself (rally/ws emits `wsClientError` this way); otherwise Rally answers with the
+   * error's status and a one-line reason.
+   */
+  handshakeError?(error: HandshakeError, request: IncomingMessage, socket: Duplex): boolean | undefined
 }
 
 export interface ServerOptions<UserData> extends ServerHandlers<UserData> {
@@ -57,7 +64,10 @@ export interface ServerOptions<UserData> extends ServerHandlers<UserData> {
   tls?: TlsOptions
   /** Accept upgrades only on this path (pathname, without the query); others get 404. */
   path?: string
-  /** Subprotocols this server speaks: the first one the client offers is chosen. */
+  /**
+   * Subprotocols this server speaks, in its order of preference: the first of them that the
+   * client offered is chosen (the server's order wins, so it can prefer its newest version).
+   */
   protocols?: readonly string[]
   /** Largest message in bytes. Default 16 MiB. Shorthand for `limits.maxMessageSize`. */
   maxPayload?: number

@@ -22,7 +22,7 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { defineWebSocketHelper, WSContext, type WSEvents } from 'hono/ws'
 import { CloseEvent } from '../../client/events.js'
-import { RallyServer } from '../../server/server.js'
+import { RallyServer, upgradeRequiredConnection } from '../../server/server.js'
 import type { ServerWebSocket } from '../../server/server-websocket.js'
 import type { ServerOptions, UpgradeContext } from '../../server/types.js'
 
@@ -157,7 +157,7 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
         // A plain request to a WebSocket route: say so (RFC 7231 6.5.15).
         return c.text('This endpoint requires a WebSocket upgrade\n', 426, {
           Upgrade: 'websocket',
-          Connection: 'Upgrade',
+          Connection: upgradeRequiredConnection(c.req.header('connection')),
         })
       }
       const slot = (c.env as Record<symbol, UpgradeSlot> | undefined)?.[UPGRADE_SLOT]

@@ -97,6 +97,12 @@ export class WebSocketServer extends EventEmitter {
       // ws has no heartbeat of its own (apps ping); keep Rally's off for the same behaviour.
       heartbeat: false,
       upgrade: (request, context) => this.negotiate(request, context),
+      // As in ws: a malformed handshake goes to 'wsClientError' listeners, who answer it.
+      handshakeError: (error, request, socket) => {
+        if (this.listenerCount('wsClientError') === 0) return false
+        this.emit('wsClientError', error, socket, request)
+        return true
+      },
       open: (ws) => this.opened(ws),
       message: (ws, data, isBinary) => (ws.data as WebSocket).deliverMessage(data as Buffer, isBinary),
       ping: (ws, data) => void (ws.data as WebSocket).emit('ping', data),

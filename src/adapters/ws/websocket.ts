@@ -120,9 +120,9 @@ export class WebSocket extends EventEmitter {
     }
   }
 
-  get readyState(): number {
+  get readyState(): 0 | 1 | 2 | 3 {
     if (this.backend.kind === 'server') return this.backend.socket.readyState
-    return this.state
+    return this.state as 0 | 1 | 2 | 3
   }
 
   get protocol(): string {

@@ -74,6 +74,12 @@ export class HttpHeadParser {
 /** Parses a complete head ending in CR LF CR LF. */
 export function parseHead(text: string, maxHeaderCount: number): HttpHead {
   const lines = text.slice(0, -4).split('\r\n')
+  // Any CR or LF left after splitting on CR LF is bare. RFC 9110 5.5: "a recipient of CR, LF, or
+  // NUL within a field value MUST either reject the message or replace each of those characters
+  // with SP"; accepted as is, "Host: a\nX-Injected: b" would reach the application as one value.
+  for (const line of lines) {
+    if (hasCrLfOrNul(line)) throw new HandshakeError(400, 'Bare CR, LF or NUL in the HTTP head')
+  }
   const startParts = lines[0]!.split(' ')
   if (startParts.length < 3 || startParts[0] === '' || startParts[1] === '') {
     throw new HandshakeError(400, 'Malformed HTTP start line')
@@ -101,4 +107,12 @@ export function parseHead(text: string, maxHeaderCount: number): HttpHead {
     else list.push(value)
   }
   return { startLine, fields, fieldCount: lines.length - 1 }
+}
+
+function hasCrLfOrNul(line: string): boolean {
+  for (let i = 0; i < line.length; i++) {
+    const c = line.charCodeAt(i)
+    if (c === 0x0d || c === 0x0a || c === 0x00) return true
+  }
+  return false
 }

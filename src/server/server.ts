@@ -45,6 +45,8 @@ const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
 const DEFAULT_HEARTBEAT = { interval: 30_000, timeout: 10_000 }
 /** Longest body of a refusal `Response` we send; the rest is cut (the peer is not a browser page). */
 const MAX_REJECTION_BODY = 4096
+/** How long a refused peer may keep its side of TCP open after our answer (ms). */
+const REFUSAL_LINGER = 1000
 
 export class RallyServer<UserData = undefined> implements ServerContext<UserData> {
   readonly handlers: ServerHandlers<UserData>
@@ -74,6 +76,8 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   private readonly connectionsPerIp = new Map<string, number>()
   /** Handshakes between the request and the 101 (counted against `maxConnections`). */
   private pendingHandshakes = 0
+  /** Sockets answered with a refusal, until they close (destroyed on `close()`). */
+  private readonly refusedSockets = new Set<Duplex>()
 
   constructor(options: ServerOptions<UserData>) {
     this.options = options
@@ -153,17 +157,17 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       this.countRejection(426)
     })
     server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-      // Malformed HTTP or a head over the limits, caught by Node's parser before any handler.
-      const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
-      this.countRejection(status)
-      if (socket.writable)
-        socket.end(
-          buildErrorResponse(
-            status,
-            `${status === 431 ? 'Request header fields too large' : 'Malformed HTTP request'}\n`,
-          ),
-        )
-      else socket.destroy()
+      // Malformed HTTP, a head over the limits or too slow (slowloris), caught by Node's parser
+      // before any handler sees the request.
+      const status =
+        error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+      const reason =
+        status === 431
+          ? 'Request header fields too large'
+          : status === 408
+            ? 'Request timeout'
+            : 'Malformed HTTP request'
+      this.reject(socket, new HandshakeError(status, reason))
     })
     this.listening = new Promise((resolve, reject) => {
       server.once('error', reject)
@@ -328,20 +332,27 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     )
   }
 
-  /** Server-wide admission rules, checked before the application sees the request. */
-  private checkPolicy(req: IncomingMessage, socket: Socket): HandshakeError | undefined {
-    const limits = this.limits
-    if (req.rawHeaders.length / 2 > limits.maxHeaderCount) {
-      return new HandshakeError(431, `More than ${limits.maxHeaderCount} header fields`)
-    }
+  /** maxConnections and maxConnectionsPerIp, counting `pending` handshakes as connections. */
+  private checkCaps(socket: Socket, pending: number): HandshakeError | undefined {
     const max = this.options.maxConnections ?? 0
-    if (max > 0 && this.sockets.size + this.pendingHandshakes >= max) {
+    if (max > 0 && this.sockets.size + pending >= max) {
       return new HandshakeError(503, 'Too many connections')
     }
     const perIp = this.options.maxConnectionsPerIp ?? 0
     if (perIp > 0 && (this.connectionsPerIp.get(socket.remoteAddress ?? '') ?? 0) >= perIp) {
       return new HandshakeError(429, 'Too many connections from this address')
     }
+    return undefined
+  }
+
+  /** Server-wide admission rules, checked before the application sees the request. */
+  private checkPolicy(req: IncomingMessage, socket: Socket): HandshakeError | undefined {
+    const limits = this.limits
+    if (req.rawHeaders.length / 2 > limits.maxHeaderCount) {
+      return new HandshakeError(431, `More than ${limits.maxHeaderCount} header fields`)
+    }
+    const capError = this.checkCaps(socket, this.pendingHandshakes)
+    if (capError !== undefined) return capError
     if (this.originCheck !== undefined) {
       // Browsers always send Origin on a WebSocket handshake; other clients need not (RFC 6455
       // 4.1 item 8, 10.2), and a forged Origin proves nothing, so only present origins are judged.
@@ -369,6 +380,12 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     }
     if (this.closing !== undefined) {
       this.reject(socket, new HandshakeError(503, 'Server is shutting down'))
+      return
+    }
+    // Connections may have opened while the application decided: the caps are checked again.
+    const capError = this.checkCaps(socket as Socket, 0)
+    if (capError !== undefined) {
+      this.reject(socket, capError)
       return
     }
     this.accept(req, socket, head, key, context, deflate, result)
@@ -440,9 +457,29 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   /** Answers a refused handshake with its status and a one-line reason, then closes. */
   private reject(socket: Duplex, error: HandshakeError): void {
     this.countRejection(error.status)
-    if (socket.writable)
-      socket.end(buildErrorResponse(error.status, `${error.message}\n`, Object.entries(error.headers)))
-    else socket.destroy()
+    this.answerAndClose(
+      socket,
+      buildErrorResponse(error.status, `${error.message}\n`, Object.entries(error.headers)),
+    )
+  }
+
+  /**
+   * Sends a final HTTP answer and closes the socket: half-closes after the answer, discards
+   * whatever the peer still sends, and destroys the socket after a second if the peer keeps
+   * its side open — a refused peer must not hold a file descriptor (or `close()`) forever.
+   */
+  private answerAndClose(socket: Duplex, response: string): void {
+    if (!socket.writable || socket.destroyed) {
+      socket.destroy()
+      return
+    }
+    socket.on('error', ignoreHandshakeSocketError)
+    this.refusedSockets.add(socket)
+    socket.once('close', () => this.refusedSockets.delete(socket))
+    socket.end(response)
+    socket.resume()
+    // The answer is small and already handed to the kernel by then: a second is plenty.
+    setTimeout(destroySocket, Math.min(this.driverOptions.closeTimeout, REFUSAL_LINGER), socket).unref()
   }
 
   /** The application refused the upgrade with a Response. */
@@ -450,17 +487,14 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     response.text().then(
       (text) => {
         this.countRejection(response.status)
-        if (!socket.writable) {
-          socket.destroy()
-          return
-        }
         const headers: [string, string][] = []
         response.headers.forEach((value, name) => {
           if (name !== 'content-length' && name !== 'connection' && name !== 'content-type')
             headers.push([name, value])
         })
         const body = text.length > MAX_REJECTION_BODY ? text.slice(0, MAX_REJECTION_BODY) : text
-        socket.end(buildErrorResponse(response.status, body, headers))
+        const contentType = response.headers.get('content-type') ?? undefined
+        this.answerAndClose(socket, buildErrorResponse(response.status, body, headers, contentType))
       },
       (error: unknown) => this.fail(socket, error),
     )
@@ -525,6 +559,18 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     }
     // Each socket's closing handshake is bounded by closeTimeout, after which it is destroyed.
     for (const ws of this.sockets) ws.goAway()
+    // Refused peers are not waited for, and neither are requests still arriving (slowloris):
+    // once the WebSocket connections are done, or closeTimeout has passed, they are cut.
+    for (const socket of this.refusedSockets) socket.destroy()
+    const server = this.httpServer
+    if (server !== undefined) {
+      const cut = setTimeout(() => server.closeAllConnections(), this.driverOptions.closeTimeout)
+      cut.unref()
+      Promise.all(waits.slice(1)).then(() => {
+        clearTimeout(cut)
+        server.closeAllConnections()
+      })
+    }
     this.closing = Promise.all(waits).then(() => undefined)
     return this.closing
   }
@@ -562,7 +608,11 @@ function compileOrigins(allowed: readonly (string | RegExp)[]): (origin: string)
         if (isHostLabels(middle)) return true
       }
     }
-    return regexps.some((regexp) => regexp.test(origin))
+    return regexps.some((regexp) => {
+      // A /g or /y RegExp remembers where it stopped; each origin is a fresh match.
+      regexp.lastIndex = 0
+      return regexp.test(origin)
+    })
   }
 }
 
@@ -590,6 +640,10 @@ export function upgradeRequiredConnection(requestConnection: string | undefined)
 function pathnameOf(url: string): string {
   const query = url.indexOf('?')
   return query === -1 ? url : url.slice(0, query)
+}
+
+function destroySocket(socket: Duplex): void {
+  socket.destroy()
 }
 
 function ignoreHandshakeSocketError(): void {

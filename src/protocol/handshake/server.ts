@@ -99,6 +99,7 @@ const STATUS_TEXT: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  408: 'Request Timeout',
   426: 'Upgrade Required',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
@@ -111,11 +112,12 @@ export function buildErrorResponse(
   status: number,
   body: string,
   headers: Iterable<[string, string]> = [],
+  contentType = 'text/plain; charset=utf-8',
 ): string {
   const text = STATUS_TEXT[status] ?? 'Error'
   const bodyBytes = Buffer.byteLength(body)
   return (
-    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${formatHeaders([['Content-Type', contentType]])}` +
     `Content-Length: ${bodyBytes}\r\n${formatHeaders(headers)}\r\n${body}`
   )
 }

@@ -25,15 +25,16 @@ export function writeRandomMask(target: Uint8Array, offset: number): void {
   maskPoolOffset += 4
 }
 
-/** Below this many bytes a plain byte loop beats setting up a 32-bit view. */
-const WORD_LOOP_THRESHOLD = 32
+/** Below this many bytes a plain byte loop beats setting up a wide view. */
+const WORD_LOOP_THRESHOLD = 64
 
 /**
  * XORs `source` with the key `mask[maskOffset..+4)` into `target` (which may be `source` itself,
  * to unmask in place). `phase` is the payload position of `source[0]` modulo 4, so that a payload
  * arriving in pieces is unmasked correctly piece by piece.
  *
- * Works on 32-bit words where the memory is aligned, bytes elsewhere.
+ * Works on 64-bit words (4 per iteration) where source and target share their alignment modulo 8,
+ * 32-bit words where they share it modulo 4, bytes elsewhere.
  */
 export function applyMask(
   source: Uint8Array,
@@ -44,27 +45,65 @@ export function applyMask(
 ): void {
   const length = source.length
   let i = 0
-  if (length >= WORD_LOOP_THRESHOLD && source.byteOffset % 4 === target.byteOffset % 4) {
-    // Walk bytes up to the first 4-byte aligned address, then whole words.
-    const misalignment = (4 - (source.byteOffset % 4)) % 4
-    for (; i < misalignment; i++) target[i] = source[i]! ^ mask[maskOffset + ((phase + i) & 3)]!
-    const words = (length - i) >>> 2
-    // The key word holds the key bytes in memory order, starting where word 0 falls in the key;
-    // reading it through a Uint32Array makes it right on either endianness.
-    const wordPhase = (phase + i) & 3
-    keyBytes[0] = mask[maskOffset + (wordPhase & 3)]!
-    keyBytes[1] = mask[maskOffset + ((wordPhase + 1) & 3)]!
-    keyBytes[2] = mask[maskOffset + ((wordPhase + 2) & 3)]!
-    keyBytes[3] = mask[maskOffset + ((wordPhase + 3) & 3)]!
-    const keyWord = keyWordView[0]!
-    const sourceWords = new Uint32Array(source.buffer, source.byteOffset + i, words)
-    const targetWords =
-      target === source ? sourceWords : new Uint32Array(target.buffer, target.byteOffset + i, words)
-    for (let w = 0; w < words; w++) targetWords[w] = sourceWords[w]! ^ keyWord
-    i += words * 4
+  if (length >= WORD_LOOP_THRESHOLD) {
+    const wide = source.byteOffset % 8 === target.byteOffset % 8
+    if (wide || source.byteOffset % 4 === target.byteOffset % 4) {
+      const align = wide ? 8 : 4
+      const misalignment = (align - (source.byteOffset % align)) % align
+      for (; i < misalignment; i++) target[i] = source[i]! ^ mask[maskOffset + ((phase + i) & 3)]!
+      // The key words hold the key bytes in memory order, starting where word 0 falls in the key;
+      // reading them through typed arrays makes them right on either endianness.
+      const wordPhase = (phase + i) & 3
+      for (let k = 0; k < 8; k++) keyBytes[k] = mask[maskOffset + ((wordPhase + k) & 3)]!
+      if (wide) {
+        const words = (length - i) >>> 3
+        const key = keyWide[0]!
+        const src = new BigUint64Array(source.buffer, source.byteOffset + i, words)
+        const dst = target === source ? src : new BigUint64Array(target.buffer, target.byteOffset + i, words)
+        let w = 0
+        for (; w + 4 <= words; w += 4) {
+          dst[w] = src[w]! ^ key
+          dst[w + 1] = src[w + 1]! ^ key
+          dst[w + 2] = src[w + 2]! ^ key
+          dst[w + 3] = src[w + 3]! ^ key
+        }
+        for (; w < words; w++) dst[w] = src[w]! ^ key
+        i += words * 8
+      } else {
+        const words = (length - i) >>> 2
+        const key = keyNarrow[0]!
+        const src = new Uint32Array(source.buffer, source.byteOffset + i, words)
+        const dst = target === source ? src : new Uint32Array(target.buffer, target.byteOffset + i, words)
+        let w = 0
+        for (; w + 4 <= words; w += 4) {
+          dst[w] = src[w]! ^ key
+          dst[w + 1] = src[w + 1]! ^ key
+          dst[w + 2] = src[w + 2]! ^ key
+          dst[w + 3] = src[w + 3]! ^ key
+        }
+        for (; w < words; w++) dst[w] = src[w]! ^ key
+        i += words * 4
+      }
+    }
   }
-  for (; i < length; i++) target[i] = source[i]! ^ mask[maskOffset + ((phase + i) & 3)]!
+  if (i === length) return
+  // Short payloads and tails: the key bytes in locals, rotated to where byte i falls in the key.
+  const p = phase + i
+  const k0 = mask[maskOffset + (p & 3)]!
+  const k1 = mask[maskOffset + ((p + 1) & 3)]!
+  const k2 = mask[maskOffset + ((p + 2) & 3)]!
+  const k3 = mask[maskOffset + ((p + 3) & 3)]!
+  for (; i + 4 <= length; i += 4) {
+    target[i] = source[i]! ^ k0
+    target[i + 1] = source[i + 1]! ^ k1
+    target[i + 2] = source[i + 2]! ^ k2
+    target[i + 3] = source[i + 3]! ^ k3
+  }
+  if (i < length) target[i] = source[i]! ^ k0
+  if (i + 1 < length) target[i + 1] = source[i + 1]! ^ k1
+  if (i + 2 < length) target[i + 2] = source[i + 2]! ^ k2
 }
 
-const keyWordView = new Uint32Array(1)
-const keyBytes = new Uint8Array(keyWordView.buffer)
+const keyWide = new BigUint64Array(1)
+const keyNarrow = new Uint32Array(keyWide.buffer, 0, 1)
+const keyBytes = new Uint8Array(keyWide.buffer)

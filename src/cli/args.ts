@@ -37,3 +37,21 @@ export function parseSize(name: string, value: string | undefined, fallback: num
     throw new UsageError(`--${name} must be a positive number of bytes, got "${value}"`)
   return size
 }
+
+/**
+ * SIGINT and SIGTERM run `shutdown` (which closes every connection with 1001) and exit 0.
+ * Installed before a server prints its readiness line, so that no signal finds it unprepared.
+ */
+export function exitOnSignal(shutdown: () => Promise<unknown>): void {
+  const onSignal = (): void => {
+    shutdown().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        console.error(error)
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+}

@@ -2,7 +2,7 @@
  * `rally demo`: the demo app (chat, live dashboard, the primer's /realtime echo) on an
  * in-memory bus. Needs the optional peer dependencies `hono` and `@hono/node-server`.
  */
-import { parseFlags, parsePort, UsageError } from './args.js'
+import { exitOnSignal, parseFlags, parsePort, UsageError } from './args.js'
 
 export const DEMO_HELP = `Usage: rally demo [--port 3000] [--host 127.0.0.1]
 
@@ -30,12 +30,10 @@ export async function runDemo(argv: string[]): Promise<void> {
       `the demo needs hono and @hono/node-server installed (${(error as Error).message.split('\n')[0]})`,
     )
   }
+  let close: (() => Promise<void>) | undefined
+  exitOnSignal(() => close?.() ?? Promise.resolve())
   const demo = await startDemo({ port, host })
+  close = () => demo.close()
   const shown = host.includes(':') ? `[${host}]` : host === '127.0.0.1' ? 'localhost' : host
   console.log(`listening on http://${shown}:${demo.port}`)
-  const shutdown = (): void => {
-    demo.close().then(() => process.exit(0))
-  }
-  process.once('SIGINT', shutdown)
-  process.once('SIGTERM', shutdown)
 }

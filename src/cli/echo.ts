@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { createServer } from '../server/server.js'
-import { parseFlags, parsePort, parseSize, UsageError } from './args.js'
+import { exitOnSignal, parseFlags, parsePort, parseSize, UsageError } from './args.js'
 
 export const ECHO_HELP = `Usage: rally echo [--host 127.0.0.1] [--port 9001] [--deflate] [--tls-cert FILE --tls-key FILE] [--max-payload BYTES]
 
@@ -68,14 +68,10 @@ export async function runEcho(argv: string[]): Promise<void> {
       // Peers that break the protocol are expected here; they get their close code.
     },
   })
+  // Before the readiness line: whoever reads it may signal at once.
+  exitOnSignal(() => server.close())
   await server.ready()
   const address = server.address()!
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
   console.log(`listening on ${tls ? 'wss' : 'ws'}://${shownHost}:${address.port}`)
-
-  const shutdown = (): void => {
-    server.close().then(() => process.exit(0))
-  }
-  process.once('SIGINT', shutdown)
-  process.once('SIGTERM', shutdown)
 }

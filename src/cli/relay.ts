@@ -4,7 +4,7 @@
  * compressed once per message).
  */
 import { createServer } from '../server/server.js'
-import { parseFlags, parsePort } from './args.js'
+import { exitOnSignal, parseFlags, parsePort } from './args.js'
 
 export const RELAY_HELP = `Usage: rally relay [--host 127.0.0.1] [--port 9002] [--deflate]
 
@@ -45,13 +45,10 @@ export async function runRelay(argv: string[]): Promise<void> {
       // Peers that break the protocol get their close code; the relay carries on.
     },
   })
+  // Before the readiness line: whoever reads it may signal at once.
+  exitOnSignal(() => server.close())
   await server.ready()
   const address = server.address()!
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
   console.log(`listening on ws://${shownHost}:${address.port}`)
-  const shutdown = (): void => {
-    server.close().then(() => process.exit(0))
-  }
-  process.once('SIGINT', shutdown)
-  process.once('SIGTERM', shutdown)
 }

@@ -402,7 +402,9 @@ export class Connection implements FrameSink {
       // "If an endpoint receives a Close frame and did not previously send a Close frame, the
       // endpoint MUST send a Close frame in response ... typically echoing the status code".
       this.state = ConnectionState.CLOSING
-      this.sendCloseFrame(code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code))
+      // The reason is echoed too, as browsers, ws and python-websockets do; it is already known to
+      // be valid UTF-8 of at most 123 bytes.
+      this.sendCloseFrame(code === CloseCode.NoStatus ? EMPTY : encodeClosePayload(code, reason))
     }
     this.handler.closeReceived(code, reason)
     // RFC 6455 7.1.1: "the server [...] SHOULD close the underlying TCP connection"; the client

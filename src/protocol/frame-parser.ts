@@ -237,7 +237,8 @@ export class FrameParser {
     }
     // Length encodings need not be minimal here: RFC 6455 5.2 puts that MUST on the sender, and
     // a longer encoding of a valid length is harmless to parse.
-    if (length > this.maxFrameSize) {
+    // Control frames are bounded by 125 bytes already (checked above), whatever this limit says.
+    if (length > this.maxFrameSize && (b0 & 0x08) === 0) {
       throw new ProtocolError(
         ProtocolErrorCode.FrameTooLarge,
         `Frame of ${length} bytes exceeds the limit of ${this.maxFrameSize}`,

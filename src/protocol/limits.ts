@@ -37,8 +37,8 @@ export function resolveLimits(partial: Partial<Limits> = {}): Limits {
     maxHeaderCount: partial.maxHeaderCount ?? DEFAULT_LIMITS.maxHeaderCount,
   }
   for (const [name, value] of Object.entries(limits)) {
-    if (!Number.isSafeInteger(value) || value < 0) {
-      throw new RangeError(`Limit ${name} must be a non-negative integer, got ${value}`)
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new RangeError(`Limit ${name} must be a positive integer, got ${value}`)
     }
   }
   return limits

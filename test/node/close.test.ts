@@ -65,9 +65,9 @@ describe('close paths', () => {
     assert.equal(atServer.readyState, 3)
     const event = await closed
     assert.equal(event.wasClean, true)
-    // The server echoes the code (RFC 6455 5.5.1), without a reason.
+    // The server echoes the code (RFC 6455 5.5.1) and the reason.
     assert.equal(event.code, 4001)
-    assert.equal(event.reason, '')
+    assert.equal(event.reason, 'client done')
     assert.equal(ws.readyState, WebSocket.CLOSED)
   })
 
@@ -110,7 +110,7 @@ describe('close paths', () => {
     assert.equal(event.wasClean, true)
     const atServer = await closes.next(2000, 'the server close handler')
     assert.equal(atServer.code, 4000, 'the client echoed 4000')
-    assert.equal(atServer.reason, '')
+    assert.equal(atServer.reason, 'bye', 'and the reason')
   })
 
   it('close timeout: a peer that never answers the close frame is destroyed after closeTimeout; close gets 1006', async () => {

@@ -53,7 +53,8 @@ export function validateResponse(
   offeredExtensions: boolean,
 ): ValidatedResponse {
   const [version, statusText] = head.startLine
-  const status = Number(statusText)
+  // Exactly three digits (RFC 9112 4): "101.0" or "0x65" are not 101.
+  const status = /^\d{3}$/.test(statusText) ? Number(statusText) : Number.NaN
   if (!version.startsWith('HTTP/') || !Number.isInteger(status)) {
     throw new HandshakeError(0, 'Malformed HTTP status line in handshake response')
   }

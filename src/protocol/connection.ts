@@ -13,7 +13,7 @@ import { Buffer } from 'node:buffer'
 import { CloseCode, encodeClosePayload, isValidWireCloseCode } from './close.js'
 import { ProtocolError, ProtocolErrorCode } from './errors.js'
 import type { MessageCompression } from './extensions/compression.js'
-import { type FrameHeader, FrameParser, type FrameSink } from './frame-parser.js'
+import { type FrameHeader, FrameParser, type FrameSink, withDeflateSlack } from './frame-parser.js'
 import { encodeFrameHeader, encodeFrameInto, SMALL_FRAME_LIMIT } from './frame-writer.js'
 import { type Limits, resolveLimits } from './limits.js'
 import { Opcode } from './opcode.js'
@@ -268,8 +268,12 @@ export class Connection implements FrameSink {
         `Message has more than ${this.limits.maxFragments} fragments`,
       )
     }
-    // Checked on the declared length, before any of this frame's payload is buffered.
-    if (this.messageLength + header.length > this.limits.maxMessageSize) {
+    // Checked on the declared length, before any of this frame's payload is buffered. (A
+    // compressed message is checked again, on its real size, while it is inflated.)
+    const limit = this.messageCompressed
+      ? withDeflateSlack(this.limits.maxMessageSize)
+      : this.limits.maxMessageSize
+    if (this.messageLength + header.length > limit) {
       throw new ProtocolError(
         ProtocolErrorCode.MessageTooLarge,
         `Message exceeds the limit of ${this.limits.maxMessageSize} bytes`,
@@ -448,7 +452,10 @@ export class Connection implements FrameSink {
     }
     const result = compression.compress(data)
     if (!(result instanceof Promise)) {
-      this.writeFrame(opcode, result, true, RSV1)
+      // Data that does not shrink (already compressed, random) goes as it is, unless the caller
+      // insisted: RFC 7692 lets any message be sent uncompressed, and the peer inflates nothing.
+      if (compress === true || result.length < data.length) this.writeFrame(opcode, result, true, RSV1)
+      else this.writeFrame(opcode, data)
       return
     }
     // Later frames wait behind this one, so that order is kept (RFC 7692 does not reorder).
@@ -456,7 +463,9 @@ export class Connection implements FrameSink {
     ;(this.outputQueue ??= []).push(queued)
     result.then(
       (payload) => {
-        queued.payload = payload
+        const smaller = compress === true || payload.length < data.length
+        queued.payload = smaller ? payload : data
+        queued.rsv = smaller ? RSV1 : 0
         queued.ready = true
         this.flushOutputQueue()
       },

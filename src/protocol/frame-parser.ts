@@ -238,7 +238,10 @@ export class FrameParser {
     // Length encodings need not be minimal here: RFC 6455 5.2 puts that MUST on the sender, and
     // a longer encoding of a valid length is harmless to parse.
     // Control frames are bounded by 125 bytes already (checked above), whatever this limit says.
-    if (length > this.maxFrameSize && (b0 & 0x08) === 0) {
+    // With compression negotiated, a frame may be the deflated form of a message at the limit,
+    // which incompressible data makes slightly larger than the original.
+    const limit = this.allowedRsv === 0 ? this.maxFrameSize : withDeflateSlack(this.maxFrameSize)
+    if (length > limit && (b0 & 0x08) === 0) {
       throw new ProtocolError(
         ProtocolErrorCode.FrameTooLarge,
         `Frame of ${length} bytes exceeds the limit of ${this.maxFrameSize}`,
@@ -291,4 +294,12 @@ function readUint32(bytes: Uint8Array, offset: number): number {
     ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>>
     0
   )
+}
+
+/**
+ * `n` plus the most DEFLATE can add to incompressible data of that size (zlib's deflateBound,
+ * rounded up): stored blocks cost 5 bytes per 64 KiB, plus a few bytes of framing.
+ */
+export function withDeflateSlack(n: number): number {
+  return n + Math.ceil(n / 4096) + Math.ceil(n / 16384) + 64
 }

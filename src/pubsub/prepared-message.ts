@@ -56,13 +56,17 @@ export class PreparedMessage {
     let frame = this.compressed.get(key)
     if (frame === undefined) {
       const output = compression.compress(this.data)
-      frame =
-        output instanceof Promise
-          ? output.then((bytes) => buildFrame(this.opcode, bytes, RSV1))
-          : buildFrame(this.opcode, output, RSV1)
+      frame = output instanceof Promise ? output.then((bytes) => this.frameFor(bytes)) : this.frameFor(output)
       this.compressed.set(key, frame)
     }
     return frame
+  }
+
+  /** The compressed frame, or the plain one when compression did not make the data smaller. */
+  private frameFor(compressed: Uint8Array): FrameBytes {
+    return compressed.length < this.data.length
+      ? buildFrame(this.opcode, compressed, RSV1)
+      : this.plainFrame()
   }
 
   private get opcode(): number {

@@ -178,10 +178,12 @@ for (const receiver of ['server', 'client'] as const) {
     it('sends compressed messages with RSV1 on the first frame only, above the threshold', () => {
       const { connection, recorder } = connect(peerOf(receiver))
       connection.setCompression(new FakeCompression('sync', 4))
-      connection.sendText('abcd')
+      connection.sendText('abcd', true) // forced
       connection.sendText('abc') // under the threshold
       connection.sendBinary(bytes(9, 9, 9, 9, 9), false) // compression refused for this message
       connection.sendBinary(bytes(7), true) // forced
+      // Above the threshold, but the fake codec's output (marker + data) is not smaller: sent as is.
+      connection.sendText('abcdef')
       assert.deepEqual(
         recorder.frames().map((f) => [f.opcode, f.rsv, hex(f.payload)]),
         [
@@ -189,6 +191,7 @@ for (const receiver of ['server', 'client'] as const) {
           [Opcode.Text, 0, hex(utf8('abc'))],
           [Opcode.Binary, 0, '0909090909'],
           [Opcode.Binary, RSV1, 'cc07'],
+          [Opcode.Text, 0, hex(utf8('abcdef'))],
         ],
       )
     })

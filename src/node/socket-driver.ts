@@ -97,8 +97,10 @@ export class SocketDriver implements ConnectionHandler {
     socket[kDriver] = this
     socket.setNoDelay(true)
     socket.setTimeout(0)
+    // Sockets from an http.Server allow half-open connections; ours do not: when the peer sends
+    // FIN, Node ends our side too (no 'end' listener of our own needed).
+    socket.allowHalfOpen = false
     socket.on('close', onSocketClose)
-    socket.on('end', onSocketEnd)
     socket.on('drain', onSocketDrain)
     if (socket.closed) {
       // The peer vanished during the handshake and 'close' has already been emitted.
@@ -280,12 +282,6 @@ function destroySocket(socket: Socket): void {
 
 function onSocketData(this: DrivenSocket, chunk: Buffer): void {
   this[kDriver]!.receive(chunk)
-}
-
-function onSocketEnd(this: DrivenSocket): void {
-  // The peer sent FIN. Sockets from an http.Server allow half-open connections, so finish our
-  // side too: nothing more can arrive, and a peer that half-closed gets its close.
-  if (!this.writableEnded) this.end()
 }
 
 function onSocketError(this: DrivenSocket): void {

@@ -111,7 +111,9 @@ export class Connection implements FrameSink {
   private messageOpcode = 0
   private messageLength = 0
   private fragmentCount = 0
-  private readonly pieces: Uint8Array[] = []
+  /** The message's payload so far: usually one piece; more when it came in several. */
+  private firstPiece: Uint8Array | undefined
+  private morePieces: Uint8Array[] | undefined
   private utf8: Utf8Validator | undefined
   private messageCompressed = false
 
@@ -126,7 +128,8 @@ export class Connection implements FrameSink {
 
   // Control frame being assembled (at most 125 bytes, usually one piece).
   private controlOpcode = 0
-  private readonly controlPieces: Uint8Array[] = []
+  /** The control frame's payload so far (at most 125 bytes). */
+  private controlPayload: Uint8Array | undefined
 
   // Closing handshake.
   private closeSent = false
@@ -199,8 +202,8 @@ export class Connection implements FrameSink {
   transportClosed(): CloseInfo {
     this.state = ConnectionState.CLOSED
     this.parser.stop()
-    this.pieces.length = 0
-    this.controlPieces.length = 0
+    this.dropPieces()
+    this.controlPayload = undefined
     this.outputQueue = undefined
     this.compression?.close()
     return this.closeInfo()
@@ -284,7 +287,9 @@ export class Connection implements FrameSink {
 
   framePayload(piece: Uint8Array): void {
     if (this.controlOpcode !== 0) {
-      this.controlPieces.push(piece)
+      // Rarely in more than one piece, and never more than 125 bytes: joined as it comes.
+      this.controlPayload =
+        this.controlPayload === undefined ? piece : Buffer.concat([this.controlPayload, piece])
       return
     }
     // Checked as bytes arrive, so invalid text fails before the rest of the frame is here.
@@ -292,14 +297,39 @@ export class Connection implements FrameSink {
     if (this.messageOpcode === Opcode.Text && !this.messageCompressed && !this.utf8!.push(piece)) {
       throw new ProtocolError(ProtocolErrorCode.InvalidUtf8, 'Text message is not valid UTF-8')
     }
-    this.pieces.push(piece)
+    if (this.firstPiece === undefined) this.firstPiece = piece
+    else (this.morePieces ??= []).push(piece)
+  }
+
+  /** The message's payload as one array: its only piece as is, or the pieces joined. */
+  private takePieces(): Uint8Array {
+    const first = this.firstPiece
+    const more = this.morePieces
+    this.firstPiece = undefined
+    this.morePieces = undefined
+    if (first === undefined) return EMPTY
+    if (more === undefined) return first
+    const joined = Buffer.allocUnsafe(this.messageLength)
+    joined.set(first, 0)
+    let offset = first.length
+    for (const piece of more) {
+      joined.set(piece, offset)
+      offset += piece.length
+    }
+    return joined
+  }
+
+  private dropPieces(): void {
+    this.firstPiece = undefined
+    this.morePieces = undefined
   }
 
   frameEnd(header: FrameHeader): void {
     if (this.controlOpcode !== 0) {
       const opcode = this.controlOpcode
       this.controlOpcode = 0
-      const payload = takePieces(this.controlPieces, header.length)
+      const payload = this.controlPayload ?? EMPTY
+      this.controlPayload = undefined
       this.handleControlFrame(opcode, payload)
       return
     }
@@ -313,7 +343,7 @@ export class Connection implements FrameSink {
     if (!isBinary && !this.utf8!.complete) {
       throw new ProtocolError(ProtocolErrorCode.InvalidUtf8, 'Text message ends inside a UTF-8 sequence')
     }
-    this.handler.message(takePieces(this.pieces, this.messageLength), isBinary)
+    this.handler.message(this.takePieces(), isBinary)
   }
 
   /**
@@ -322,7 +352,10 @@ export class Connection implements FrameSink {
    * message, control frame or close overtakes it.
    */
   private inflateMessage(isBinary: boolean): void {
-    const pieces = this.pieces.splice(0)
+    const first = this.firstPiece
+    const pieces =
+      first === undefined ? [] : this.morePieces === undefined ? [first] : [first, ...this.morePieces]
+    this.dropPieces()
     const result = this.compression!.decompress(pieces, this.messageLength, this.limits.maxMessageSize)
     if (!(result instanceof Promise)) {
       this.deliverInflated(result, isBinary)
@@ -401,7 +434,7 @@ export class Connection implements FrameSink {
     this.receivedReason = reason
     // RFC 6455 5.5.1: after a close frame the peer sends nothing more; anything after it is ignored.
     this.parser.stop()
-    this.pieces.length = 0
+    this.dropPieces()
     if (!this.closeSent) {
       // "If an endpoint receives a Close frame and did not previously send a Close frame, the
       // endpoint MUST send a Close frame in response ... typically echoing the status code".
@@ -637,24 +670,6 @@ export class Connection implements FrameSink {
       this.handler.write(encodeFrameHeader(opcode, length, { fin, rsv }), payload)
     }
   }
-}
-
-/** Joins payload pieces; a single piece is returned as is (no copy). */
-function takePieces(pieces: Uint8Array[], totalLength: number): Uint8Array {
-  if (pieces.length === 0) return EMPTY
-  if (pieces.length === 1) {
-    const only = pieces[0]!
-    pieces.length = 0
-    return only
-  }
-  const joined = Buffer.allocUnsafe(totalLength)
-  let offset = 0
-  for (const piece of pieces) {
-    joined.set(piece, offset)
-    offset += piece.length
-  }
-  pieces.length = 0
-  return joined
 }
 
 function checkControlPayload(data: Uint8Array): void {

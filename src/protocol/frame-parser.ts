@@ -47,18 +47,33 @@ enum State {
 
 const MAX_HEADER_BYTES = 14
 
-export class FrameParser {
+/** The current frame's masking key as bytes, for applyMask; shared, filled before each use. */
+const maskScratch = new Uint8Array(4)
+
+/**
+ * The parser is its own FrameHeader: the current frame's fields live on it, so that an idle
+ * connection holds no header object, and no typed array for the mask (kept as a 32-bit number)
+ * or the spill buffer (created the first time a header straddles two chunks). Memory per idle
+ * connection is what limits how many a server holds.
+ */
+export class FrameParser implements FrameHeader {
   private readonly sink: FrameSink
   private readonly expectMasked: boolean
   private readonly maxFrameSize: number
   allowedRsv: number
 
+  // The current frame (FrameHeader).
+  fin = false
+  rsv = 0
+  opcode = 0
+  length = 0
+
   private state = State.Header
   /** Header bytes gathered across a chunk border. */
-  private readonly spill = new Uint8Array(MAX_HEADER_BYTES)
+  private spill: Uint8Array | undefined
   private spillLength = 0
-  private readonly header: FrameHeader = { fin: false, rsv: 0, opcode: 0, length: 0 }
-  private readonly mask = new Uint8Array(4)
+  /** The masking key as a big-endian 32-bit number. */
+  private maskKey = 0
   private masked = false
   private remaining = 0
   private payloadOffset = 0
@@ -66,7 +81,7 @@ export class FrameParser {
   private stopped = false
   /** Set by `suspend()`: input is kept, in order, until `resume()`. */
   private suspended = false
-  private readonly pendingInput: Uint8Array[] = []
+  private pendingInput: Uint8Array[] | undefined
 
   constructor(sink: FrameSink, options: FrameParserOptions) {
     this.sink = sink
@@ -78,7 +93,7 @@ export class FrameParser {
   /** Stops parsing, including the rest of a chunk being parsed (after a close frame or a failure). */
   stop(): void {
     this.stopped = true
-    this.pendingInput.length = 0
+    this.pendingInput = undefined
   }
 
   get isStopped(): boolean {
@@ -100,7 +115,12 @@ export class FrameParser {
   /** Parses the input kept while suspended. May suspend again, or throw like `push`. */
   resume(): void {
     this.suspended = false
-    while (!this.suspended && !this.stopped && this.pendingInput.length > 0)
+    while (
+      !this.suspended &&
+      !this.stopped &&
+      this.pendingInput !== undefined &&
+      this.pendingInput.length > 0
+    )
       this.push(this.pendingInput.shift()!)
   }
 
@@ -114,7 +134,7 @@ export class FrameParser {
     // While suspended, input waits, in order, for resume() (nothing used to queue it here, so
     // frames after a message being inflated overtook it, and a close frame after it dropped it).
     if (this.suspended) {
-      if (!this.stopped) this.pendingInput.push(chunk)
+      if (!this.stopped) (this.pendingInput ??= []).push(chunk)
       return
     }
     let offset = 0
@@ -122,7 +142,7 @@ export class FrameParser {
     while (offset < length && !this.stopped) {
       if (this.suspended) {
         // The sink suspended us mid-chunk: keep the rest, ahead of any input queued after it.
-        this.pendingInput.unshift(chunk.subarray(offset))
+        ;(this.pendingInput ??= []).unshift(chunk.subarray(offset))
         return
       }
       if (this.state === State.Header) {
@@ -144,15 +164,16 @@ export class FrameParser {
         return offset + needed
       }
     }
-    this.spill.set(chunk.subarray(offset), 0)
+    const spill = (this.spill ??= new Uint8Array(MAX_HEADER_BYTES))
+    spill.set(chunk.subarray(offset), 0)
     this.spillLength = available
     // The first two bytes are enough to reject a bad frame before the rest of its header.
-    if (available >= 2) this.checkFirstBytes(this.spill[0]!, this.spill[1]!)
+    if (available >= 2) this.checkFirstBytes(spill[0]!, spill[1]!)
     return chunk.length
   }
 
   private readSpilledHeader(chunk: Uint8Array, offset: number): number {
-    const spill = this.spill
+    const spill = this.spill!
     if (this.spillLength < 2) {
       spill[this.spillLength++] = chunk[offset++]!
       if (this.spillLength < 2) return offset
@@ -248,23 +269,16 @@ export class FrameParser {
       )
     }
     this.masked = (b1 & 0x80) !== 0
-    if (this.masked) {
-      const mask = this.mask
-      mask[0] = bytes[position]!
-      mask[1] = bytes[position + 1]!
-      mask[2] = bytes[position + 2]!
-      mask[3] = bytes[position + 3]!
-    }
-    const header = this.header
-    header.fin = (b0 & 0x80) !== 0
-    header.rsv = b0 & 0x70
-    header.opcode = b0 & 0x0f
-    header.length = length
+    if (this.masked) this.maskKey = readUint32(bytes, position)
+    this.fin = (b0 & 0x80) !== 0
+    this.rsv = b0 & 0x70
+    this.opcode = b0 & 0x0f
+    this.length = length
     this.remaining = length
     this.payloadOffset = 0
-    this.sink.frameStart(header)
+    this.sink.frameStart(this)
     if (length === 0) {
-      if (!this.stopped) this.sink.frameEnd(header)
+      if (!this.stopped) this.sink.frameEnd(this)
     } else {
       this.state = State.Payload
     }
@@ -273,12 +287,20 @@ export class FrameParser {
   private readPayload(chunk: Uint8Array, offset: number): number {
     const take = Math.min(this.remaining, chunk.length - offset)
     const piece = offset === 0 && take === chunk.length ? chunk : chunk.subarray(offset, offset + take)
-    if (this.masked) applyMask(piece, piece, this.mask, 0, this.payloadOffset & 3)
+    if (this.masked) {
+      // The key goes through one shared scratch array: no typed array per connection.
+      const key = this.maskKey
+      maskScratch[0] = key >>> 24
+      maskScratch[1] = (key >>> 16) & 0xff
+      maskScratch[2] = (key >>> 8) & 0xff
+      maskScratch[3] = key & 0xff
+      applyMask(piece, piece, maskScratch, 0, this.payloadOffset & 3)
+    }
     this.remaining -= take
     this.payloadOffset += take
     if (this.remaining === 0) this.state = State.Header
     this.sink.framePayload(piece)
-    if (this.remaining === 0 && !this.stopped) this.sink.frameEnd(this.header)
+    if (this.remaining === 0 && !this.stopped) this.sink.frameEnd(this)
     return offset + take
   }
 }

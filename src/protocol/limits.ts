@@ -26,8 +26,15 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxHeaderCount: 100,
 })
 
-/** Fills in defaults and checks that every limit is a positive integer. */
+/** Limits objects made by resolveLimits: passed again, they are reused as they are. */
+const resolved = new WeakSet<Limits>()
+
+/**
+ * Fills in defaults and checks that every limit is a positive integer. The result is frozen and
+ * may be shared by any number of connections: a server resolves its limits once.
+ */
 export function resolveLimits(partial: Partial<Limits> = {}): Limits {
+  if (resolved.has(partial as Limits)) return partial as Limits
   const maxMessageSize = partial.maxMessageSize ?? DEFAULT_LIMITS.maxMessageSize
   const limits: Limits = {
     maxMessageSize,
@@ -41,5 +48,7 @@ export function resolveLimits(partial: Partial<Limits> = {}): Limits {
       throw new RangeError(`Limit ${name} must be a positive integer, got ${value}`)
     }
   }
+  Object.freeze(limits)
+  resolved.add(limits)
   return limits
 }

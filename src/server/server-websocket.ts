@@ -42,7 +42,8 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
   readonly protocol: string
   /** The negotiated extensions, as in the `Sec-WebSocket-Extensions` response, or "". */
   readonly extensions: string
-  readonly remoteAddress: string
+  /** The peer's address, read from the socket on first use and kept. */
+  private peerAddress: string | undefined
   /** The request path and query of the handshake. */
   readonly url: string
   private readonly driver: SocketDriver
@@ -73,9 +74,14 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     this.protocol = handshake.protocol
     this.extensions = handshake.extensions
     this.url = handshake.url
-    this.remoteAddress = socket.remoteAddress ?? ''
     this.driver = new SocketDriver('server', socket, this, server.driverOptions)
     if (handshake.compression !== undefined) this.driver.connection.setCompression(handshake.compression)
+  }
+
+  /** The peer's IP address ("" if the socket never had one). Read lazily: it costs memory. */
+  get remoteAddress(): string {
+    this.peerAddress ??= this.driver.socket.remoteAddress ?? ''
+    return this.peerAddress
   }
 
   /** 0 CONNECTING, 1 OPEN, 2 CLOSING, 3 CLOSED, as in the WebSocket API. */

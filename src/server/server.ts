@@ -286,7 +286,9 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       protocols: validated.protocols,
       protocol: this.options.protocols?.find((p) => validated.protocols.includes(p)),
       headers: new Headers(),
-      remoteAddress: (socket as Socket).remoteAddress ?? '',
+      get remoteAddress() {
+        return (socket as Socket).remoteAddress ?? ''
+      },
     }
     const upgrade = this.handlers.upgrade
     if (upgrade === undefined) {

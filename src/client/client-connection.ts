@@ -12,6 +12,7 @@ import { parseExtensions } from '../protocol/extensions/extension-header.js'
 import {
   acceptServerResponse,
   buildClientOffer,
+  checkDeflateOptions,
   DEFAULT_DEFLATE_LEVEL,
   DEFAULT_DEFLATE_MEM_LEVEL,
   DEFAULT_DEFLATE_THRESHOLD,
@@ -139,6 +140,7 @@ export class ClientConnection {
     this.key = generateKey()
     const deflate = options.perMessageDeflate ?? true
     this.deflateOptions = deflate === true ? {} : deflate === false ? undefined : deflate
+    if (this.deflateOptions !== undefined) checkDeflateOptions(this.deflateOptions)
 
     const secure = url.protocol === 'wss:'
     const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname

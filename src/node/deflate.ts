@@ -242,6 +242,13 @@ function streamThrough(
     for (const piece of pieces) stream.write(piece)
     stream.flush(constants.Z_SYNC_FLUSH, () => {
       if (settled) return
+      if (stream.destroyed) {
+        // The codec was closed mid-job: what came out is partial, and must not pass for a message.
+        settled = true
+        cleanup()
+        reject(new Error('Compression stream closed'))
+        return
+      }
       settled = true
       cleanup()
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total))

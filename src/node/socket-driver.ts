@@ -109,6 +109,9 @@ export class SocketDriver implements ConnectionHandler {
     }
     if (head !== undefined && head.length > 0) this.connection.receive(head)
     socket.on('data', onSocketData)
+    // Whoever read the handshake may have paused the socket (a 'data' listener does not undo an
+    // explicit pause): start the flow, unless reading is paused for a reason of ours.
+    if (this.pauseReasons === 0) socket.resume()
   }
 
   // ------------------------------------------------------------- ConnectionHandler

@@ -487,8 +487,11 @@ export class Connection implements FrameSink {
     if (!(result instanceof Promise)) {
       // Data that does not shrink (already compressed, random) goes as it is, unless the caller
       // insisted: RFC 7692 lets any message be sent uncompressed, and the peer inflates nothing.
-      if (compress === true || result.length < data.length) this.writeFrame(opcode, result, true, RSV1)
-      else this.writeFrame(opcode, data)
+      // Only without context takeover: a compressor that keeps context has already taken this
+      // message into its window, and the peer's must see it too.
+      if (compress === true || compression.sharedKey === undefined || result.length < data.length) {
+        this.writeFrame(opcode, result, true, RSV1)
+      } else this.writeFrame(opcode, data)
       return
     }
     // Later frames wait behind this one, so that order is kept (RFC 7692 does not reorder).
@@ -496,7 +499,8 @@ export class Connection implements FrameSink {
     ;(this.outputQueue ??= []).push(queued)
     result.then(
       (payload) => {
-        const smaller = compress === true || payload.length < data.length
+        const smaller =
+          compress === true || compression.sharedKey === undefined || payload.length < data.length
         queued.payload = smaller ? payload : data
         queued.rsv = smaller ? RSV1 : 0
         queued.ready = true

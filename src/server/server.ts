@@ -4,15 +4,17 @@
  * It listens on its own port (`port`, `tls` for wss://), or attaches to any `node:http(s)` server
  * through `handleUpgrade(req, socket, head)` — Express, Fastify and Hono's Node server included.
  */
-import type { Buffer } from 'node:buffer'
-import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http'
-import { createServer as createHttpsServer } from 'node:https'
+import { Buffer } from 'node:buffer'
+import type { IncomingMessage } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { createServer as createNetServer, type Server as NetServer } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { createServer as createTlsServer } from 'node:tls'
 import { DeflateCodec } from '../node/deflate.js'
 import type { DriverOptions } from '../node/socket-driver.js'
 import { parseExtensions } from '../protocol/extensions/extension-header.js'
 import {
+  checkDeflateOptions,
   DEFAULT_DEFLATE_LEVEL,
   DEFAULT_DEFLATE_MEM_LEVEL,
   DEFAULT_DEFLATE_THRESHOLD,
@@ -26,6 +28,7 @@ import {
   buildAcceptResponse,
   buildErrorResponse,
   HandshakeError,
+  HttpHeadParser,
   type Limits,
   listHasToken,
   resolveLimits,
@@ -36,6 +39,7 @@ import { TopicRegistry } from '../pubsub/topic-registry.js'
 import { LivenessMonitor } from './liveness.js'
 import { type SendData, type SendOptions, ServerWebSocket, toBytes } from './server-websocket.js'
 import type { ServerContext, ServerHandlers, ServerOptions, ServerStats, UpgradeContext } from './types.js'
+import { requestFromHead, type UpgradeRequest } from './upgrade-request.js'
 
 const DEFAULT_MAX_BACKPRESSURE = 16 * 1024 * 1024
 const DEFAULT_CLOSE_TIMEOUT = 5000
@@ -54,8 +58,8 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   readonly maxBackpressure: number
   readonly decodeText: boolean
   readonly counters: ServerStats
-  /** The server created for `port`, if any; undefined when attached with `handleUpgrade`. */
-  readonly httpServer: HttpServer | undefined
+  /** The TCP or TLS server created for `port`; undefined when attached with `handleUpgrade`. */
+  readonly listener: NetServer | undefined
   private readonly options: ServerOptions<UserData>
   /** permessage-deflate settings, when enabled. */
   private readonly deflateOptions: PerMessageDeflateOptions | undefined
@@ -78,6 +82,8 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   private pendingHandshakes = 0
   /** Sockets answered with a refusal, until they close (destroyed on `close()`). */
   private readonly refusedSockets = new Set<Duplex>()
+  /** Sockets of our own port still sending their request head (destroyed on `close()`). */
+  private readonly handshaking = new Set<Socket>()
 
   constructor(options: ServerOptions<UserData>) {
     this.options = options
@@ -110,6 +116,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     const deflate = options.perMessageDeflate
     this.deflateOptions =
       deflate === true ? {} : deflate === false || deflate === undefined ? undefined : deflate
+    if (this.deflateOptions !== undefined) checkDeflateOptions(this.deflateOptions)
     this.counters = {
       connections: 0,
       connectionsTotal: 0,
@@ -125,50 +132,20 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       idleTimeouts: 0,
     }
     if (options.port === undefined) {
-      this.httpServer = undefined
+      this.listener = undefined
       this.listening = Promise.resolve()
       return
     }
-    const httpOptions = {
-      maxHeaderSize: limits.maxHeaderBytes,
-      // Node checks request timeouts on this period; a slow request head is dropped with 408.
-      connectionsCheckingInterval: Math.max(100, Math.min(30_000, this.handshakeTimeout / 2)),
-    }
-    const server = options.tls
-      ? createHttpsServer({ ...options.tls, ...httpOptions })
-      : createHttpServer(httpOptions)
-    // One more than the limit, so that a request over it can be told from one at it.
-    server.maxHeadersCount = limits.maxHeaderCount + 1
-    server.headersTimeout = this.handshakeTimeout
-    server.requestTimeout = this.handshakeTimeout
-    this.httpServer = server
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-      this.handleUpgrade(req, socket, head),
+    // Rally's own port: a plain TCP (or TLS) server, the handshake read by Rally's own HTTP head
+    // parser — no node:http machinery per connection, which is most of a handshake's cost.
+    const listener = options.tls ? createTlsServer(options.tls) : createNetServer()
+    this.listener = listener
+    listener.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) =>
+      this.readHandshake(socket),
     )
-    server.on('request', (req, res) => {
-      // Not an upgrade: say what this endpoint is for (RFC 9110 15.5.22).
-      const body = 'This endpoint requires a WebSocket upgrade\n'
-      res.writeHead(426, {
-        Upgrade: 'websocket',
-        Connection: upgradeRequiredConnection(req.headers.connection),
-        'Content-Type': 'text/plain; charset=utf-8',
-      })
-      res.end(body)
-      this.countRejection(426)
-    })
-    server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-      // Malformed HTTP, a head over the limits or too slow (slowloris), caught by Node's parser
-      // before any handler sees the request.
-      const status =
-        error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
-      const reason =
-        status === 431
-          ? 'Request header fields too large'
-          : status === 408
-            ? 'Request timeout'
-            : 'Malformed HTTP request'
-      this.reject(socket, new HandshakeError(status, reason))
-    })
+    // A failed TLS handshake: nothing to answer, the socket is gone.
+    if (options.tls) listener.on('tlsClientError', (_error: Error, socket: Duplex) => socket.destroy())
+    const server = listener
     this.listening = new Promise((resolve, reject) => {
       server.once('error', reject)
       server.listen(options.port, options.host, () => {
@@ -185,7 +162,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
 
   /** The address the server listens on; undefined when attached. */
   address(): AddressInfo | undefined {
-    const address = this.httpServer?.address()
+    const address = this.listener?.address()
     return address !== null && typeof address === 'object' ? address : undefined
   }
 
@@ -234,11 +211,58 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   }
 
   /**
+   * Reads a request head on Rally's own port, bounded in size, header count (431) and time
+   * (handshakeTimeout: 408), then hands it to the handshake. Bytes after the head — frames a
+   * client sent at once — go along as `head`.
+   */
+  private readHandshake(socket: Socket): void {
+    socket.on('error', ignoreHandshakeSocketError)
+    if (this.closing !== undefined) {
+      socket.destroy()
+      return
+    }
+    this.handshaking.add(socket)
+    const parser = new HttpHeadParser(this.limits)
+    const finish = (): void => {
+      clearTimeout(timer)
+      this.handshaking.delete(socket)
+      socket.removeListener('data', onData)
+      socket.removeListener('close', finish)
+    }
+    const timer = setTimeout(() => {
+      finish()
+      this.reject(socket, new HandshakeError(408, 'Request timeout'))
+    }, this.handshakeTimeout)
+    timer.unref()
+    const onData = (chunk: Buffer): void => {
+      let request: UpgradeRequest
+      let rest: Uint8Array
+      try {
+        const result = parser.push(chunk)
+        if (result === undefined) return
+        finish()
+        // Nothing more is read until the handshake is decided: bytes wait in the socket.
+        socket.pause()
+        request = requestFromHead(result.head, socket)
+        rest = result.rest
+      } catch (error) {
+        finish()
+        if (error instanceof HandshakeError) this.reject(socket, error)
+        else this.fail(socket, error)
+        return
+      }
+      this.handleUpgrade(request, socket, Buffer.from(rest.buffer, rest.byteOffset, rest.length))
+    }
+    socket.on('data', onData)
+    socket.on('close', finish)
+  }
+
+  /**
    * Completes (or refuses) a WebSocket handshake for an upgrade request received by any
    * `node:http(s)` server. `head` holds bytes that arrived after the request head: they are the
    * client's first frames and are processed before anything read later.
    */
-  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  handleUpgrade(req: UpgradeRequest | IncomingMessage, socket: Duplex, head: Buffer): void {
     // Before anything else, so that a reset during the handshake cannot crash the process.
     socket.on('error', ignoreHandshakeSocketError)
     if (this.closing !== undefined) {
@@ -348,7 +372,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   }
 
   /** Server-wide admission rules, checked before the application sees the request. */
-  private checkPolicy(req: IncomingMessage, socket: Socket): HandshakeError | undefined {
+  private checkPolicy(req: UpgradeRequest, socket: Socket): HandshakeError | undefined {
     const limits = this.limits
     if (req.rawHeaders.length / 2 > limits.maxHeaderCount) {
       return new HandshakeError(431, `More than ${limits.maxHeaderCount} header fields`)
@@ -367,7 +391,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   }
 
   private decide(
-    req: IncomingMessage,
+    req: UpgradeRequest,
     socket: Duplex,
     head: Buffer,
     key: string,
@@ -394,7 +418,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   }
 
   private accept(
-    req: IncomingMessage,
+    req: UpgradeRequest,
     socket: Duplex,
     head: Buffer,
     key: string,
@@ -543,13 +567,15 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     if (this.closing !== undefined) return this.closing
     this.liveness.stop()
     const waits: Promise<void>[] = []
-    if (this.httpServer !== undefined) {
-      const server = this.httpServer
+    if (this.listener !== undefined) {
+      const server = this.listener
+      // A server still starting to listen is closed once it listens (closing it before would
+      // leave the port open when listen completes).
       waits.push(
-        new Promise((resolve) => {
-          if (!server.listening) resolve()
-          else server.close(() => resolve())
-        }),
+        this.listening.then(
+          () => new Promise<void>((resolve) => server.close(() => resolve())),
+          () => undefined,
+        ),
       )
     }
     if (this.sockets.size > 0) {
@@ -561,18 +587,9 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     }
     // Each socket's closing handshake is bounded by closeTimeout, after which it is destroyed.
     for (const ws of this.sockets) ws.goAway()
-    // Refused peers are not waited for, and neither are requests still arriving (slowloris):
-    // once the WebSocket connections are done, or closeTimeout has passed, they are cut.
+    // Refused peers and handshakes still arriving (slowloris) are not waited for.
     for (const socket of this.refusedSockets) socket.destroy()
-    const server = this.httpServer
-    if (server !== undefined) {
-      const cut = setTimeout(() => server.closeAllConnections(), this.driverOptions.closeTimeout)
-      cut.unref()
-      Promise.all(waits.slice(1)).then(() => {
-        clearTimeout(cut)
-        server.closeAllConnections()
-      })
-    }
+    for (const socket of this.handshaking) socket.destroy()
     this.closing = Promise.all(waits).then(() => undefined)
     return this.closing
   }

@@ -1,7 +1,6 @@
 /**
  * Server options, handlers and the internal contract between the server and its sockets.
  */
-import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { TlsOptions } from 'node:tls'
 import type { DriverOptions } from '../node/socket-driver.js'
@@ -9,6 +8,7 @@ import type { PerMessageDeflateOptions } from '../protocol/extensions/permessage
 import type { HandshakeError, Limits } from '../protocol/index.js'
 import type { TopicRegistry } from '../pubsub/topic-registry.js'
 import type { SendData, SendOptions, ServerWebSocket } from './server-websocket.js'
+import type { UpgradeRequest } from './upgrade-request.js'
 
 /** What `upgrade` can do before the 101: read the offer, choose a subprotocol, add headers. */
 export interface UpgradeContext {
@@ -29,7 +29,7 @@ export interface ServerHandlers<UserData> {
    * body. May be async; a throw refuses with 500.
    */
   upgrade?(
-    request: IncomingMessage,
+    request: UpgradeRequest,
     context: UpgradeContext,
   ): UserData | Response | Promise<UserData | Response>
   /** The connection is open. If it returns a promise, reading starts once it settles. */
@@ -52,7 +52,7 @@ export interface ServerHandlers<UserData> {
    * socket yourself (rally/ws emits `wsClientError` this way); otherwise Rally answers with the
    * error's status and a one-line reason.
    */
-  handshakeError?(error: HandshakeError, request: IncomingMessage, socket: Duplex): boolean | undefined
+  handshakeError?(error: HandshakeError, request: UpgradeRequest, socket: Duplex): boolean | undefined
 }
 
 export interface ServerOptions<UserData> extends ServerHandlers<UserData> {

@@ -113,7 +113,7 @@ describe('handshake refusals (raw requests)', () => {
     await opens.next()
   })
 
-  it('Connection without the Upgrade token → 426 (Node treats it as a plain request)', async () => {
+  it('Connection without the Upgrade token → 426 (the Upgrade header does not apply: a plain request)', async () => {
     const { response } = await exchange(
       started.port,
       handshakeRequest({ path: '/ws', headers: { Connection: 'keep-alive' } }),

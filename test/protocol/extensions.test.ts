@@ -13,7 +13,8 @@ import { assertFails, bytes, closePayload, concat, connect, frameFrom, hex, peer
 /** A "codec" that leaves bytes as they are: compressed payload = message. */
 class FakeCompression implements MessageCompression {
   readonly threshold: number
-  readonly sharedKey = undefined
+  // Output depends on the message alone (no context kept), like deflate without takeover.
+  readonly sharedKey = 'fake'
   readonly decompressCalls: { pieces: string[]; length: number; maxSize: number }[] = []
   /** Pending async results, resolved by the test in the order it chooses. */
   readonly pending: (() => void)[] = []

@@ -110,8 +110,11 @@ describe('validateRequest', () => {
     assert.deepEqual(result.extensions, ['permessage-deflate; client_max_window_bits', 'x-foo'])
   })
 
-  it('accepts HTTP versions above 1.1', () => {
-    for (const version of ['1.1', '1.2', '2', '2.0', '3.0']) validateRequest(request({}, 'GET', version))
+  it('accepts HTTP/1.1 and later 1.x, refuses 2 and 3 (they upgrade differently, RFC 8441)', () => {
+    for (const version of ['1.1', '1.2']) validateRequest(request({}, 'GET', version))
+    for (const version of ['2', '2.0', '3.0']) {
+      assert.throws(() => validateRequest(request({}, 'GET', version)), (error: HandshakeError) => error.status === 400)
+    }
   })
 
   const accepted: [string, Fields][] = [
@@ -149,23 +152,50 @@ describe('validateRequest', () => {
       426,
       { Upgrade: 'websocket', Connection: 'Upgrade' },
     ],
-    ['no Connection', request({ connection: undefined }), 400],
-    ['Connection without Upgrade', request({ connection: ['keep-alive'] }), 400],
-    ['Connection: upgraded', request({ connection: ['upgraded'] }), 400],
+    // Without "Upgrade" in Connection, the Upgrade header does not apply (RFC 9110 7.8): a plain
+    // request to a WebSocket endpoint.
+    [
+      'no Connection',
+      request({ connection: undefined }),
+      426,
+      { Upgrade: 'websocket', Connection: 'Upgrade' },
+    ],
+    [
+      'Connection without Upgrade',
+      request({ connection: ['keep-alive'] }),
+      426,
+      { Upgrade: 'websocket', Connection: 'Upgrade' },
+    ],
+    [
+      'Connection: upgraded',
+      request({ connection: ['upgraded'] }),
+      426,
+      { Upgrade: 'websocket', Connection: 'Upgrade' },
+    ],
     [
       'missing version',
       request({ 'sec-websocket-version': undefined }),
       426,
-      { 'Sec-WebSocket-Version': '13' },
+      { 'Sec-WebSocket-Version': '13', Upgrade: 'websocket', Connection: 'Upgrade' },
     ],
-    ['version 8', request({ 'sec-websocket-version': ['8'] }), 426, { 'Sec-WebSocket-Version': '13' }],
+    [
+      'version 8',
+      request({ 'sec-websocket-version': ['8'] }),
+      426,
+      { 'Sec-WebSocket-Version': '13', Upgrade: 'websocket', Connection: 'Upgrade' },
+    ],
     [
       'version 13 twice',
       request({ 'sec-websocket-version': ['13', '13'] }),
       426,
-      { 'Sec-WebSocket-Version': '13' },
+      { 'Sec-WebSocket-Version': '13', Upgrade: 'websocket', Connection: 'Upgrade' },
     ],
-    ['version list', request({ 'sec-websocket-version': ['13, 8'] }), 426, { 'Sec-WebSocket-Version': '13' }],
+    [
+      'version list',
+      request({ 'sec-websocket-version': ['13, 8'] }),
+      426,
+      { 'Sec-WebSocket-Version': '13', Upgrade: 'websocket', Connection: 'Upgrade' },
+    ],
     ['missing key', request({ 'sec-websocket-key': undefined }), 400],
     ['duplicate key', request({ 'sec-websocket-key': [KEY, KEY] }), 400],
     ['key of the wrong length', request({ 'sec-websocket-key': ['dGhlIHNhbXBsZSBub25jZQ='] }), 400],

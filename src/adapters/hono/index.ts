@@ -25,6 +25,7 @@ import { CloseEvent } from '../../client/events.js'
 import { RallyServer, upgradeRequiredConnection } from '../../server/server.js'
 import type { ServerWebSocket } from '../../server/server-websocket.js'
 import type { ServerOptions, UpgradeContext } from '../../server/types.js'
+import type { UpgradeRequest } from '../../server/upgrade-request.js'
 
 /** Anything with Hono's `fetch`: a Hono app, or a function like `app.fetch`. */
 export interface FetchApp {
@@ -93,11 +94,11 @@ export interface NodeWebSocket {
 
 export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
   const { app, ...serverOptions } = init
-  const pending = new WeakMap<IncomingMessage, HonoConnection>()
+  const pending = new WeakMap<object, HonoConnection>()
 
   const rally = new RallyServer<HonoConnection>({
     ...serverOptions,
-    upgrade(request: IncomingMessage, context: UpgradeContext) {
+    upgrade(request: UpgradeRequest, context: UpgradeContext) {
       const connection = pending.get(request)!
       pending.delete(request)
       const wanted = connection.options.protocols

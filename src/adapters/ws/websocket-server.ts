@@ -96,11 +96,13 @@ export class WebSocketServer extends EventEmitter {
       decodeText: false,
       // ws has no heartbeat of its own (apps ping); keep Rally's off for the same behaviour.
       heartbeat: false,
-      upgrade: (request, context) => this.negotiate(request, context),
+      // rally/ws only ever hands node:http requests to the native server (its own http server or
+      // handleUpgrade's caller's), so the request is an IncomingMessage.
+      upgrade: (request, context) => this.negotiate(request as IncomingMessage, context),
       // As in ws: a malformed handshake goes to 'wsClientError' listeners, who answer it.
       handshakeError: (error, request, socket) => {
         if (this.listenerCount('wsClientError') === 0) return false
-        this.emit('wsClientError', error, socket, request)
+        this.emit('wsClientError', error, socket, request as IncomingMessage)
         return true
       },
       open: (ws) => this.opened(ws),

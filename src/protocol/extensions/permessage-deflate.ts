@@ -231,3 +231,26 @@ export function acceptServerResponse(
     clientMaxWindowBits: clientBits === undefined ? (options.clientMaxWindowBits ?? 15) : Number(clientBits),
   }
 }
+
+/**
+ * Checks options once, where they are given (createServer, new WebSocket), rather than failing
+ * every handshake or every send later. Throws RangeError naming the bad option.
+ */
+export function checkDeflateOptions(options: PerMessageDeflateOptions): void {
+  checkWindowBitsOption('serverMaxWindowBits', options.serverMaxWindowBits)
+  checkWindowBitsOption('clientMaxWindowBits', options.clientMaxWindowBits)
+  const ranges: [keyof PerMessageDeflateOptions, number, number][] = [
+    ['level', -1, 9],
+    ['memLevel', 1, 9],
+    ['threshold', 0, Number.MAX_SAFE_INTEGER],
+  ]
+  for (const [name, min, max] of ranges) {
+    const value = options[name]
+    if (value === undefined) continue
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+      throw new RangeError(
+        `perMessageDeflate.${name} must be an integer from ${min} to ${max}, got ${String(value)}`,
+      )
+    }
+  }
+}

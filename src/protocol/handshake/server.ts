@@ -44,14 +44,21 @@ export function validateRequest(request: HandshakeRequest): ValidatedRequest {
       Connection: 'Upgrade',
     })
   }
-  // Item 4: |Connection| including the "Upgrade" token.
+  // Item 4: |Connection| including the "Upgrade" token. Without it the Upgrade header does not
+  // apply (RFC 9110 7.8: it is hop-by-hop and must be listed): a plain request, answered 426.
   if (!listHasToken(fields.connection, 'upgrade')) {
-    throw new HandshakeError(400, 'Connection header must include "Upgrade"')
+    throw new HandshakeError(426, 'This endpoint requires a WebSocket upgrade (Connection: Upgrade)', {
+      Upgrade: 'websocket',
+      Connection: 'Upgrade',
+    })
   }
   // Item 6, and 4.4: an unsupported version gets 426 with the versions we understand.
   if (singleValue(fields, 'sec-websocket-version') !== '13') {
     throw new HandshakeError(426, 'Unsupported or missing Sec-WebSocket-Version; this server speaks 13', {
       'Sec-WebSocket-Version': '13',
+      // RFC 9110 15.5.22: a 426 names the protocol to upgrade to.
+      Upgrade: 'websocket',
+      Connection: 'Upgrade',
     })
   }
   // Item 5: a |Sec-WebSocket-Key| that decodes to 16 bytes.
@@ -70,7 +77,8 @@ function isHttp11OrLater(version: string): boolean {
   const dot = version.indexOf('.')
   const major = Number(dot === -1 ? version : version.slice(0, dot))
   const minor = dot === -1 ? 0 : Number(version.slice(dot + 1))
-  return major > 1 || (major === 1 && minor >= 1)
+  // HTTP/2 and later upgrade differently (RFC 8441); only HTTP/1.1 carries this handshake.
+  return major === 1 && minor >= 1
 }
 
 export interface AcceptOptions {
@@ -116,9 +124,19 @@ export function buildErrorResponse(
 ): string {
   const text = STATUS_TEXT[status] ?? 'Error'
   const bodyBytes = Buffer.byteLength(body)
+  // The connection closes after this answer: one Connection header that says so, keeping any
+  // token the caller asked for (a 426 says "Upgrade" too).
+  let connection = 'close'
+  const others: [string, string][] = []
+  for (const [name, value] of headers) {
+    if (name.toLowerCase() === 'connection') connection = `${value}, close`
+    else others.push([name, value])
+  }
   return (
-    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${formatHeaders([['Content-Type', contentType]])}` +
-    `Content-Length: ${bodyBytes}\r\n${formatHeaders(headers)}\r\n${body}`
+    `HTTP/1.1 ${status} ${text}\r\n${formatHeaders([
+      ['Connection', connection],
+      ['Content-Type', contentType],
+    ])}` + `Content-Length: ${bodyBytes}\r\n${formatHeaders(others)}\r\n${body}`
   )
 }
 

@@ -1,0 +1,526 @@
+/**
+ * Helpers for the permessage-deflate suite (127.0.0.1 only, every wait bounded).
+ *
+ * - `startServer(options)`: a Rally server on an ephemeral port, closed by `disposeAll()`.
+ * - `openClient(url, options)`: a Rally WHATWG client, resolved once open.
+ * - `RawClient`: a node:net client with a hand-made handshake (offering permessage-deflate or
+ *   not) that sends masked frames built by hand and parses the server's frames, RSV bits included.
+ * - `RawServer`: a node:net server that answers a client's handshake with a chosen
+ *   `Sec-WebSocket-Extensions` response and parses the client's (masked) frames.
+ * - `deflate(data)` / `inflate(payload)`: RFC 7692 7.2.1 compression without the 00 00 FF FF tail,
+ *   and its inverse, each message on its own (no context takeover).
+ */
+import { Buffer } from 'node:buffer'
+import { randomFillSync } from 'node:crypto'
+import type { EventEmitter } from 'node:events'
+import net from 'node:net'
+import zlib from 'node:zlib'
+import {
+  type CloseEvent,
+  createServer,
+  type ErrorEvent,
+  type RallyServer,
+  type ServerOptions,
+  WebSocket,
+  type WebSocketOptions,
+} from '../../src/index.js'
+import { applyMask, computeAcceptKey, encodeFrameHeader } from '../../src/protocol/index.js'
+
+export const HOST = '127.0.0.1'
+export const KiB = 1024
+export const MiB = 1024 * 1024
+export const KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
+
+export const Op = { Continuation: 0x0, Text: 0x1, Binary: 0x2, Close: 0x8, Ping: 0x9, Pong: 0xa } as const
+export const RSV1 = 0x40
+
+// ------------------------------------------------------------------ resource tracking
+
+const servers = new Set<RallyServer<unknown>>()
+const clients = new Set<WebSocket>()
+const sockets = new Set<net.Socket>()
+const netServers = new Set<net.Server>()
+
+export function track<T extends WebSocket | net.Socket | net.Server>(resource: T): T {
+  if (resource instanceof WebSocket) clients.add(resource)
+  else if (resource instanceof net.Socket) sockets.add(resource)
+  else netServers.add(resource)
+  return resource
+}
+
+/** Destroys every client and socket, then closes every server (each bounded in time). */
+export async function disposeAll(): Promise<void> {
+  for (const ws of clients) if (ws.readyState !== WebSocket.CLOSED) ws.terminate()
+  clients.clear()
+  for (const socket of sockets) socket.destroy()
+  sockets.clear()
+  const closing: Promise<unknown>[] = []
+  for (const server of servers)
+    closing.push(withTimeout(server.close(), 6000, 'server.close()').catch(() => {}))
+  servers.clear()
+  for (const server of netServers) closing.push(new Promise<void>((resolve) => server.close(() => resolve())))
+  netServers.clear()
+  await Promise.all(closing)
+}
+
+// ------------------------------------------------------------------ timing
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      },
+    )
+  })
+}
+
+/** The next `event` of an EventTarget (the Event) or EventEmitter (first argument), bounded. */
+export function once<T = unknown>(target: EventTarget | EventEmitter, event: string, ms = 5000): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let off = (): void => {}
+    const timer = setTimeout(() => {
+      off()
+      reject(new Error(`timed out after ${ms} ms waiting for '${event}'`))
+    }, ms)
+    if (typeof (target as EventTarget).addEventListener === 'function') {
+      const t = target as EventTarget
+      const listener = (e: Event): void => {
+        clearTimeout(timer)
+        off()
+        resolve(e as T)
+      }
+      t.addEventListener(event, listener)
+      off = () => t.removeEventListener(event, listener)
+    } else {
+      const e = target as EventEmitter
+      const listener = (...args: unknown[]): void => {
+        clearTimeout(timer)
+        off()
+        resolve(args[0] as T)
+      }
+      e.on(event, listener)
+      off = () => e.removeListener(event, listener)
+    }
+  })
+}
+
+/** A queue filled by callbacks and read in order by the test, each read bounded. */
+export class Queue<T> {
+  private readonly items: T[] = []
+  private readonly waiters: { resolve: (value: T) => void; reject: (error: Error) => void }[] = []
+  private failure: Error | undefined
+  readonly all: T[] = []
+
+  push(value: T): void {
+    this.all.push(value)
+    const waiter = this.waiters.shift()
+    if (waiter !== undefined) waiter.resolve(value)
+    else this.items.push(value)
+  }
+
+  /** No more items will come: pending and later `next()` calls reject (after queued items). */
+  fail(error: Error): void {
+    this.failure ??= error
+    for (const waiter of this.waiters.splice(0)) waiter.reject(error)
+  }
+
+  next(ms = 5000, what = 'a queued item'): Promise<T> {
+    if (this.items.length > 0) return Promise.resolve(this.items.shift()!)
+    if (this.failure !== undefined)
+      return Promise.reject(new Error(`${this.failure.message} (waiting for ${what})`))
+    return new Promise<T>((resolve, reject) => {
+      const waiter = {
+        resolve: (value: T): void => {
+          clearTimeout(timer)
+          resolve(value)
+        },
+        reject: (error: Error): void => {
+          clearTimeout(timer)
+          reject(new Error(`${error.message} (waiting for ${what})`))
+        },
+      }
+      const timer = setTimeout(() => {
+        const index = this.waiters.indexOf(waiter)
+        if (index !== -1) this.waiters.splice(index, 1)
+        reject(new Error(`timed out after ${ms} ms waiting for ${what}`))
+      }, ms)
+      this.waiters.push(waiter)
+    })
+  }
+}
+
+// ------------------------------------------------------------------ Rally peers
+
+export interface Started<U> {
+  server: RallyServer<U>
+  port: number
+  url: string
+}
+
+export async function startServer<U = undefined>(
+  options: Omit<ServerOptions<U>, 'port' | 'host'> = {},
+): Promise<Started<U>> {
+  const server = createServer<U>({ heartbeat: false, ...options, port: 0, host: HOST })
+  servers.add(server as RallyServer<unknown>)
+  await withTimeout(server.ready(), 5000, 'server.ready()')
+  const port = server.port
+  if (port === undefined) throw new Error('server has no port')
+  return { server, port, url: `ws://${HOST}:${port}/` }
+}
+
+/** A server whose `message` handler echoes every message with its type. */
+export function startEchoServer(options: Omit<ServerOptions<undefined>, 'port' | 'host'> = {}) {
+  return startServer<undefined>({
+    decodeText: false,
+    message(ws, data, isBinary) {
+      ws.send(data, { binary: isBinary })
+    },
+    error() {},
+    ...options,
+  })
+}
+
+/** A Rally client, resolved once open (rejects on error/close before open). */
+export async function openClient(url: string, options?: WebSocketOptions, ms = 5000): Promise<WebSocket> {
+  const ws = track(new WebSocket(url, [], options))
+  ws.binaryType = 'arraybuffer'
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      ws.addEventListener('open', () => resolve(), { once: true })
+      ws.addEventListener('error', (e) => reject(new Error(`client error: ${(e as ErrorEvent).message}`)), {
+        once: true,
+      })
+    }),
+    ms,
+    `client open ${url}`,
+  )
+  return ws
+}
+
+/** Collects a client's messages as Buffers (text as utf8 Buffers) into a queue. */
+export function messageQueue(
+  ws: WebSocket,
+): Queue<{ data: Buffer; text: string | undefined; binary: boolean }> {
+  const queue = new Queue<{ data: Buffer; text: string | undefined; binary: boolean }>()
+  ws.addEventListener('message', (e) => {
+    const data = (e as MessageEvent).data as string | ArrayBuffer
+    if (typeof data === 'string') queue.push({ data: Buffer.from(data), text: data, binary: false })
+    else queue.push({ data: Buffer.from(data), text: undefined, binary: true })
+  })
+  ws.addEventListener('close', (e) => {
+    const { code, reason } = e as CloseEvent
+    queue.fail(new Error(`client closed with ${code} ${reason}`))
+  })
+  return queue
+}
+
+// ------------------------------------------------------------------ payloads
+
+/** Deterministic text that compresses well (repetitive, with some variety and non-ASCII). */
+export function compressibleText(size: number): string {
+  const unit = 'The quick brown fox jumps over the lazy dog — naïve café 0123456789. '
+  const parts: string[] = []
+  let bytes = 0
+  for (let i = 0; bytes < size; i++) {
+    const part = `${unit}${i};`
+    parts.push(part)
+    bytes += Buffer.byteLength(part)
+  }
+  // Cut at a byte length, on a code point boundary (pad the tail with ASCII).
+  let text = Buffer.from(parts.join('')).subarray(0, size).toString('utf8')
+  if (text.endsWith('\uFFFD')) text = text.slice(0, -1)
+  return text + 'x'.repeat(size - Buffer.byteLength(text))
+}
+
+export function compressibleBytes(size: number): Buffer {
+  const out = Buffer.allocUnsafe(size)
+  // A 64-byte period that shifts every 4 KiB: compressible even with a 256-byte window.
+  for (let i = 0; i < size; i++) out[i] = ((i & 0x3f) * 3 + (i >> 12)) & 0xff
+  return out
+}
+
+export function randomBytes(size: number): Buffer {
+  const out = Buffer.allocUnsafe(size)
+  if (size > 0) randomFillSync(out)
+  return out
+}
+
+/** Random ASCII text (letters), which deflate cannot squeeze much. */
+export function randomText(size: number): string {
+  const bytes = randomBytes(size)
+  for (let i = 0; i < size; i++) bytes[i] = 0x61 + (bytes[i]! % 26)
+  return bytes.toString('latin1')
+}
+
+// ------------------------------------------------------------------ deflate by hand
+
+const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff])
+
+/** RFC 7692 7.2.1: deflate one message, Z_SYNC_FLUSH, strip the 00 00 FF FF tail. */
+export function deflate(data: Uint8Array | string, options: zlib.ZlibOptions = {}): Buffer {
+  const out = zlib.deflateRawSync(typeof data === 'string' ? Buffer.from(data) : data, {
+    ...options,
+    finishFlush: zlib.constants.Z_SYNC_FLUSH,
+  })
+  assertTail(out)
+  return out.subarray(0, out.length - 4)
+}
+
+function assertTail(out: Buffer): void {
+  if (out.length < 4 || !out.subarray(out.length - 4).equals(TAIL)) throw new Error('no 00 00 ff ff tail')
+}
+
+/** RFC 7692 7.2.2: append the tail and inflate one message. */
+export function inflate(payload: Uint8Array): Buffer {
+  return zlib.inflateRawSync(Buffer.concat([payload, TAIL]), { finishFlush: zlib.constants.Z_SYNC_FLUSH })
+}
+
+// ------------------------------------------------------------------ frames
+
+export interface ParsedFrame {
+  fin: boolean
+  rsv: number
+  opcode: number
+  payload: Buffer
+}
+
+/** A masked client frame built by hand. */
+export function clientFrame(
+  opcode: number,
+  payload: Uint8Array | string,
+  options: { fin?: boolean; rsv?: number } = {},
+): Buffer {
+  const data = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload)
+  const header = encodeFrameHeader(opcode, data.length, {
+    fin: options.fin ?? true,
+    rsv: options.rsv ?? 0,
+    mask: true,
+  })
+  const masked = Buffer.allocUnsafe(data.length)
+  if (data.length > 0) applyMask(data, masked, header, header.length - 4, 0)
+  return Buffer.concat([header, masked])
+}
+
+/** Parses frames (masked or not) from a byte stream. */
+export class FrameReader {
+  private buffer: Buffer = Buffer.alloc(0)
+  readonly frames = new Queue<ParsedFrame>()
+
+  push(chunk: Buffer): void {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
+    while (true) {
+      const b = this.buffer
+      if (b.length < 2) return
+      let length = b[1]! & 0x7f
+      let offset = 2
+      if (length === 126) {
+        if (b.length < 4) return
+        length = b.readUInt16BE(2)
+        offset = 4
+      } else if (length === 127) {
+        if (b.length < 10) return
+        length = Number(b.readBigUInt64BE(2))
+        offset = 10
+      }
+      const masked = (b[1]! & 0x80) !== 0
+      const maskOffset = offset
+      if (masked) offset += 4
+      if (b.length < offset + length) return
+      const payload = Buffer.from(b.subarray(offset, offset + length))
+      if (masked) for (let i = 0; i < length; i++) payload[i]! ^= b[maskOffset + (i & 3)]!
+      this.frames.push({ fin: (b[0]! & 0x80) !== 0, rsv: b[0]! & 0x70, opcode: b[0]! & 0x0f, payload })
+      this.buffer = b.subarray(offset + length)
+    }
+  }
+}
+
+interface Head {
+  status: number
+  headers: Map<string, string[]>
+}
+
+function parseHead(text: string): Head {
+  const lines = text.split('\r\n')
+  const status = Number(lines[0]!.split(' ')[1])
+  const headers = new Map<string, string[]>()
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':')
+    if (colon <= 0) continue
+    const name = line.slice(0, colon).trim().toLowerCase()
+    const list = headers.get(name) ?? []
+    list.push(line.slice(colon + 1).trim())
+    headers.set(name, list)
+  }
+  return { status, headers }
+}
+
+/** Reads an HTTP head from a socket; resolves with it and the bytes after it. */
+function readHead(socket: net.Socket, ms: number): Promise<{ head: Head; rest: Buffer; raw: string }> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      let buffered = Buffer.alloc(0)
+      const onData = (chunk: Buffer): void => {
+        buffered = Buffer.concat([buffered, chunk])
+        const end = buffered.indexOf('\r\n\r\n')
+        if (end === -1) return
+        socket.removeListener('data', onData)
+        socket.removeListener('close', onClose)
+        const raw = buffered.subarray(0, end).toString('latin1')
+        resolve({ head: parseHead(raw), rest: buffered.subarray(end + 4), raw })
+      }
+      const onClose = (): void => reject(new Error('socket closed before an HTTP head arrived'))
+      socket.on('data', onData)
+      socket.once('close', onClose)
+    }),
+    ms,
+    'an HTTP head',
+  )
+}
+
+/** A hand-driven client: handshake by hand, frames by hand, the server's frames parsed. */
+export class RawClient {
+  readonly socket: net.Socket
+  readonly reader = new FrameReader()
+  head: Head | undefined
+  /** Resolves when the socket closes. */
+  readonly closed: Promise<void>
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()))
+  }
+
+  /**
+   * Connects and performs the handshake, offering `extensions` (default: the browsers' offer).
+   * Pass null to offer nothing. Resolves once the 101 arrived.
+   */
+  static async connect(
+    port: number,
+    extensions: string | string[] | null = 'permessage-deflate; client_max_window_bits',
+  ) {
+    const socket = track(net.connect({ host: HOST, port }))
+    socket.on('error', () => {})
+    const client = new RawClient(socket)
+    await withTimeout(once(socket, 'connect'), 5000, 'raw connect')
+    let request = `GET / HTTP/1.1\r\nHost: ${HOST}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n`
+    for (const line of extensions === null ? [] : typeof extensions === 'string' ? [extensions] : extensions)
+      request += `Sec-WebSocket-Extensions: ${line}\r\n`
+    socket.write(`${request}\r\n`)
+    const { head, rest } = await readHead(socket, 5000)
+    if (head.status !== 101) throw new Error(`handshake answered ${head.status}`)
+    if (head.headers.get('sec-websocket-accept')?.[0] !== computeAcceptKey(KEY)) throw new Error('bad accept')
+    client.head = head
+    socket.on('data', (chunk: Buffer) => client.reader.push(chunk))
+    socket.once('close', () => client.reader.frames.fail(new Error('the server closed the connection')))
+    if (rest.length > 0) client.reader.push(rest)
+    return client
+  }
+
+  /** The response's Sec-WebSocket-Extensions, joined. */
+  get extensions(): string {
+    return this.head?.headers.get('sec-websocket-extensions')?.join(', ') ?? ''
+  }
+
+  send(...frames: Buffer[]): void {
+    this.socket.write(Buffer.concat(frames))
+  }
+
+  nextFrame(ms = 5000): Promise<ParsedFrame> {
+    return this.reader.frames.next(ms, 'a server frame')
+  }
+
+  /** Skips frames until a data frame or close (pongs are collected in `pongs`). */
+  async nextDataFrame(ms = 5000): Promise<ParsedFrame> {
+    while (true) {
+      const frame = await this.nextFrame(ms)
+      if (frame.opcode !== Op.Pong && frame.opcode !== Op.Ping) return frame
+    }
+  }
+
+  /** Reads one whole message (all fragments); inflates it when RSV1 is set. */
+  async nextMessage(ms = 5000): Promise<{ opcode: number; compressed: boolean; data: Buffer }> {
+    const first = await this.nextDataFrame(ms)
+    if (first.opcode === Op.Close) throw new Error(`server closed with ${closeCodeOf(first)}`)
+    const pieces = [first.payload]
+    let last = first
+    while (!last.fin) {
+      last = await this.nextDataFrame(ms)
+      pieces.push(last.payload)
+    }
+    const compressed = (first.rsv & RSV1) !== 0
+    const payload = Buffer.concat(pieces)
+    return { opcode: first.opcode, compressed, data: compressed ? inflate(payload) : payload }
+  }
+
+  /** Waits for the server's close frame, skipping anything else; returns its code. */
+  async closeCode(ms = 5000): Promise<number | undefined> {
+    while (true) {
+      const frame = await this.nextFrame(ms)
+      if (frame.opcode === Op.Close) return closeCodeOf(frame)
+    }
+  }
+
+  destroy(): void {
+    this.socket.destroy()
+  }
+}
+
+export function closeCodeOf(frame: ParsedFrame): number | undefined {
+  return frame.payload.length >= 2 ? frame.payload.readUInt16BE(0) : undefined
+}
+
+/**
+ * A hand-driven server for one client: answers the handshake with `extensions` as the
+ * Sec-WebSocket-Extensions response (none when undefined) and parses the client's frames.
+ */
+export class RawServer {
+  readonly server: net.Server
+  readonly connections = new Queue<{ socket: net.Socket; reader: FrameReader; request: Head }>()
+  port = 0
+
+  private constructor(extensions: string | undefined) {
+    this.server = track(
+      net.createServer((socket) => {
+        track(socket)
+        socket.on('error', () => {})
+        readHead(socket, 5000).then(
+          ({ head, rest }) => {
+            const key = head.headers.get('sec-websocket-key')?.[0] ?? ''
+            let response = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${computeAcceptKey(key)}\r\n`
+            if (extensions !== undefined) response += `Sec-WebSocket-Extensions: ${extensions}\r\n`
+            socket.write(`${response}\r\n`)
+            const reader = new FrameReader()
+            socket.on('data', (chunk: Buffer) => reader.push(chunk))
+            socket.once('close', () => reader.frames.fail(new Error('the client closed the connection')))
+            if (rest.length > 0) reader.push(rest)
+            this.connections.push({ socket, reader, request: head })
+          },
+          () => socket.destroy(),
+        )
+      }),
+    )
+  }
+
+  static async start(extensions: string | undefined): Promise<RawServer> {
+    const raw = new RawServer(extensions)
+    raw.server.listen(0, HOST)
+    await withTimeout(once(raw.server, 'listening'), 5000, 'raw server listening')
+    raw.port = (raw.server.address() as net.AddressInfo).port
+    return raw
+  }
+
+  get url(): string {
+    return `ws://${HOST}:${this.port}/`
+  }
+}

@@ -39,7 +39,7 @@ import { TopicRegistry } from '../pubsub/topic-registry.js'
 import { LivenessMonitor } from './liveness.js'
 import { type SendData, type SendOptions, ServerWebSocket, toBytes } from './server-websocket.js'
 import type { ServerContext, ServerHandlers, ServerOptions, ServerStats, UpgradeContext } from './types.js'
-import { requestFromHead, type UpgradeRequest } from './upgrade-request.js'
+import { isParsedRequest, requestFromHead, type UpgradeRequest } from './upgrade-request.js'
 
 const DEFAULT_MAX_BACKPRESSURE = 16 * 1024 * 1024
 const DEFAULT_CLOSE_TIMEOUT = 5000
@@ -374,7 +374,8 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   /** Server-wide admission rules, checked before the application sees the request. */
   private checkPolicy(req: UpgradeRequest, socket: Socket): HandshakeError | undefined {
     const limits = this.limits
-    if (req.rawHeaders.length / 2 > limits.maxHeaderCount) {
+    // (On Rally's own port the head parser has enforced this already.)
+    if (!isParsedRequest(req) && req.rawHeaders.length / 2 > limits.maxHeaderCount) {
       return new HandshakeError(431, `More than ${limits.maxHeaderCount} header fields`)
     }
     const capError = this.checkCaps(socket, this.pendingHandshakes)

@@ -306,14 +306,11 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
         return
       }
     }
-    const context: UpgradeContext = {
-      protocols: validated.protocols,
-      protocol: this.options.protocols?.find((p) => validated.protocols.includes(p)),
-      headers: new Headers(),
-      get remoteAddress() {
-        return (socket as Socket).remoteAddress ?? ''
-      },
-    }
+    const context = new HandshakeContext(
+      validated.protocols,
+      this.options.protocols?.find((p) => validated.protocols.includes(p)),
+      socket as Socket,
+    )
     const upgrade = this.handlers.upgrade
     if (upgrade === undefined) {
       this.accept(req, socket, head, validated.key, context, deflate, undefined as UserData)
@@ -396,7 +393,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     socket: Duplex,
     head: Buffer,
     key: string,
-    context: UpgradeContext,
+    context: HandshakeContext,
     deflate: ServerNegotiation | undefined,
     result: UserData | Response,
   ): void {
@@ -423,7 +420,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     socket: Duplex,
     head: Buffer,
     key: string,
-    context: UpgradeContext,
+    context: HandshakeContext,
     deflate: ServerNegotiation | undefined,
     data: UserData,
   ): void {
@@ -441,7 +438,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       response = buildAcceptResponse(key, {
         protocol,
         extensions: deflate?.response,
-        headers: context.headers.entries(),
+        headers: context.extraHeaders(),
       })
     } catch (error) {
       this.fail(socket, error)
@@ -660,6 +657,37 @@ export function upgradeRequiredConnection(requestConnection: string | undefined)
 function pathnameOf(url: string): string {
   const query = url.indexOf('?')
   return query === -1 ? url : url.slice(0, query)
+}
+
+/**
+ * The UpgradeContext of one handshake. Its Headers object and the peer's address are made only
+ * if the application asks: most handshakes need neither, and both cost allocations.
+ */
+class HandshakeContext implements UpgradeContext {
+  readonly protocols: readonly string[]
+  protocol: string | undefined
+  private readonly socket: Socket
+  private responseHeaders: Headers | undefined
+
+  constructor(protocols: readonly string[], protocol: string | undefined, socket: Socket) {
+    this.protocols = protocols
+    this.protocol = protocol
+    this.socket = socket
+  }
+
+  get headers(): Headers {
+    this.responseHeaders ??= new Headers()
+    return this.responseHeaders
+  }
+
+  get remoteAddress(): string {
+    return this.socket.remoteAddress ?? ''
+  }
+
+  /** Headers the application added, for the 101 response. */
+  extraHeaders(): Iterable<[string, string]> {
+    return this.responseHeaders?.entries() ?? []
+  }
 }
 
 function destroySocket(socket: Duplex): void {

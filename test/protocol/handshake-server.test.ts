@@ -113,7 +113,10 @@ describe('validateRequest', () => {
   it('accepts HTTP/1.1 and later 1.x, refuses 2 and 3 (they upgrade differently, RFC 8441)', () => {
     for (const version of ['1.1', '1.2']) validateRequest(request({}, 'GET', version))
     for (const version of ['2', '2.0', '3.0']) {
-      assert.throws(() => validateRequest(request({}, 'GET', version)), (error: HandshakeError) => error.status === 400)
+      assert.throws(
+        () => validateRequest(request({}, 'GET', version)),
+        (error: HandshakeError) => error.status === 400,
+      )
     }
   })
 

@@ -1,0 +1,923 @@
+/*
+ * loadgen: a small WebSocket load generator for Rally's benchmarks (bench/run.ts builds it with
+ * `cc -O2 -o bench/loadgen/build/loadgen bench/loadgen/loadgen.c`).
+ *
+ * One thread, epoll, non-blocking sockets, thousands of connections. It does the HTTP upgrade
+ * itself and sends frames built once at start (masked, as a client must; with permessage-deflate
+ * the frames carry bytes compressed beforehand with no context takeover, so every message
+ * compresses to the same bytes). Incoming frames are parsed properly: headers split across reads,
+ * extended lengths, and masked frames (the raw `node:net` peer echoes the client's masked bytes
+ * back, which this client accepts).
+ *
+ * Modes:
+ *   echo       each connection keeps --window messages in flight; every echoed message is timed
+ *              (round trip, from a per-connection ring of send times: echoes come back in order)
+ *              and replaced by a new one.
+ *   sink       --conns subscribers on --sub-path count what they receive; one more connection on
+ *              --pub-path sends 64-byte trigger messages that the server publishes to every
+ *              subscriber. A trigger carries its send time (CLOCK_MONOTONIC, ns) and a sequence
+ *              number; delivery latency is receive time minus send time. Closed loop: --window
+ *              broadcasts in flight, so the server runs flat out without unbounded buffering.
+ *   handshake  --conns concurrent slots open a connection, upgrade, and on the 101 reset it
+ *              (SO_LINGER 0: no TIME_WAIT) and start over. Counts 101s per second.
+ *   idle       opens --conns connections, prints "ready N" on stderr, holds them for --duration
+ *              seconds (or until SIGTERM), then resets them.
+ *
+ * Timing: --warmup seconds of load, then --duration seconds measured. At the window's edges it
+ * reads its own CPU time (getrusage) and, with --server-pid, the server's utime+stime from
+ * /proc/PID/stat, so both CPU figures cover exactly the measured window. The report is one JSON
+ * object on stdout.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ options */
+
+enum { MODE_ECHO, MODE_SINK, MODE_HANDSHAKE, MODE_IDLE };
+
+static int opt_mode = MODE_ECHO;
+static const char *opt_host = "127.0.0.1";
+static int opt_port = 0;
+static const char *opt_path = "/";
+static const char *opt_sub_path = "/sub";
+static const char *opt_pub_path = "/pub";
+static int opt_conns = 1;
+static int opt_window = 1;
+static size_t opt_size = 32;
+static const char *opt_payload_file = NULL;
+static const char *opt_deflate_file = NULL;
+static const char *opt_offer = NULL;
+static int opt_text = 0;
+static double opt_warmup = 1.0;
+static double opt_duration = 3.0;
+static int opt_server_pid = 0;
+static int opt_connect_concurrency = 256;
+
+/* ------------------------------------------------------------------ clock, histogram */
+
+static inline uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Log-linear buckets: exact below 32 ns, then 32 sub-buckets per power of two (error < 1.6%). */
+#define HIST_BUCKETS (60 * 32)
+static uint64_t hist[HIST_BUCKETS];
+static uint64_t hist_count, hist_sum, hist_max, hist_min = UINT64_MAX;
+
+static inline int hist_index(uint64_t v) {
+  if (v < 32) return (int)v;
+  int e = 63 - __builtin_clzll(v);
+  return (e - 4) * 32 + (int)((v >> (e - 5)) & 31);
+}
+
+static inline void hist_record(uint64_t v) {
+  hist[hist_index(v)]++;
+  hist_count++;
+  hist_sum += v;
+  if (v > hist_max) hist_max = v;
+  if (v < hist_min) hist_min = v;
+}
+
+static double hist_bucket_mid(int idx) {
+  if (idx < 32) return idx;
+  int e = idx / 32 + 4;
+  int m = idx % 32;
+  double low = (double)(32 + m) * (double)(1ull << (e - 5));
+  double width = (double)(1ull << (e - 5));
+  return low + width / 2;
+}
+
+static double hist_percentile(double p) {
+  if (hist_count == 0) return 0;
+  uint64_t rank = (uint64_t)(p * (double)hist_count);
+  if (rank >= hist_count) rank = hist_count - 1;
+  uint64_t seen = 0;
+  for (int i = 0; i < HIST_BUCKETS; i++) {
+    seen += hist[i];
+    if (seen > rank) {
+      double mid = hist_bucket_mid(i);
+      return mid > (double)hist_max ? (double)hist_max : mid;
+    }
+  }
+  return (double)hist_max;
+}
+
+static void hist_reset(void) {
+  memset(hist, 0, sizeof hist);
+  hist_count = hist_sum = hist_max = 0;
+  hist_min = UINT64_MAX;
+}
+
+/* ------------------------------------------------------------------ CPU accounting */
+
+static double self_cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
+}
+
+/* utime + stime of a process (all its threads), from /proc/PID/stat; -1 if unreadable. */
+static double proc_cpu_s(int pid) {
+  if (pid <= 0) return -1;
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *p = strrchr(buf, ')'); /* the command name may contain spaces */
+  if (p == NULL) return -1;
+  p += 2; /* field 3, state */
+  unsigned long long utime = 0, stime = 0;
+  /* fields 3..13 skipped, then 14 utime, 15 stime */
+  for (int field = 3; field < 14 && *p; field++) {
+    p = strchr(p, ' ');
+    if (p == NULL) return -1;
+    p++;
+  }
+  if (sscanf(p, "%llu %llu", &utime, &stime) != 2) return -1;
+  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ------------------------------------------------------------------ connections */
+
+enum { C_FREE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSED };
+enum { ROLE_PLAIN, ROLE_PUB };
+
+typedef struct conn {
+  int fd;
+  uint8_t state;
+  uint8_t role;
+  uint8_t out_armed; /* EPOLLOUT registered */
+  uint8_t hdr_have;
+  uint8_t hdr_need;
+  uint8_t in_payload;
+  uint8_t masked;
+  uint8_t opcode;
+  uint8_t fin;
+  uint8_t prefix_have;
+  uint8_t mask[4];
+  uint8_t hdr[14];
+  uint8_t prefix[16];
+  uint64_t remaining;
+  uint64_t payload_pos;
+  /* handshake */
+  char *hs;
+  uint32_t hs_len;
+  uint64_t t_start;
+  /* echo */
+  uint32_t inflight;
+  uint32_t ring_head;
+  uint32_t ring_tail;
+  uint64_t *ring;
+  uint64_t out_pending; /* bytes of the repeated echo frame still to write */
+  uint32_t out_off;     /* offset of the next byte within the frame */
+  /* publisher: small queue of trigger frames */
+  uint8_t *pbuf;
+  uint32_t pbuf_len;
+  uint32_t pbuf_off;
+} conn;
+
+static int epfd;
+static conn *conns;
+static int conn_total;
+static struct sockaddr_in server_addr;
+static volatile sig_atomic_t stop_requested = 0;
+
+/* Frame bytes sent in echo mode: (window + 1) copies back to back, so that the unsent bytes of
+ * any number of in-flight frames, from any offset within a frame, are one contiguous write. */
+static uint8_t *echo_frames;
+static size_t echo_frame_len;
+static size_t payload_len;
+
+static char request_buf[1024];
+static char request_pub_buf[1024];
+static int request_len, request_pub_len;
+static const char *ACCEPT_VALUE = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="; /* for the key below (RFC 6455 1.3) */
+static uint8_t mask_key[4];
+
+/* Counters; reset when the measured window opens. */
+static uint64_t messages, rx_bytes, tx_messages, handshakes;
+static uint64_t errors, server_closes, handshake_failures, stalls, masked_frames;
+static int connected, connect_failed;
+static int phase_measure = 0;
+
+/* sink */
+static conn *publisher;
+static uint64_t trig_sent, deliveries_all, deliveries_lost;
+static uint64_t last_delivery_ns, last_trigger_ns;
+
+static void die(const char *what) {
+  fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void set_events(conn *c, uint32_t events) {
+  struct epoll_event ev = {.events = events, .data.ptr = c};
+  if (epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev) < 0) die("epoll_ctl mod");
+}
+
+static void reset_close(conn *c) {
+  if (c->fd >= 0) {
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+  }
+  c->fd = -1;
+  if (c->state == C_OPEN) connected--;
+  c->state = C_CLOSED;
+  free(c->hs);
+  c->hs = NULL;
+}
+
+/*
+ * Local ports are chosen here, in turn, rather than by the kernel: with tens of thousands of
+ * connections to one address, the kernel's search for a free ephemeral port gets slower with
+ * every connection (19,900 connections took 20 s). A port that is taken (EADDRINUSE: another
+ * process, a listening service) is skipped. Connections are reset when closed, so no port is
+ * left in TIME_WAIT.
+ */
+static int next_port = 0;
+
+static int bind_local_port(int fd) {
+  if (next_port == 0) next_port = 20000 + (int)(now_ns() % 20000);
+  struct sockaddr_in local;
+  memset(&local, 0, sizeof local);
+  local.sin_family = AF_INET;
+  local.sin_addr = server_addr.sin_addr;
+  for (int attempt = 0; attempt < 64; attempt++) {
+    int port = next_port++;
+    if (next_port > 65535) next_port = 10000;
+    if (port == opt_port) continue;
+    local.sin_port = htons((uint16_t)port);
+    if (bind(fd, (struct sockaddr *)&local, sizeof local) == 0) return 0;
+    if (errno != EADDRINUSE) return -1;
+  }
+  return -1; /* let connect() pick one */
+}
+
+static int start_connect(conn *c) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  bind_local_port(fd);
+  int r = connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr);
+  if (r < 0 && errno != EINPROGRESS) {
+    close(fd);
+    return -1;
+  }
+  memset(c, 0, sizeof *c);
+  c->fd = fd;
+  c->state = C_CONNECTING;
+  c->hdr_need = 2;
+  c->t_start = now_ns();
+  struct epoll_event ev = {.events = EPOLLOUT, .data.ptr = c};
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl add");
+  c->out_armed = 1;
+  return 0;
+}
+
+static int build_request(char *buf, size_t cap, const char *path) {
+  char ext[600] = "";
+  if (opt_offer != NULL) snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", opt_offer);
+  return snprintf(buf, cap,
+                  "GET %s HTTP/1.1\r\n"
+                  "Host: %s:%d\r\n"
+                  "Upgrade: websocket\r\n"
+                  "Connection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n"
+                  "%s\r\n",
+                  path, opt_host, opt_port, ext);
+}
+
+/* Writes a client frame header with the shared mask key; returns its length. */
+static size_t frame_header(uint8_t *out, int opcode, int rsv1, size_t len) {
+  size_t p = 0;
+  out[p++] = (uint8_t)(0x80 | (rsv1 ? 0x40 : 0) | opcode);
+  if (len < 126) {
+    out[p++] = (uint8_t)(0x80 | len);
+  } else if (len < 65536) {
+    out[p++] = 0x80 | 126;
+    out[p++] = (uint8_t)(len >> 8);
+    out[p++] = (uint8_t)len;
+  } else {
+    out[p++] = 0x80 | 127;
+    for (int i = 7; i >= 0; i--) out[p++] = (uint8_t)((uint64_t)len >> (8 * i));
+  }
+  memcpy(out + p, mask_key, 4);
+  return p + 4;
+}
+
+static uint8_t *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) die(path);
+  struct stat st;
+  if (fstat(fileno(f), &st) < 0) die(path);
+  uint8_t *data = malloc((size_t)st.st_size + 1);
+  *len = fread(data, 1, (size_t)st.st_size, f);
+  fclose(f);
+  return data;
+}
+
+static void build_echo_frames(void) {
+  uint8_t *payload;
+  int rsv1 = 0;
+  if (opt_deflate_file != NULL) {
+    payload = read_file(opt_deflate_file, &payload_len);
+    rsv1 = 1;
+  } else if (opt_payload_file != NULL) {
+    payload = read_file(opt_payload_file, &payload_len);
+  } else {
+    payload_len = opt_size;
+    payload = malloc(payload_len + 1);
+    for (size_t i = 0; i < payload_len; i++) payload[i] = (uint8_t)('a' + (i * 7) % 26);
+  }
+  uint8_t header[14];
+  size_t hlen = frame_header(header, opt_text ? 1 : 2, rsv1, payload_len);
+  echo_frame_len = hlen + payload_len;
+  echo_frames = malloc(echo_frame_len * (size_t)(opt_window + 1));
+  uint8_t *frame = echo_frames;
+  memcpy(frame, header, hlen);
+  for (size_t i = 0; i < payload_len; i++) frame[hlen + i] = payload[i] ^ mask_key[i & 3];
+  for (int k = 1; k <= opt_window; k++) memcpy(echo_frames + k * echo_frame_len, frame, echo_frame_len);
+  free(payload);
+}
+
+/* ------------------------------------------------------------------ output */
+
+static void arm_out(conn *c, int on) {
+  if (c->out_armed == on) return;
+  c->out_armed = (uint8_t)on;
+  set_events(c, EPOLLIN | (on ? EPOLLOUT : 0));
+}
+
+static void flush_echo(conn *c) {
+  while (c->out_pending > 0) {
+    size_t n = (size_t)c->out_pending;
+    ssize_t w = send(c->fd, echo_frames + c->out_off, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        arm_out(c, 1);
+        return;
+      }
+      errors++;
+      reset_close(c);
+      return;
+    }
+    c->out_pending -= (uint64_t)w;
+    c->out_off = (uint32_t)((c->out_off + (size_t)w) % echo_frame_len);
+    if ((size_t)w < n) {
+      arm_out(c, 1);
+      return;
+    }
+  }
+  arm_out(c, 0);
+}
+
+static void echo_send(conn *c, uint32_t count, uint64_t t) {
+  for (uint32_t i = 0; i < count; i++) {
+    c->ring[c->ring_head] = t;
+    c->ring_head = (c->ring_head + 1) % (uint32_t)opt_window;
+  }
+  c->inflight += count;
+  c->out_pending += (uint64_t)count * echo_frame_len;
+  tx_messages += count;
+}
+
+static void flush_pub(conn *c) {
+  while (c->pbuf_off < c->pbuf_len) {
+    ssize_t w = send(c->fd, c->pbuf + c->pbuf_off, c->pbuf_len - c->pbuf_off, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        arm_out(c, 1);
+        return;
+      }
+      errors++;
+      reset_close(c);
+      return;
+    }
+    c->pbuf_off += (uint32_t)w;
+  }
+  c->pbuf_off = c->pbuf_len = 0;
+  arm_out(c, 0);
+}
+
+#define TRIGGER_PAYLOAD 64
+#define TRIGGER_FRAME (2 + 4 + TRIGGER_PAYLOAD)
+
+static void send_trigger(uint64_t t) {
+  conn *c = publisher;
+  if (c == NULL || c->state != C_OPEN) return;
+  if (c->pbuf == NULL) c->pbuf = malloc(TRIGGER_FRAME * 64);
+  if (c->pbuf_len + TRIGGER_FRAME > TRIGGER_FRAME * 64) return;
+  uint8_t payload[TRIGGER_PAYLOAD];
+  memset(payload, 'x', sizeof payload);
+  memcpy(payload, &t, 8); /* little-endian on x86 and arm64 */
+  uint64_t seq = trig_sent;
+  memcpy(payload + 8, &seq, 8);
+  uint8_t *out = c->pbuf + c->pbuf_len;
+  size_t h = frame_header(out, 2, 0, TRIGGER_PAYLOAD);
+  for (int i = 0; i < TRIGGER_PAYLOAD; i++) out[h + i] = payload[i] ^ mask_key[i & 3];
+  c->pbuf_len += (uint32_t)(h + TRIGGER_PAYLOAD);
+  trig_sent++;
+  last_trigger_ns = t;
+}
+
+/* Closed loop: keep --window broadcasts outstanding (counted in deliveries). */
+static void pump_triggers(uint64_t t) {
+  int64_t n = opt_conns;
+  for (;;) {
+    int64_t expected = (int64_t)trig_sent * n - (int64_t)deliveries_lost;
+    int64_t outstanding = expected - (int64_t)deliveries_all;
+    if (outstanding > (int64_t)(opt_window - 1) * n) break;
+    send_trigger(t);
+    if (publisher == NULL || publisher->pbuf_len + TRIGGER_FRAME > TRIGGER_FRAME * 64) break;
+  }
+  if (publisher != NULL && publisher->state == C_OPEN) flush_pub(publisher);
+}
+
+/* ------------------------------------------------------------------ input */
+
+static void on_message(conn *c, uint64_t t) {
+  if (opt_mode == MODE_ECHO) {
+    if (c->inflight > 0) {
+      uint64_t sent = c->ring[c->ring_tail];
+      c->ring_tail = (c->ring_tail + 1) % (uint32_t)opt_window;
+      c->inflight--;
+      hist_record(t - sent);
+    }
+    messages++;
+  } else if (opt_mode == MODE_SINK) {
+    deliveries_all++;
+    last_delivery_ns = t;
+    messages++;
+    if (c->prefix_have >= 8) {
+      uint64_t sent;
+      memcpy(&sent, c->prefix, 8);
+      if (sent <= t) hist_record(t - sent);
+    }
+  }
+}
+
+/* Parses frames from server bytes. Returns the number of complete data messages. */
+static uint32_t parse_frames(conn *c, const uint8_t *buf, size_t n, uint64_t t) {
+  size_t pos = 0;
+  uint32_t completed = 0;
+  while (pos < n) {
+    if (!c->in_payload) {
+      while (c->hdr_have < c->hdr_need && pos < n) {
+        c->hdr[c->hdr_have++] = buf[pos++];
+        if (c->hdr_have == 2) {
+          uint8_t b1 = c->hdr[1];
+          uint8_t len7 = b1 & 0x7f;
+          c->hdr_need = (uint8_t)(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((b1 & 0x80) ? 4 : 0));
+        }
+      }
+      if (c->hdr_have < c->hdr_need) break;
+      uint8_t b0 = c->hdr[0], b1 = c->hdr[1];
+      uint64_t len = b1 & 0x7f;
+      size_t p = 2;
+      if (len == 126) {
+        len = ((uint64_t)c->hdr[2] << 8) | c->hdr[3];
+        p = 4;
+      } else if (len == 127) {
+        len = 0;
+        for (int i = 0; i < 8; i++) len = (len << 8) | c->hdr[2 + i];
+        p = 10;
+      }
+      c->masked = (b1 & 0x80) != 0;
+      if (c->masked) {
+        memcpy(c->mask, c->hdr + p, 4);
+        masked_frames++;
+      }
+      c->opcode = b0 & 0x0f;
+      c->fin = (b0 & 0x80) != 0;
+      c->remaining = len;
+      c->payload_pos = 0;
+      c->prefix_have = 0;
+      c->hdr_have = 0;
+      c->hdr_need = 2;
+      c->in_payload = 1;
+    }
+    size_t avail = n - pos;
+    size_t take = c->remaining < avail ? (size_t)c->remaining : avail;
+    if (opt_mode == MODE_SINK && c->prefix_have < 16 && take > 0) {
+      size_t want = 16 - c->prefix_have;
+      if (want > take) want = take;
+      for (size_t i = 0; i < want; i++) {
+        uint8_t b = buf[pos + i];
+        if (c->masked) b ^= c->mask[(c->payload_pos + i) & 3];
+        c->prefix[c->prefix_have + i] = b;
+      }
+      c->prefix_have = (uint8_t)(c->prefix_have + want);
+    }
+    pos += take;
+    c->remaining -= take;
+    c->payload_pos += take;
+    if (c->remaining == 0) {
+      c->in_payload = 0;
+      if (c->opcode == 0x8) {
+        server_closes++;
+        return completed | 0x80000000u; /* closed */
+      }
+      if (c->opcode < 0x8 && c->fin) {
+        completed++;
+        on_message(c, t);
+      }
+    }
+  }
+  return completed;
+}
+
+static uint8_t readbuf[1 << 18];
+
+static void on_handshake_done(conn *c, uint64_t t, const char *leftover, size_t leftover_len);
+
+static void handle_handshake_bytes(conn *c, uint64_t t) {
+  /* Reads the 101 response; any bytes after the head go to the frame parser. */
+  if (c->hs == NULL) {
+    c->hs = malloc(2048);
+    c->hs_len = 0;
+  }
+  ssize_t r = read(c->fd, c->hs + c->hs_len, 2047 - c->hs_len);
+  if (r <= 0) {
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    handshake_failures++;
+    reset_close(c);
+    return;
+  }
+  c->hs_len += (uint32_t)r;
+  c->hs[c->hs_len] = 0;
+  char *end = strstr(c->hs, "\r\n\r\n");
+  if (end == NULL) {
+    if (c->hs_len >= 2047) {
+      handshake_failures++;
+      reset_close(c);
+    }
+    return;
+  }
+  size_t head_len = (size_t)(end - c->hs) + 4;
+  int ok = strncmp(c->hs, "HTTP/1.1 101", 12) == 0 && strstr(c->hs, ACCEPT_VALUE) != NULL;
+  if (ok && opt_offer != NULL && strstr(c->hs, "permessage-deflate") == NULL) {
+    static int warned = 0;
+    if (!warned++) fprintf(stderr, "loadgen: the server did not accept permessage-deflate\n");
+    ok = 0;
+  }
+  if (!ok) {
+    static int shown = 0;
+    if (!shown++) fprintf(stderr, "loadgen: handshake refused: %.*s\n", (int)(strcspn(c->hs, "\r")), c->hs);
+    handshake_failures++;
+    reset_close(c);
+    return;
+  }
+  on_handshake_done(c, t, c->hs + head_len, c->hs_len - head_len);
+}
+
+static void on_handshake_done(conn *c, uint64_t t, const char *leftover, size_t leftover_len) {
+  if (opt_mode == MODE_HANDSHAKE) {
+    if (phase_measure) {
+      handshakes++;
+      hist_record(t - c->t_start);
+    }
+    reset_close(c); /* handle_event starts the slot's next connection */
+    return;
+  }
+  c->state = C_OPEN;
+  connected++;
+  if (leftover_len > 0) {
+    char tmp[2048];
+    memcpy(tmp, leftover, leftover_len);
+    free(c->hs);
+    c->hs = NULL;
+    parse_frames(c, (const uint8_t *)tmp, leftover_len, t);
+  } else {
+    free(c->hs);
+    c->hs = NULL;
+  }
+}
+
+static void handle_event(conn *c, uint32_t events) {
+  uint64_t t = now_ns();
+  if (c->state == C_CONNECTING) {
+    if (events & (EPOLLERR | EPOLLHUP)) {
+      connect_failed++;
+      handshake_failures++;
+      reset_close(c);
+      if (opt_mode == MODE_HANDSHAKE) start_connect(c);
+      return;
+    }
+    if (events & EPOLLOUT) {
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        connect_failed++;
+        handshake_failures++;
+        reset_close(c);
+        if (opt_mode == MODE_HANDSHAKE) start_connect(c);
+        return;
+      }
+      const char *req = c->role == ROLE_PUB ? request_pub_buf : request_buf;
+      int req_len = c->role == ROLE_PUB ? request_pub_len : request_len;
+      ssize_t w = send(c->fd, req, (size_t)req_len, MSG_NOSIGNAL);
+      if (w != req_len) {
+        handshake_failures++;
+        reset_close(c);
+        if (opt_mode == MODE_HANDSHAKE) start_connect(c);
+        return;
+      }
+      c->state = C_HANDSHAKE;
+      c->out_armed = 0;
+      set_events(c, EPOLLIN);
+    }
+    return;
+  }
+  if (c->state == C_HANDSHAKE) {
+    handle_handshake_bytes(c, t);
+    if (opt_mode == MODE_HANDSHAKE && c->state == C_CLOSED && !stop_requested && start_connect(c) < 0)
+      handshake_failures++;
+    return;
+  }
+  if (c->state != C_OPEN) return;
+  if (events & EPOLLIN) {
+    ssize_t r = read(c->fd, readbuf, sizeof readbuf);
+    if (r <= 0) {
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (r == 0) server_closes++;
+      else errors++;
+      reset_close(c);
+      return;
+    }
+    rx_bytes += (uint64_t)r;
+    uint32_t done = parse_frames(c, readbuf, (size_t)r, t);
+    if (done & 0x80000000u) {
+      reset_close(c);
+      return;
+    }
+    if (opt_mode == MODE_ECHO && done > 0) {
+      echo_send(c, done, t);
+      flush_echo(c);
+    }
+  }
+  if (c->state == C_OPEN && (events & EPOLLOUT)) {
+    if (opt_mode == MODE_ECHO) flush_echo(c);
+    else if (c->role == ROLE_PUB) flush_pub(c);
+  }
+  if (c->state == C_OPEN && (events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
+    errors++;
+    reset_close(c);
+  }
+}
+
+/* ------------------------------------------------------------------ main loop */
+
+static struct epoll_event events[1024];
+
+static void poll_once(int timeout_ms) {
+  int n = epoll_wait(epfd, events, 1024, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    die("epoll_wait");
+  }
+  for (int i = 0; i < n; i++) handle_event((conn *)events[i].data.ptr, events[i].events);
+}
+
+/* Opens conns[from..to) with at most --connect-concurrency handshakes pending. */
+static void open_connections(int from, int to, int role, double timeout_s) {
+  int next = from;
+  int pending = 0;
+  uint64_t deadline = now_ns() + (uint64_t)(timeout_s * 1e9);
+  int done_before = connected + handshake_failures;
+  for (;;) {
+    int settled = connected + (int)handshake_failures - done_before;
+    pending = (next - from) - settled;
+    while (next < to && pending < opt_connect_concurrency) {
+      conn *c = &conns[next];
+      if (start_connect(c) < 0) {
+        connect_failed++;
+        handshake_failures++;
+        c->fd = -1;
+        c->state = C_CLOSED;
+      } else {
+        c->role = (uint8_t)role;
+      }
+      next++;
+      pending++;
+    }
+    settled = connected + (int)handshake_failures - done_before;
+    if (settled >= to - from) break;
+    if (now_ns() > deadline || stop_requested) {
+      fprintf(stderr, "loadgen: connecting timed out (%d of %d settled)\n", settled, to - from);
+      break;
+    }
+    poll_once(5);
+  }
+}
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: loadgen --mode echo|sink|handshake|idle --port P [--host 127.0.0.1] [--path /]\n"
+          "  [--conns N] [--window W] [--size BYTES | --payload-file F] [--text]\n"
+          "  [--deflate-file F --offer 'permessage-deflate; ...'] [--warmup S] [--duration S]\n"
+          "  [--server-pid PID] [--sub-path /sub] [--pub-path /pub] [--connect-concurrency C]\n");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define ARG(name) (strcmp(a, name) == 0 && v != NULL && (++i, 1))
+    if (ARG("--mode")) {
+      if (strcmp(v, "echo") == 0) opt_mode = MODE_ECHO;
+      else if (strcmp(v, "sink") == 0) opt_mode = MODE_SINK;
+      else if (strcmp(v, "handshake") == 0) opt_mode = MODE_HANDSHAKE;
+      else if (strcmp(v, "idle") == 0) opt_mode = MODE_IDLE;
+      else usage();
+    } else if (ARG("--host")) opt_host = v;
+    else if (ARG("--port")) opt_port = atoi(v);
+    else if (ARG("--path")) opt_path = v;
+    else if (ARG("--sub-path")) opt_sub_path = v;
+    else if (ARG("--pub-path")) opt_pub_path = v;
+    else if (ARG("--conns")) opt_conns = atoi(v);
+    else if (ARG("--window")) opt_window = atoi(v);
+    else if (ARG("--size")) opt_size = (size_t)atol(v);
+    else if (ARG("--payload-file")) opt_payload_file = v;
+    else if (ARG("--deflate-file")) opt_deflate_file = v;
+    else if (ARG("--offer")) opt_offer = v;
+    else if (strcmp(a, "--text") == 0) opt_text = 1;
+    else if (ARG("--warmup")) opt_warmup = atof(v);
+    else if (ARG("--duration")) opt_duration = atof(v);
+    else if (ARG("--server-pid")) opt_server_pid = atoi(v);
+    else if (ARG("--connect-concurrency")) opt_connect_concurrency = atoi(v);
+    else usage();
+#undef ARG
+  }
+  if (opt_port <= 0 || opt_conns <= 0 || opt_window <= 0) usage();
+
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGTERM, on_signal);
+  signal(SIGINT, on_signal);
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+
+  memset(&server_addr, 0, sizeof server_addr);
+  server_addr.sin_family = AF_INET;
+  server_addr.sin_port = htons((uint16_t)opt_port);
+  if (inet_pton(AF_INET, opt_host, &server_addr.sin_addr) != 1) usage();
+
+  /* A fixed, non-zero masking key: the server unmasks real bytes either way. */
+  uint64_t seed = now_ns();
+  for (int i = 0; i < 4; i++) mask_key[i] = (uint8_t)((seed >> (i * 8)) | 1);
+
+  request_len = build_request(request_buf, sizeof request_buf,
+                              opt_mode == MODE_SINK ? opt_sub_path : opt_path);
+  request_pub_len = build_request(request_pub_buf, sizeof request_pub_buf, opt_pub_path);
+
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) die("epoll_create1");
+  conn_total = opt_conns + 1;
+  conns = calloc((size_t)conn_total, sizeof(conn));
+  for (int i = 0; i < conn_total; i++) conns[i].fd = -1;
+
+  if (opt_mode == MODE_ECHO) build_echo_frames();
+
+  uint64_t t_connect0 = now_ns();
+  double connect_s = 0;
+  if (opt_mode != MODE_HANDSHAKE) {
+    open_connections(0, opt_conns, ROLE_PLAIN, 60);
+    if (opt_mode == MODE_SINK) {
+      open_connections(opt_conns, opt_conns + 1, ROLE_PUB, 10);
+      publisher = &conns[opt_conns];
+      if (publisher->state != C_OPEN) {
+        fprintf(stderr, "loadgen: publisher connection failed\n");
+        return 1;
+      }
+    }
+    connect_s = (double)(now_ns() - t_connect0) / 1e9;
+  }
+  int opened = 0;
+  for (int i = 0; i < opt_conns; i++) opened += conns[i].state == C_OPEN;
+  int failed_at_open = (int)handshake_failures;
+
+  uint64_t t0 = now_ns();
+  if (opt_mode == MODE_ECHO) {
+    for (int i = 0; i < opt_conns; i++) {
+      conn *c = &conns[i];
+      if (c->state != C_OPEN) continue;
+      c->ring = calloc((size_t)opt_window, sizeof(uint64_t));
+      echo_send(c, (uint32_t)opt_window, t0);
+      flush_echo(c);
+    }
+  } else if (opt_mode == MODE_HANDSHAKE) {
+    for (int i = 0; i < opt_conns; i++)
+      if (start_connect(&conns[i]) < 0) handshake_failures++;
+  } else if (opt_mode == MODE_SINK) {
+    last_delivery_ns = t0;
+    pump_triggers(t0);
+  } else if (opt_mode == MODE_IDLE) {
+    fprintf(stderr, "ready %d\n", opened);
+  }
+
+  double server_cpu0 = -1, self_cpu0 = 0;
+  uint64_t t_measure0 = t0, t_measure1 = t0;
+  uint64_t warmup_end = t0 + (uint64_t)(opt_warmup * 1e9);
+  uint64_t measure_end = warmup_end + (uint64_t)(opt_duration * 1e9);
+  if (opt_mode == MODE_IDLE) {
+    warmup_end = t0;
+    measure_end = t0 + (uint64_t)(opt_duration * 1e9);
+  }
+  int measuring = 0;
+  while (!stop_requested) {
+    uint64_t t = now_ns();
+    if (!measuring && t >= warmup_end) {
+      measuring = 1;
+      phase_measure = 1;
+      messages = rx_bytes = tx_messages = handshakes = 0;
+      hist_reset();
+      server_cpu0 = proc_cpu_s(opt_server_pid);
+      self_cpu0 = self_cpu_s();
+      t_measure0 = now_ns();
+    }
+    if (t >= measure_end) break;
+    if (opt_mode == MODE_SINK) {
+      /* A broadcast lost somewhere (a server that drops for a slow reader) must not stall the
+       * loop: after 1 s without progress, stop waiting for what is outstanding. */
+      if (t - last_delivery_ns > 1000000000ull && t - last_trigger_ns > 1000000000ull) {
+        int64_t expected = (int64_t)trig_sent * opt_conns - (int64_t)deliveries_lost;
+        if (expected > (int64_t)deliveries_all) {
+          deliveries_lost += (uint64_t)(expected - (int64_t)deliveries_all);
+          stalls++;
+        }
+      }
+      pump_triggers(t);
+    }
+    poll_once(opt_mode == MODE_IDLE ? 50 : 2);
+  }
+  t_measure1 = now_ns();
+  double server_cpu1 = proc_cpu_s(opt_server_pid);
+  double self_cpu1 = self_cpu_s();
+  double wall = (double)(t_measure1 - t_measure0) / 1e9;
+  if (wall <= 0) wall = 1e-9;
+  double server_cpu = server_cpu0 >= 0 && server_cpu1 >= 0 ? server_cpu1 - server_cpu0 : -1;
+  double self_cpu = self_cpu1 - self_cpu0;
+  int still_open = 0;
+  for (int i = 0; i < opt_conns; i++) still_open += conns[i].state == C_OPEN;
+
+  for (int i = 0; i < conn_total; i++)
+    if (conns[i].fd >= 0) reset_close(&conns[i]);
+
+  const char *mode_name = opt_mode == MODE_ECHO        ? "echo"
+                          : opt_mode == MODE_SINK      ? "sink"
+                          : opt_mode == MODE_HANDSHAKE ? "handshake"
+                                                       : "idle";
+  double count = opt_mode == MODE_HANDSHAKE ? (double)handshakes : (double)messages;
+  printf("{\"mode\":\"%s\",\"conns\":%d,\"window\":%d,\"opened\":%d,\"open_at_end\":%d,"
+         "\"connect_s\":%.3f,\"payload_bytes\":%zu,\"frame_bytes\":%zu,"
+         "\"wall_s\":%.4f,\"count\":%.0f,\"per_s\":%.1f,\"rx_bytes\":%llu,\"rx_bytes_per_s\":%.1f,"
+         "\"tx_messages\":%llu,\"latency_samples\":%llu,"
+         "\"latency_us\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f,\"mean\":%.2f},"
+         "\"server_cpu_s\":%.3f,\"loadgen_cpu_s\":%.3f,\"loadgen_cpu_util\":%.3f,"
+         "\"errors\":%llu,\"server_closes\":%llu,\"handshake_failures\":%llu,\"failed_at_open\":%d,"
+         "\"stalls\":%llu,\"lost\":%llu,\"masked_frames\":%llu}\n",
+         mode_name, opt_conns, opt_window, opened, still_open, connect_s, payload_len, echo_frame_len, wall,
+         count, count / wall, (unsigned long long)rx_bytes, (double)rx_bytes / wall,
+         (unsigned long long)tx_messages, (unsigned long long)hist_count, hist_percentile(0.5) / 1e3,
+         hist_percentile(0.9) / 1e3, hist_percentile(0.99) / 1e3, hist_percentile(0.999) / 1e3,
+         (double)hist_max / 1e3, hist_count ? (double)hist_sum / (double)hist_count / 1e3 : 0.0, server_cpu,
+         self_cpu, self_cpu / wall, (unsigned long long)errors, (unsigned long long)server_closes,
+         (unsigned long long)handshake_failures, failed_at_open, (unsigned long long)stalls,
+         (unsigned long long)deliveries_lost, (unsigned long long)masked_frames);
+  return 0;
+}

@@ -5,6 +5,12 @@
  *
  * Socket events go to shared module-level functions that find the driver through a symbol on the
  * socket, so an open connection costs no closures.
+ *
+ * Output is batched per event-loop turn. Frames written in one turn leave in one socket write:
+ * small frames are copied into one buffer ("gathered"), larger ones are corked and leave in one
+ * writev with the gathered bytes before them, in order. One `process.nextTick` flushes every
+ * driver that wrote in the turn — a broadcast to 10,000 sockets schedules one callback, not
+ * 10,000. A single small frame in a turn is not copied: its buffer goes to the socket as it is.
  */
 import type { Socket } from 'node:net'
 import {
@@ -56,6 +62,29 @@ export const PauseReason = {
 
 const kDriver = Symbol('rally.driver')
 
+/** Frames up to this size (header included) are copied into the turn's gathered buffer. */
+const GATHER_FRAME_LIMIT = 4096
+/**
+ * Gathered bytes go to the socket once they reach this size, without waiting for the end of the
+ * turn: the socket's own accounting (`writableNeedDrain`, 'drain') stays close to the truth.
+ */
+const GATHER_CAPACITY = 16 * 1024
+
+/** Drivers holding output for the end of this turn, flushed by one `process.nextTick`. */
+let driversToFlush: SocketDriver[] = []
+
+function scheduleFlush(driver: SocketDriver): void {
+  if (driversToFlush.length === 0) process.nextTick(flushDrivers)
+  driversToFlush.push(driver)
+}
+
+function flushDrivers(): void {
+  // Writes made while flushing (a 'drain' handler that sends) schedule a new round.
+  const drivers = driversToFlush
+  driversToFlush = []
+  for (let i = 0; i < drivers.length; i++) drivers[i]!.flush()
+}
+
 type DrivenSocket = Socket & { [kDriver]?: SocketDriver }
 
 export class SocketDriver implements ConnectionHandler {
@@ -64,7 +93,16 @@ export class SocketDriver implements ConnectionHandler {
   private readonly listener: DriverListener
   private readonly closeTimeout: number
   private readonly readPauseThreshold: number
+  /** Output is waiting for the end of the turn (the driver is in `driversToFlush`). */
+  private flushScheduled = false
+  /** The socket is corked until the end of the turn (a large frame was written). */
   private corked = false
+  /** The turn's only small frame so far, not copied yet (header, then payload or undefined). */
+  private firstHeader: Uint8Array | undefined
+  private firstPayload: Uint8Array | undefined
+  /** Small frames of this turn copied one after the other; `gatheredLength` bytes are used. */
+  private gathered: Buffer | undefined
+  private gatheredLength = 0
   private closeTimer: NodeJS.Timeout | undefined
   private closed = false
   private pauseReasons = 0
@@ -119,17 +157,23 @@ export class SocketDriver implements ConnectionHandler {
   write(header: Uint8Array, payload: Uint8Array | undefined): void {
     const socket = this.socket
     if (socket.writableEnded || socket.destroyed) return
-    // Frames written in one event-loop turn leave in one writev.
-    if (!this.corked) {
-      this.corked = true
-      socket.cork()
-      process.nextTick(uncork, this)
+    const size = header.length + (payload === undefined ? 0 : payload.length)
+    this.bytesQueuedTotal += size
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      scheduleFlush(this)
     }
-    socket.write(header)
-    this.bytesQueuedTotal += header.length
-    if (payload !== undefined) {
-      socket.write(payload)
-      this.bytesQueuedTotal += payload.length
+    if (size <= GATHER_FRAME_LIMIT) this.gather(header, payload, size)
+    else {
+      // A large frame is never copied: what was gathered goes first, then the frame, all corked
+      // so that they leave in one writev at the end of the turn.
+      if (!this.corked) {
+        this.corked = true
+        socket.cork()
+      }
+      this.releaseGathered()
+      socket.write(header)
+      if (payload !== undefined) socket.write(payload)
     }
     if (
       socket.writableLength > this.readPauseThreshold &&
@@ -165,11 +209,78 @@ export class SocketDriver implements ConnectionHandler {
     this.armCloseTimer()
   }
 
-  /** Sends what was corked in this turn now rather than at the end of it. */
+  /** Sends what this turn gathered and corked now rather than at the end of it. */
   flush(): void {
-    if (!this.corked) return
-    this.corked = false
-    this.socket.uncork()
+    if (!this.flushScheduled) return
+    this.flushScheduled = false
+    const socket = this.socket
+    if (socket.writableEnded || socket.destroyed) {
+      this.firstHeader = this.firstPayload = this.gathered = undefined
+      this.gatheredLength = 0
+      this.corked = false
+      return
+    }
+    this.releaseGathered()
+    if (this.corked) {
+      this.corked = false
+      socket.uncork()
+    }
+  }
+
+  /** Keeps a small frame for the end of the turn, copying it only when a second one comes. */
+  private gather(header: Uint8Array, payload: Uint8Array | undefined, size: number): void {
+    if (this.firstHeader === undefined && this.gathered === undefined) {
+      this.firstHeader = header
+      this.firstPayload = payload
+      return
+    }
+    if (this.gathered !== undefined && this.gatheredLength + size > this.gathered.length) {
+      if (this.gatheredLength + size > GATHER_CAPACITY) this.releaseGathered()
+      else this.growGathered(this.gatheredLength + size)
+    }
+    if (this.firstHeader !== undefined) {
+      const firstSize = this.firstHeader.length + (this.firstPayload?.length ?? 0)
+      this.growGathered(firstSize + size)
+      this.copyIn(this.firstHeader, this.firstPayload)
+      this.firstHeader = this.firstPayload = undefined
+    } else if (this.gathered === undefined) this.growGathered(size)
+    this.copyIn(header, payload)
+  }
+
+  /** Makes room for at least `needed` bytes, keeping what was gathered. */
+  private growGathered(needed: number): void {
+    const current = this.gathered
+    if (current !== undefined && current.length >= needed) return
+    // Start small (a broadcast gives each socket one or a few frames per turn) and double.
+    let capacity = current === undefined ? 1024 : current.length * 2
+    while (capacity < needed) capacity *= 2
+    const next = Buffer.allocUnsafe(Math.min(Math.max(capacity, needed), GATHER_CAPACITY))
+    if (current !== undefined) current.copy(next, 0, 0, this.gatheredLength)
+    this.gathered = next
+  }
+
+  private copyIn(header: Uint8Array, payload: Uint8Array | undefined): void {
+    const gathered = this.gathered!
+    gathered.set(header, this.gatheredLength)
+    this.gatheredLength += header.length
+    if (payload !== undefined) {
+      gathered.set(payload, this.gatheredLength)
+      this.gatheredLength += payload.length
+    }
+  }
+
+  /** Hands what was gathered to the socket (corked or not), in order. */
+  private releaseGathered(): void {
+    const socket = this.socket
+    if (this.firstHeader !== undefined) {
+      socket.write(this.firstHeader)
+      if (this.firstPayload !== undefined) socket.write(this.firstPayload)
+      this.firstHeader = this.firstPayload = undefined
+    } else if (this.gathered !== undefined) {
+      socket.write(this.gathered.subarray(0, this.gatheredLength))
+      this.gathered = undefined
+      this.gatheredLength = 0
+    }
   }
 
   message(data: Uint8Array, isBinary: boolean): void {
@@ -208,14 +319,16 @@ export class SocketDriver implements ConnectionHandler {
 
   // ------------------------------------------------------------- calls from the API layer
 
-  /** Bytes queued in the socket and not yet handed to the kernel. */
+  /** Bytes written and not yet handed to the kernel (held for the end of the turn, or queued). */
   get bufferedAmount(): number {
-    return this.socket.writableLength
+    let held = this.gatheredLength
+    if (this.firstHeader !== undefined) held += this.firstHeader.length + (this.firstPayload?.length ?? 0)
+    return this.socket.writableLength + held
   }
 
   /** Bytes the socket has handed to the kernel so far. */
   get bytesFlushedTotal(): number {
-    return this.bytesQueuedTotal - this.socket.writableLength
+    return this.bytesQueuedTotal - this.bufferedAmount
   }
 
   /** Whether the last write went over the socket's high-water mark. */
@@ -273,10 +386,6 @@ export class SocketDriver implements ConnectionHandler {
     this.closeTimer = setTimeout(destroySocket, this.closeTimeout, this.socket)
     this.closeTimer.unref()
   }
-}
-
-function uncork(driver: SocketDriver): void {
-  driver.flush()
 }
 
 function destroySocket(socket: Socket): void {

@@ -140,9 +140,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     // parser — no node:http machinery per connection, which is most of a handshake's cost.
     const listener = options.tls ? createTlsServer(options.tls) : createNetServer()
     this.listener = listener
-    listener.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) =>
-      this.readHandshake(socket),
-    )
+    listener.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.readHead(socket))
     // A failed TLS handshake: nothing to answer, the socket is gone.
     if (options.tls) listener.on('tlsClientError', (_error: Error, socket: Duplex) => socket.destroy())
     const server = listener
@@ -213,48 +211,65 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
   /**
    * Reads a request head on Rally's own port, bounded in size, header count (431) and time
    * (handshakeTimeout: 408), then hands it to the handshake. Bytes after the head — frames a
-   * client sent at once — go along as `head`.
+   * client sent at once — go along as `head`. The socket's events go to module-level functions
+   * (state on the socket, as in SocketDriver): a handshake allocates no closures.
    */
-  private readHandshake(socket: Socket): void {
+  private readHead(socket: Socket): void {
     socket.on('error', ignoreHandshakeSocketError)
     if (this.closing !== undefined) {
       socket.destroy()
       return
     }
     this.handshaking.add(socket)
-    const parser = new HttpHeadParser(this.limits)
-    const finish = (): void => {
-      clearTimeout(timer)
-      this.handshaking.delete(socket)
-      socket.removeListener('data', onData)
-      socket.removeListener('close', finish)
-    }
-    const timer = setTimeout(() => {
-      finish()
-      this.reject(socket, new HandshakeError(408, 'Request timeout'))
-    }, this.handshakeTimeout)
+    const timer = setTimeout(onHeadTimeout, this.handshakeTimeout, socket)
     timer.unref()
-    const onData = (chunk: Buffer): void => {
-      let request: UpgradeRequest
-      let rest: Uint8Array
-      try {
-        const result = parser.push(chunk)
-        if (result === undefined) return
-        finish()
-        // Nothing more is read until the handshake is decided: bytes wait in the socket.
-        socket.pause()
-        request = requestFromHead(result.head, socket)
-        rest = result.rest
-      } catch (error) {
-        finish()
-        if (error instanceof HandshakeError) this.reject(socket, error)
-        else this.fail(socket, error)
-        return
-      }
-      this.handleUpgrade(request, socket, Buffer.from(rest.buffer, rest.byteOffset, rest.length))
+    ;(socket as HeadReadingSocket)[kHeadReading] = {
+      server: this as RallyServer<unknown>,
+      parser: new HttpHeadParser(this.limits),
+      timer,
     }
-    socket.on('data', onData)
-    socket.on('close', finish)
+    socket.on('data', onHeadData)
+    socket.on('close', onHeadClose)
+  }
+
+  /** @internal A chunk of a request head on Rally's own port. */
+  receiveHead(socket: Socket, reading: HeadReading, chunk: Buffer): void {
+    let request: UpgradeRequest
+    let rest: Uint8Array
+    try {
+      const result = reading.parser.push(chunk)
+      if (result === undefined) return
+      this.stopReadingHead(socket)
+      // Nothing more is read until the handshake is decided: bytes wait in the socket.
+      socket.pause()
+      request = requestFromHead(result.head, socket)
+      rest = result.rest
+    } catch (error) {
+      this.stopReadingHead(socket)
+      if (error instanceof HandshakeError) this.reject(socket, error)
+      else this.fail(socket, error)
+      return
+    }
+    // handleUpgrade installs its own guard against resets.
+    socket.removeListener('error', ignoreHandshakeSocketError)
+    this.handleUpgrade(request, socket, Buffer.from(rest.buffer, rest.byteOffset, rest.length))
+  }
+
+  /** @internal The head did not come in time (slowloris): 408. */
+  headTimedOut(socket: Socket): void {
+    this.stopReadingHead(socket)
+    this.reject(socket, new HandshakeError(408, 'Request timeout'))
+  }
+
+  /** @internal The head is read, refused, timed out, or the socket closed. */
+  stopReadingHead(socket: Socket): void {
+    const reading = (socket as HeadReadingSocket)[kHeadReading]
+    if (reading === undefined) return
+    ;(socket as HeadReadingSocket)[kHeadReading] = undefined
+    clearTimeout(reading.timer)
+    this.handshaking.delete(socket)
+    socket.removeListener('data', onHeadData)
+    socket.removeListener('close', onHeadClose)
   }
 
   /**
@@ -692,6 +707,30 @@ class HandshakeContext implements UpgradeContext {
 
 function destroySocket(socket: Duplex): void {
   socket.destroy()
+}
+
+/** A request head being read on Rally's own port, kept on its socket. */
+interface HeadReading {
+  server: RallyServer<unknown>
+  parser: HttpHeadParser
+  timer: NodeJS.Timeout
+}
+
+const kHeadReading = Symbol('rally.headReading')
+
+type HeadReadingSocket = Socket & { [kHeadReading]?: HeadReading | undefined }
+
+function onHeadData(this: HeadReadingSocket, chunk: Buffer): void {
+  const reading = this[kHeadReading]
+  if (reading !== undefined) reading.server.receiveHead(this, reading, chunk)
+}
+
+function onHeadClose(this: HeadReadingSocket): void {
+  this[kHeadReading]?.server.stopReadingHead(this)
+}
+
+function onHeadTimeout(socket: HeadReadingSocket): void {
+  socket[kHeadReading]?.server.headTimedOut(socket)
 }
 
 function ignoreHandshakeSocketError(): void {

@@ -4,18 +4,18 @@
  *
  *   npm run bench                  full run (about 12 minutes), writes docs/benchmarks.md + .svg
  *   npm run bench -- --quick       short run (under a minute), for development; no docs unless --docs
+ *   npm run bench -- --help        every option (HELP below)
  *
- * Options: --reps N, --only id,id (scenario ids below), --servers id,id (always with rally),
- * --docs / --no-docs (default: docs only from a full run; partial runs write bench-partial.json), --cpu-prof (profile each Rally server: bench/results/profiles/),
- * --no-pin (do not pin processes to cores), --render [FILE] (write docs/benchmarks.md and .svg again
- * from saved results, default bench/results/bench.json — after editing bench/profile-notes.md).
+ * `rally bench ARGS` (src/cli/bench.ts) runs this script with ARGS, from a clone only: the npm
+ * package leaves bench/ and the dev dependencies out.
  *
  * How it works: a C load generator (bench/loadgen/loadgen.c, built here with the machine's `cc`)
  * drives each server over 127.0.0.1. Servers are child processes (bench/servers/*.ts), pinned to
  * CPU 0; the load generator is pinned to CPU 1. For each measured window the load generator
  * reads the server's utime+stime from /proc/PID/stat and its own CPU time (getrusage), so the
  * headline figure is work per server CPU-second (fair on a shared, noisy machine), reported with
- * raw throughput. Every scenario runs several repetitions, servers interleaved (A B C, C B A, ...),
+ * raw throughput and the server's peak RSS over the window (/proc/PID/statm, sampled by the load
+ * generator too). Every scenario runs several repetitions, servers interleaved (A B C, C B A, ...),
  * and the Rally/peer ratio is computed pair by pair, repetition by repetition. Reported: median
  * [min–max]. Raw results: bench/results/bench.json (bench-quick.json for --quick).
  */
@@ -38,6 +38,23 @@ const NOTES = join(BENCH, 'profile-notes.md')
 
 type ServerId = 'rally' | 'ws' | 'ws-native' | 'ws-prepared' | 'raw'
 type Kind = 'throughput' | 'latency' | 'memory'
+
+/**
+ * Every scenario id, in the order they run: scenarios with the same server arguments follow one
+ * another, so that they share servers.
+ */
+const SCENARIO_IDS = [
+  'echo-32',
+  'echo-16k',
+  'rtt-32',
+  'broadcast-1k',
+  'broadcast-10k',
+  'handshake',
+  'deflate-1k',
+  'deflate-1k-defaults',
+  'idle-10k',
+  'idle-max',
+]
 
 interface Options {
   quick: boolean
@@ -79,7 +96,7 @@ function parseOptions(argv: string[]): Options {
     else if (arg === '--no-pin') options.pin = false
     else if (arg === '--duration') options.duration = Number(argv[++i])
     else if (arg === '--warmup') options.warmup = Number(argv[++i])
-    else throw new Error(`unknown argument ${arg} (see the comment at the top of bench/run.ts)`)
+    else throw new Error(`unknown argument ${arg} (see --help)`)
   }
   if (!Number.isInteger(options.reps) || options.reps < 1)
     throw new Error('--reps must be a positive integer')
@@ -112,10 +129,39 @@ const SERVERS: Record<ServerId, ServerSpec> = {
   raw: { label: 'raw node:net', script: 'raw.ts', args: [], env: NO_NATIVE },
 }
 
+const PEER_IDS = Object.keys(SERVERS).filter((id) => id !== 'rally')
+
+const HELP = `Usage: npm run bench -- [options]    (or, from a clone: rally bench [options])
+
+Rally's server benchmarks next to ws (plain and with bufferutil), ws pre-framed and a raw
+node:net server, driven by a C load generator (bench/loadgen, built with cc). A full run takes
+about 12 minutes and writes docs/benchmarks.md and docs/benchmarks.svg; raw results go to
+bench/results/.
+
+Options:
+  --quick              short run (under a minute) for development; no docs unless --docs
+  --reps N             repetitions per scenario (default 5, quick 2; memory 3, quick 1)
+  --duration S         seconds measured per repetition (default 2, quick 0.3)
+  --warmup S           seconds of load before each measured window (default 0.75, quick 0.15)
+  --only ID,...        these scenarios only (ids below)
+  --servers ID,...     these peers only, always with rally: ${PEER_IDS.join(', ')}
+  --docs, --no-docs    write the report or not (default: only after a full run; partial runs
+                       save bench/results/bench-partial.json)
+  --cpu-prof           CPU-profile each Rally server (bench/results/profiles/)
+  --no-pin             do not pin the server to CPU 0 and the load generator to CPU 1
+  --render [FILE]      write docs/benchmarks.md and .svg again from saved results (default
+                       bench/results/bench.json), e.g. after editing bench/profile-notes.md
+  --help               this text
+
+Scenarios, in the order they run (--quick leaves idle-max out unless --only names it):
+${SCENARIO_IDS.map((id) => `  ${id}`).join('\n')}`
+
 /** Targets from issue 7: Rally/peer on the headline figure (min for higher-is-better, max else). */
 interface Targets {
   vsWs?: number
   vsRaw?: number
+  /** Rally/ws on the server's peak RSS in the measured window (a maximum: lower is better). */
+  rssVsWs?: number
 }
 
 interface Scenario {
@@ -207,7 +253,8 @@ function scenarios(
         '--offer',
         OFFER_FAIR,
       ],
-      targets: { vsWs: 1.5 },
+      // The deflate issue: faster than ws + bufferutil at no more memory.
+      targets: { vsWs: 1.5, rssVsWs: 1 },
       note: 'both servers with the same parameters: no context takeover either way, level 1, threshold 1024',
     },
     {
@@ -296,20 +343,7 @@ function scenarios(
       note: 'as many as the per-process open-file cap allows',
     },
   ]
-  // Scenarios with the same server arguments run one after the other, so that they share servers.
-  const order = [
-    'echo-32',
-    'echo-16k',
-    'rtt-32',
-    'broadcast-1k',
-    'broadcast-10k',
-    'handshake',
-    'deflate-1k',
-    'deflate-1k-defaults',
-    'idle-10k',
-    'idle-max',
-  ]
-  list.sort((a, b) => order.indexOf(a.id) - order.indexOf(b.id))
+  list.sort((a, b) => SCENARIO_IDS.indexOf(a.id) - SCENARIO_IDS.indexOf(b.id))
   if (options.quick) {
     // Smaller where connecting takes the time; idle-max is left out unless asked for.
     const broadcast = list.find((s) => s.id === 'broadcast-10k')!
@@ -516,6 +550,11 @@ interface LoadgenResult {
   server_cpu_s: number
   loadgen_cpu_s: number
   loadgen_cpu_util: number
+  /** The server's RSS in the measured window (KiB; -1 without --server-pid): edges and peak. */
+  server_rss_start_kib: number
+  server_rss_end_kib: number
+  server_rss_peak_kib: number
+  server_rss_samples: number
   errors: number
   server_closes: number
   handshake_failures: number
@@ -573,6 +612,8 @@ interface Sample {
   p99: number
   serverCpuUtil: number
   loadgenCpuUtil: number
+  /** Throughput and latency: the server's peak RSS over the measured window, KiB. */
+  serverRssKiB?: number
   bytesPerConn?: number
   rssBeforeKiB?: number
   rssAfterKiB?: number
@@ -592,6 +633,7 @@ function warningsOf(result: LoadgenResult, scenario: Scenario): string[] {
   if (result.stalls > 0) warnings.push(`${result.stalls} stalls (${result.lost} deliveries lost)`)
   if (scenario.kind !== 'memory' && result.count === 0) warnings.push('nothing was measured')
   if (scenario.kind !== 'memory' && result.server_cpu_s <= 0) warnings.push('no server CPU time measured')
+  if (scenario.kind !== 'memory' && !(result.server_rss_peak_kib > 0)) warnings.push('no server RSS measured')
   return warnings
 }
 
@@ -625,6 +667,7 @@ async function measureThroughput(
     p99: raw.latency_us.p99,
     serverCpuUtil: cpu / raw.wall_s,
     loadgenCpuUtil: raw.loadgen_cpu_util,
+    serverRssKiB: raw.server_rss_peak_kib > 0 ? raw.server_rss_peak_kib : Number.NaN,
     warnings: warningsOf(raw, scenario),
     raw,
   }
@@ -722,6 +765,12 @@ interface ServerSummary {
   ratio?: Spread
   /** Rally/this on raw throughput (throughput scenarios). */
   ratioPerSecond?: Spread
+  /**
+   * Peak server RSS in the measured window, KiB, and Rally/this on it (throughput and latency
+   * scenarios). Optional: results saved before it was measured have neither.
+   */
+  rss?: Spread
+  ratioRss?: Spread
 }
 
 interface ScenarioResult {
@@ -734,14 +783,15 @@ function pairRatios(
   scenario: Scenario,
   samples: Record<string, Sample[]>,
   peer: ServerId,
-  key: 'headline' | 'perSecond',
+  key: 'headline' | 'perSecond' | 'serverRssKiB',
 ): Spread {
   const rally = samples.rally ?? []
   const other = samples[peer] ?? []
   const ratios: number[] = []
   for (const a of rally) {
     const b = other.find((sample) => sample.rep === a.rep)
-    if (b !== undefined) ratios.push(a[key] / b[key])
+    // A missing figure is NaN, which spread() leaves out.
+    if (b !== undefined) ratios.push((a[key] ?? Number.NaN) / (b[key] ?? Number.NaN))
   }
   void scenario
   return spread(ratios)
@@ -761,9 +811,13 @@ function summarize(scenario: Scenario, samples: Record<string, Sample[]>): Serve
       serverCpuUtil: spread(list.map((s) => s.serverCpuUtil)),
       loadgenCpuUtil: spread(list.map((s) => s.loadgenCpuUtil)),
     }
+    if (scenario.kind !== 'memory') summary.rss = spread(list.map((s) => s.serverRssKiB ?? Number.NaN))
     if (id !== 'rally' && samples.rally !== undefined) {
       summary.ratio = pairRatios(scenario, samples, id, 'headline')
-      if (scenario.kind !== 'memory') summary.ratioPerSecond = pairRatios(scenario, samples, id, 'perSecond')
+      if (scenario.kind !== 'memory') {
+        summary.ratioPerSecond = pairRatios(scenario, samples, id, 'perSecond')
+        summary.ratioRss = pairRatios(scenario, samples, id, 'serverRssKiB')
+      }
     }
     return summary
   })
@@ -795,6 +849,10 @@ function bytes(value: number): string {
   return `${value.toFixed(0)} B`
 }
 
+function mebibytes(kib: number): string {
+  return Number.isFinite(kib) ? `${(kib / 1024).toFixed(1)} MiB` : '–'
+}
+
 function ratio(value: number): string {
   return Number.isFinite(value) ? `${value.toFixed(2)}×` : '–'
 }
@@ -819,14 +877,17 @@ function lowerIsBetter(kind: Kind): boolean {
   return kind !== 'throughput'
 }
 
-/** Whether a ratio meets its target (≥ for higher-is-better figures, ≤ otherwise). */
-function meets(kind: Kind, value: number, target: number): boolean {
-  return lowerIsBetter(kind) ? value <= target : value >= target
+/**
+ * Whether a ratio meets its target (≥ for higher-is-better figures, ≤ otherwise). By direction
+ * rather than by kind: server RSS is lower-is-better in a throughput scenario.
+ */
+function meets(lower: boolean, value: number, target: number): boolean {
+  return lower ? value <= target : value >= target
 }
 
-function targetText(kind: Kind, target: number | undefined): string {
+function targetText(lower: boolean, target: number | undefined): string {
   if (target === undefined) return '—'
-  return `${lowerIsBetter(kind) ? '≤' : '≥'} ${target}×`
+  return `${lower ? '≤' : '≥'} ${target}×`
 }
 
 function pad(text: string, width: number, right = false): string {
@@ -854,8 +915,10 @@ function terminalTable(results: ScenarioResult[]): string {
             'p99',
             'srv CPU',
             'lg CPU',
+            'srv RSS',
             'Rally/this',
             'Rally/this raw',
+            'Rally/this RSS',
           ]
     const rows = summary.map((s) => {
       if (scenario.kind === 'memory')
@@ -868,8 +931,10 @@ function terminalTable(results: ScenarioResult[]): string {
         micros(s.p99.median),
         `${(s.serverCpuUtil.median * 100).toFixed(0)}%`,
         `${(s.loadgenCpuUtil.median * 100).toFixed(0)}%`,
+        s.rss ? mebibytes(s.rss.median) : '–',
         s.ratio ? spreadText(s.ratio, ratio) : '',
         s.ratioPerSecond ? ratio(s.ratioPerSecond.median) : '',
+        s.ratioRss ? ratio(s.ratioRss.median) : '',
       ]
     })
     const widths = header.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...r[i]!].length)))
@@ -892,14 +957,22 @@ function targetsTable(results: ScenarioResult[]): string[] {
   for (const { scenario, summary } of results) {
     const ws = wsPeer(summary)
     const raw = summary.find((s) => s.id === 'raw')
-    const cell = (peer: ServerSummary | undefined, target: number | undefined): string => {
-      if (peer?.ratio === undefined || peer.ratio.n === 0) return '—'
-      const mark = target === undefined ? '' : meets(scenario.kind, peer.ratio.median, target) ? ' ✅' : ' ❌'
-      return `${spreadText(peer.ratio, ratio)}${mark}`
+    const lower = lowerIsBetter(scenario.kind)
+    const cell = (value: Spread | undefined, target: number | undefined, lowerWins: boolean): string => {
+      if (value === undefined || value.n === 0) return '—'
+      const mark = target === undefined ? '' : meets(lowerWins, value.median, target) ? ' ✅' : ' ❌'
+      return `${spreadText(value, ratio)}${mark}`
     }
     rows.push(
-      `| ${scenario.title} | ${headlineName(scenario)} | ${cell(ws, scenario.targets?.vsWs)} | ${targetText(scenario.kind, scenario.targets?.vsWs)} | ${cell(raw, scenario.targets?.vsRaw)} | ${targetText(scenario.kind, scenario.targets?.vsRaw)} |`,
+      `| ${scenario.title} | ${headlineName(scenario)} | ${cell(ws?.ratio, scenario.targets?.vsWs, lower)} | ${targetText(lower, scenario.targets?.vsWs)} | ${cell(raw?.ratio, scenario.targets?.vsRaw, lower)} | ${targetText(lower, scenario.targets?.vsRaw)} |`,
     )
+    // A memory target on a throughput scenario gets a row of its own, right under the scenario's,
+    // so that the figure column names what is compared. Checked against ws only, like the issue.
+    if (scenario.targets?.rssVsWs !== undefined) {
+      rows.push(
+        `| ${scenario.title} | server RSS, peak in the measured window | ${cell(ws?.ratioRss, scenario.targets.rssVsWs, true)} | ${targetText(true, scenario.targets.rssVsWs)} | — | — |`,
+      )
+    }
   }
   return rows
 }
@@ -931,12 +1004,12 @@ function detailTables(results: ScenarioResult[]): string[] {
       }
     } else {
       out.push(
-        `| server | ${headlineName(scenario)} | ${scenario.units}/s | p50 | p99 | server CPU | loadgen CPU | Rally/this (${scenario.kind === 'latency' ? 'p50' : 'per CPU-s'}) | Rally/this (${scenario.units}/s) |`,
-        '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+        `| server | ${headlineName(scenario)} | ${scenario.units}/s | p50 | p99 | server CPU | loadgen CPU | server RSS | Rally/this (${scenario.kind === 'latency' ? 'p50' : 'per CPU-s'}) | Rally/this (${scenario.units}/s) | Rally/this (RSS) |`,
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       )
       for (const s of summary) {
         out.push(
-          `| ${s.label} | ${spreadText(s.headline, format)} | ${spreadText(s.perSecond, si)} | ${micros(s.p50.median)} | ${micros(s.p99.median)} | ${(s.serverCpuUtil.median * 100).toFixed(0)}% | ${(s.loadgenCpuUtil.median * 100).toFixed(0)}% | ${s.ratio ? spreadText(s.ratio, ratio) : ''} | ${s.ratioPerSecond ? spreadText(s.ratioPerSecond, ratio) : ''} |`,
+          `| ${s.label} | ${spreadText(s.headline, format)} | ${spreadText(s.perSecond, si)} | ${micros(s.p50.median)} | ${micros(s.p99.median)} | ${(s.serverCpuUtil.median * 100).toFixed(0)}% | ${(s.loadgenCpuUtil.median * 100).toFixed(0)}% | ${s.rss ? spreadText(s.rss, mebibytes) : '–'} | ${s.ratio ? spreadText(s.ratio, ratio) : ''} | ${s.ratioPerSecond ? spreadText(s.ratioPerSecond, ratio) : ''} | ${s.ratioRss ? spreadText(s.ratioRss, ratio) : ''} |`,
         )
       }
     }
@@ -1148,7 +1221,7 @@ function markdown(
   const out: string[] = []
   out.push('# Benchmarks', '')
   out.push(
-    `Generated by \`npm run bench\` (bench/run.ts) on ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC in ${Math.round(seconds / 60)} minutes. Do not edit by hand: run it again. Raw results: \`bench/results/bench.json\` (not committed).`,
+    `Generated by \`npm run bench\` (bench/run.ts; \`rally bench\` from a clone runs the same) on ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC in ${Math.round(seconds / 60)} minutes. Do not edit by hand: run it again. Raw results: \`bench/results/bench.json\` (not committed).`,
     '',
   )
   out.push(
@@ -1160,7 +1233,7 @@ function markdown(
   out.push('![Rally compared with each peer](benchmarks.svg)', '')
   out.push('## Results', '')
   out.push(
-    `Median [min–max] of ${options.reps} interleaved repetitions (${options.memoryReps} for memory at 10,000 connections, 2 at the most connections). ${options.duration} s measured after ${options.warmup} s of warm-up per repetition. "server CPU" is the server's CPU time over wall time in the measured window (100% = one core); "loadgen CPU" the same for the load generator, which shows it had headroom.`,
+    `Median [min–max] of ${options.reps} interleaved repetitions (${options.memoryReps} for memory at 10,000 connections, 2 at the most connections). ${options.duration} s measured after ${options.warmup} s of warm-up per repetition. "server CPU" is the server's CPU time over wall time in the measured window (100% = one core); "loadgen CPU" the same for the load generator, which shows it had headroom. "server RSS" is the server's resident set at its peak in the measured window (see Method).`,
     '',
   )
   out.push(...detailTables(results))
@@ -1170,6 +1243,7 @@ function markdown(
     '- **Servers** (`bench/servers/`): each a child process on a free port of 127.0.0.1, started with `node --expose-gc --import tsx`, source-mapped stack traces off (tsx turns them on; mapping the stack of every socket error would cost each server several percent of a handshake). Rally runs with `heartbeat: false` (ws has no heartbeat) and `decodeText: false` (ws hands text over as a Buffer too), so neither decodes text in an echo. `ws` plain runs with `WS_NO_BUFFER_UTIL=1 WS_NO_UTF_8_VALIDATE=1`; “ws + bufferutil” without them (on Node ≥ 18.14 ws validates UTF-8 with `buffer.isUtf8` either way, so only masking changes). The raw server writes back what it reads: the client’s masked frames return as they are, and the load generator accepts them from this peer.',
     '- **Pinning**: with two or more cores the server runs on CPU 0 and the load generator on CPU 1 (`taskset`). The machine is shared with other work, so throughput moves with it; CPU time per unit of work moves much less, which is why it is the headline.',
     '- **CPU time**: the load generator reads the server’s utime+stime (all threads, zlib’s thread pool included) from `/proc/PID/stat` and its own from `getrusage` at the edges of the measured window.',
+    '- **Server RSS** (throughput and latency scenarios): the peak of the server’s resident set over the measured window, which the load generator reads from `/proc/PID/statm` (the count `VmRSS` shows: heap, buffers, zlib’s memory, code) at both edges of the window and every 50 ms in between; the raw results keep the values at the edges too. The peak rather than the end, since memory held only under load (compression state, write backlogs) counts as much. A server is started once for all the scenarios with the same server arguments and repetitions follow one another, so the figure includes what its heap kept from the runs before; each deflate scenario has servers of its own. Rally/peer is taken pair by pair, like the other ratios.',
     '- **Echo**: every connection keeps a window of messages in flight; each echo is timed against its send time (a per-connection ring: echoes return in order) and replaced at once.',
     `- **permessage-deflate**: the client sends 1 KiB of JSON-like text compressed once at start (raw deflate, no context takeover, RSV1), so every message is the same bytes. “no context takeover”: the client offers \`${OFFER_FAIR}\`, Rally runs with \`perMessageDeflate: true\` (no context takeover, level 1, threshold 1024 by default) and ws with the same parameters (\`serverNoContextTakeover\`, \`clientNoContextTakeover\`, level 1, memLevel 8, threshold 1024). “defaults”: both servers with \`perMessageDeflate: true\` and the offer browsers send, \`${OFFER_BROWSER}\`; ws then keeps a compressor per connection (context takeover, zlib’s default level), Rally does not.`,
     '- **Broadcast**: subscribers connect on `/sub`, then one publisher on `/pub`. The publisher sends 64-byte messages that carry their send time (CLOCK_MONOTONIC); the server publishes each to every subscriber (Rally `server.publish(topic, data)`; ws `for (const client of wss.clients) client.send(data)`; ws pre-framed: `WebSocket.Sender.frame()` once, the same Buffer written to each `ws._socket`; raw: framed once, one write per subscriber of what arrived in one read). Closed loop: 8 broadcasts in flight, counted in deliveries, so the server is busy without buffering without bound. Latency: arrival time minus send time, the same clock on both sides.',
@@ -1294,6 +1368,12 @@ function render(file: string): void {
 }
 
 async function main(): Promise<void> {
+  // First, so that asking for help builds, starts and writes nothing (`rally bench --help` relies
+  // on it to check the pass-through cheaply).
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(`${HELP}\n`)
+    return
+  }
   const renderAt = process.argv.indexOf('--render')
   if (renderAt !== -1) {
     const file = process.argv[renderAt + 1]

@@ -25,8 +25,11 @@
  *
  * Timing: --warmup seconds of load, then --duration seconds measured. At the window's edges it
  * reads its own CPU time (getrusage) and, with --server-pid, the server's utime+stime from
- * /proc/PID/stat, so both CPU figures cover exactly the measured window. The report is one JSON
- * object on stdout.
+ * /proc/PID/stat, so both CPU figures cover exactly the measured window. With --server-pid it also
+ * reads the server's resident set size from /proc/PID/statm at both edges and every 50 ms in
+ * between, and reports the peak as well as the edges: a server that holds memory only while
+ * under load (compression buffers, write backlogs) shows it in the peak, not at the end. The
+ * report is one JSON object on stdout.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -157,6 +160,36 @@ static double proc_cpu_s(int pid) {
   }
   if (sscanf(p, "%llu %llu", &utime, &stime) != 2) return -1;
   return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Resident set size of a process in KiB, from /proc/PID/statm (the same count as VmRSS in
+ * /proc/PID/status, without formatting the rest of that file); -1 if unreadable. */
+static double proc_rss_kib(int pid) {
+  if (pid <= 0) return -1;
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/statm", pid);
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  unsigned long long size = 0, resident = 0;
+  if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return -1;
+  return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1024.0;
+}
+
+/* The measured window's RSS samples: first, last, largest. */
+static double rss_first_kib = -1, rss_last_kib = -1, rss_peak_kib = -1;
+static unsigned rss_samples = 0;
+
+static void sample_rss(int pid) {
+  double kib = proc_rss_kib(pid);
+  if (kib < 0) return;
+  if (rss_samples == 0) rss_first_kib = kib;
+  rss_last_kib = kib;
+  if (kib > rss_peak_kib) rss_peak_kib = kib;
+  rss_samples++;
 }
 
 /* ------------------------------------------------------------------ connections */
@@ -859,6 +892,10 @@ int main(int argc, char **argv) {
     measure_end = t0 + (uint64_t)(opt_duration * 1e9);
   }
   int measuring = 0;
+  /* 50 ms: enough samples in a 0.3 s quick window to see a peak, and reading statm ~20 times a
+   * second costs the load generator (and the server) nothing measurable. */
+  const uint64_t rss_interval = 50000000ull;
+  uint64_t next_rss = 0;
   while (!stop_requested) {
     uint64_t t = now_ns();
     if (!measuring && t >= warmup_end) {
@@ -869,8 +906,14 @@ int main(int argc, char **argv) {
       server_cpu0 = proc_cpu_s(opt_server_pid);
       self_cpu0 = self_cpu_s();
       t_measure0 = now_ns();
+      if (opt_server_pid > 0) sample_rss(opt_server_pid);
+      next_rss = t_measure0 + rss_interval;
     }
     if (t >= measure_end) break;
+    if (measuring && opt_server_pid > 0 && t >= next_rss) {
+      sample_rss(opt_server_pid);
+      next_rss = t + rss_interval;
+    }
     if (opt_mode == MODE_SINK) {
       /* A broadcast lost somewhere (a server that drops for a slow reader) must not stall the
        * loop: after 1 s without progress, stop waiting for what is outstanding. */
@@ -888,6 +931,7 @@ int main(int argc, char **argv) {
   t_measure1 = now_ns();
   double server_cpu1 = proc_cpu_s(opt_server_pid);
   double self_cpu1 = self_cpu_s();
+  if (opt_server_pid > 0) sample_rss(opt_server_pid);
   double wall = (double)(t_measure1 - t_measure0) / 1e9;
   if (wall <= 0) wall = 1e-9;
   double server_cpu = server_cpu0 >= 0 && server_cpu1 >= 0 ? server_cpu1 - server_cpu0 : -1;
@@ -909,6 +953,8 @@ int main(int argc, char **argv) {
          "\"tx_messages\":%llu,\"latency_samples\":%llu,"
          "\"latency_us\":{\"p50\":%.2f,\"p90\":%.2f,\"p99\":%.2f,\"p999\":%.2f,\"max\":%.2f,\"mean\":%.2f},"
          "\"server_cpu_s\":%.3f,\"loadgen_cpu_s\":%.3f,\"loadgen_cpu_util\":%.3f,"
+         "\"server_rss_start_kib\":%.0f,\"server_rss_end_kib\":%.0f,\"server_rss_peak_kib\":%.0f,"
+         "\"server_rss_samples\":%u,"
          "\"errors\":%llu,\"server_closes\":%llu,\"handshake_failures\":%llu,\"failed_at_open\":%d,"
          "\"stalls\":%llu,\"lost\":%llu,\"masked_frames\":%llu}\n",
          mode_name, opt_conns, opt_window, opened, still_open, connect_s, payload_len, echo_frame_len, wall,
@@ -916,7 +962,8 @@ int main(int argc, char **argv) {
          (unsigned long long)tx_messages, (unsigned long long)hist_count, hist_percentile(0.5) / 1e3,
          hist_percentile(0.9) / 1e3, hist_percentile(0.99) / 1e3, hist_percentile(0.999) / 1e3,
          (double)hist_max / 1e3, hist_count ? (double)hist_sum / (double)hist_count / 1e3 : 0.0, server_cpu,
-         self_cpu, self_cpu / wall, (unsigned long long)errors, (unsigned long long)server_closes,
+         self_cpu, self_cpu / wall, rss_first_kib, rss_last_kib, rss_peak_kib, rss_samples,
+         (unsigned long long)errors, (unsigned long long)server_closes,
          (unsigned long long)handshake_failures, failed_at_open, (unsigned long long)stalls,
          (unsigned long long)deliveries_lost, (unsigned long long)masked_frames);
   return 0;

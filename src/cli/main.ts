@@ -3,6 +3,7 @@
  * The `rally` command. Bad flags exit 2 with a one-line reason; `--help` everywhere.
  */
 import { UsageError } from './args.js'
+import { BENCH_HELP, runBench } from './bench.js'
 import { CONNECT_HELP, runConnect } from './connect.js'
 import { DEMO_HELP, runDemo } from './demo.js'
 import { ECHO_HELP, runEcho } from './echo.js'
@@ -15,6 +16,7 @@ Commands:
   echo      echo server, a test peer for other WebSocket implementations
   relay     pub/sub relay: the URL path is the topic
   connect   interactive client: stdin lines out, messages in
+  bench     the server benchmarks next to ws, as npm run bench (from a clone of the repository)
 
 Run "rally <command> --help" for a command's options.`
 
@@ -23,6 +25,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   echo: { run: runEcho, help: ECHO_HELP },
   relay: { run: runRelay, help: RELAY_HELP },
   connect: { run: runConnect, help: CONNECT_HELP },
+  bench: { run: runBench, help: BENCH_HELP },
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -114,6 +114,8 @@ export class Connection implements FrameSink {
   /** The message's payload so far: usually one piece; more when it came in several. */
   private firstPiece: Uint8Array | undefined
   private morePieces: Uint8Array[] | undefined
+  /** The buffer the parser assembles a one-frame message in (see frameBuffer). */
+  private messageBuffer: Uint8Array | undefined
   private utf8: Utf8Validator | undefined
   private messageCompressed = false
 
@@ -285,6 +287,16 @@ export class Connection implements FrameSink {
     this.messageLength += header.length
   }
 
+  /**
+   * A message that is one frame spanning several reads is assembled by the parser in one buffer,
+   * unmasked straight into it: written once, not unmasked in place and then joined.
+   */
+  frameBuffer(header: FrameHeader): Uint8Array | undefined {
+    if (!header.fin || this.controlOpcode !== 0 || this.firstPiece !== undefined) return undefined
+    this.messageBuffer = Buffer.allocUnsafe(header.length)
+    return this.messageBuffer
+  }
+
   framePayload(piece: Uint8Array): void {
     if (this.controlOpcode !== 0) {
       // Rarely in more than one piece, and never more than 125 bytes: joined as it comes.
@@ -297,7 +309,9 @@ export class Connection implements FrameSink {
     if (this.messageOpcode === Opcode.Text && !this.messageCompressed && !this.utf8!.push(piece)) {
       throw new ProtocolError(ProtocolErrorCode.InvalidUtf8, 'Text message is not valid UTF-8')
     }
-    if (this.firstPiece === undefined) this.firstPiece = piece
+    // Assembled in messageBuffer by the parser: the buffer is the message, filled by frameEnd.
+    if (this.messageBuffer !== undefined) this.firstPiece = this.messageBuffer
+    else if (this.firstPiece === undefined) this.firstPiece = piece
     else (this.morePieces ??= []).push(piece)
   }
 
@@ -307,6 +321,7 @@ export class Connection implements FrameSink {
     const more = this.morePieces
     this.firstPiece = undefined
     this.morePieces = undefined
+    this.messageBuffer = undefined
     if (first === undefined) return EMPTY
     if (more === undefined) return first
     const joined = Buffer.allocUnsafe(this.messageLength)
@@ -322,6 +337,7 @@ export class Connection implements FrameSink {
   private dropPieces(): void {
     this.firstPiece = undefined
     this.morePieces = undefined
+    this.messageBuffer = undefined
   }
 
   frameEnd(header: FrameHeader): void {

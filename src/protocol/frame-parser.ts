@@ -2,10 +2,11 @@
  * Incremental frame parser (RFC 6455 section 5.2).
  *
  * Bytes arrive in chunks of any size. Only a frame header (at most 14 bytes) can need bytes from
- * two chunks; it is gathered in a small spill buffer. Payload bytes are never copied: each chunk
- * yields views of its payload bytes, unmasked in place, handed on as they arrive. So memory use
- * does not depend on frame size, and limits are checked on the declared length before a byte of
- * payload is buffered by anyone.
+ * two chunks; it is gathered in a small spill buffer. Payload bytes are handed on as they arrive,
+ * as views of the chunk, unmasked in place — or, for a frame spanning chunks whose sink offers a
+ * buffer for it (`frameBuffer`), unmasked (or copied) straight into that buffer, so that the
+ * payload is written once instead of unmasked in place and joined later. Limits are checked on
+ * the declared length before a byte of payload is buffered by anyone.
  *
  * Frame-level rules are enforced here (reserved bits, opcodes, control frame rules, masking,
  * length limits); message-level rules (continuations, message size, UTF-8) belong to the
@@ -30,6 +31,12 @@ export interface FrameSink {
   /** A piece of unmasked payload; a view into the input chunk. Not called for empty payloads. */
   framePayload(piece: Uint8Array): void
   frameEnd(header: FrameHeader): void
+  /**
+   * Optional. For a frame whose payload spans chunks: a buffer of `header.length` bytes to
+   * assemble the payload in, or undefined to get views of the chunks. Pieces passed to
+   * `framePayload` are then views of that buffer, filled in order.
+   */
+  frameBuffer?(header: FrameHeader): Uint8Array | undefined
 }
 
 export interface FrameParserOptions {
@@ -46,6 +53,13 @@ enum State {
 }
 
 const MAX_HEADER_BYTES = 14
+
+/**
+ * A frame buffer is asked for only once the first piece holds at least 1/FRAME_BUFFER_RATIO of
+ * the frame: a peer that declares a large frame and sends a few bytes of it must not make us
+ * allocate the whole declared length up front.
+ */
+const FRAME_BUFFER_RATIO = 4
 
 /** The current frame's masking key as bytes, for applyMask; shared, filled before each use. */
 const maskScratch = new Uint8Array(4)
@@ -77,6 +91,8 @@ export class FrameParser implements FrameHeader {
   private masked = false
   private remaining = 0
   private payloadOffset = 0
+  /** Where the current frame's payload is assembled, when the sink gave a buffer for it. */
+  private target: Uint8Array | undefined
   /** Set by `stop()`: the rest of the current chunk and all later input are ignored. */
   private stopped = false
   /** Set by `suspend()`: input is kept, in order, until `resume()`. */
@@ -94,6 +110,7 @@ export class FrameParser implements FrameHeader {
   stop(): void {
     this.stopped = true
     this.pendingInput = undefined
+    this.target = undefined
   }
 
   get isStopped(): boolean {
@@ -286,7 +303,18 @@ export class FrameParser implements FrameHeader {
 
   private readPayload(chunk: Uint8Array, offset: number): number {
     const take = Math.min(this.remaining, chunk.length - offset)
-    const piece = offset === 0 && take === chunk.length ? chunk : chunk.subarray(offset, offset + take)
+    const source = offset === 0 && take === chunk.length ? chunk : chunk.subarray(offset, offset + take)
+    if (
+      this.payloadOffset === 0 &&
+      take < this.remaining &&
+      take * FRAME_BUFFER_RATIO >= this.length &&
+      this.sink.frameBuffer !== undefined
+    ) {
+      this.target = this.sink.frameBuffer(this)
+    }
+    const target = this.target
+    const piece =
+      target === undefined ? source : target.subarray(this.payloadOffset, this.payloadOffset + take)
     if (this.masked) {
       // The key goes through one shared scratch array: no typed array per connection.
       const key = this.maskKey
@@ -294,11 +322,16 @@ export class FrameParser implements FrameHeader {
       maskScratch[1] = (key >>> 16) & 0xff
       maskScratch[2] = (key >>> 8) & 0xff
       maskScratch[3] = key & 0xff
-      applyMask(piece, piece, maskScratch, 0, this.payloadOffset & 3)
+      applyMask(source, piece, maskScratch, 0, this.payloadOffset & 3)
+    } else if (target !== undefined) {
+      piece.set(source)
     }
     this.remaining -= take
     this.payloadOffset += take
-    if (this.remaining === 0) this.state = State.Header
+    if (this.remaining === 0) {
+      this.state = State.Header
+      this.target = undefined
+    }
     this.sink.framePayload(piece)
     if (this.remaining === 0 && !this.stopped) this.sink.frameEnd(this)
     return offset + take

@@ -351,6 +351,56 @@ describe('frame parser: input cut anywhere gives the same events', () => {
     }
   })
 
+  it('a frame spanning chunks is assembled in the buffer the sink offers, once a quarter of it is here', () => {
+    const payload = patternBytes(1000, 5)
+    for (const mask of [KEY, undefined]) {
+      const frame = rawFrame(Opcode.Binary, payload, { mask })
+      const headerLength = frame.length - payload.length
+      for (let cut = 1; cut < frame.length; cut++) {
+        const offered: Uint8Array[] = []
+        const pieces: Uint8Array[] = []
+        const parser = new FrameParser(
+          {
+            frameStart: () => {},
+            framePayload: (piece) => pieces.push(piece),
+            frameEnd: () => {},
+            frameBuffer: (header) => {
+              const buffer = new Uint8Array(header.length)
+              offered.push(buffer)
+              return buffer
+            },
+          },
+          { expectMasked: mask !== undefined, maxFrameSize: 1000 },
+        )
+        for (const chunk of chunksAt(frame, [cut])) parser.push(chunk)
+        const firstPiece = cut - headerLength
+        // Asked for only when the payload spans both chunks and the first piece is ≥ 1/4 of it.
+        const expectBuffer = firstPiece > 0 && firstPiece * 4 >= payload.length
+        assert.equal(offered.length, expectBuffer ? 1 : 0, `cut at ${cut}`)
+        assert.equal(hex(concat(...pieces)), hex(payload), `cut at ${cut}`)
+        if (expectBuffer) {
+          assert.equal(hex(offered[0]!), hex(payload), `cut at ${cut}: the buffer holds the payload`)
+          for (const piece of pieces) assert.equal(piece.buffer, offered[0]!.buffer, 'pieces are views of it')
+        }
+      }
+    }
+  })
+
+  it('a one-frame message spanning reads is delivered as a fresh buffer, byte-exact, text checked', () => {
+    const text = 'é'.repeat(500)
+    const frame = rawFrame(Opcode.Text, utf8(text), { mask: KEY })
+    const chunks = chunksAt(frame, [700])
+    const { events, recorder } = receiveEvents('server', chunks)
+    assert.deepEqual(events, [{ type: 'message', data: hex(utf8(text)), isBinary: false }])
+    const data = recorder.messageData[0]!
+    assert.ok(data.buffer !== chunks[0]!.buffer && data.buffer !== chunks[1]!.buffer, 'not a view of a read')
+    // An invalid byte in the second read fails with 1007 as it arrives, before the frame ends.
+    const bad = utf8(text)
+    bad[800] = 0xff
+    const [first, second] = chunksAt(rawFrame(Opcode.Text, bad, { mask: KEY }), [700, 850])
+    assertFails('server', [first!, second!], ProtocolErrorCode.InvalidUtf8, 1007)
+  })
+
   it('FrameParser reports headers and never an empty payload piece', () => {
     const sink = new FrameRecorder()
     const parser = new FrameParser(sink, { expectMasked: false, maxFrameSize: 1000 })

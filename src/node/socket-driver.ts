@@ -175,8 +175,42 @@ export class SocketDriver implements ConnectionHandler {
       socket.write(header)
       if (payload !== undefined) socket.write(payload)
     }
+    this.checkWriteBacklog()
+  }
+
+  /**
+   * A small unmasked frame (see ConnectionHandler.writeSmallFrame), encoded straight into the
+   * turn's gathered buffer: no buffer of its own, one copy of the payload.
+   */
+  writeSmallFrame(firstByte: number, payload: Uint8Array): void {
+    const socket = this.socket
+    if (socket.writableEnded || socket.destroyed) return
+    const length = payload.length
+    const size = (length < 126 ? 2 : 4) + length
+    this.bytesQueuedTotal += size
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      scheduleFlush(this)
+    }
+    const buffer = this.reserve(size)
+    let at = this.gatheredLength
+    buffer[at++] = firstByte
+    // RFC 6455 5.2: 7-bit length up to 125, else 126 and a 16-bit length (SMALL_FRAME_LIMIT < 2^16).
+    if (length < 126) buffer[at++] = length
+    else {
+      buffer[at++] = 126
+      buffer[at++] = length >>> 8
+      buffer[at++] = length & 0xff
+    }
+    buffer.set(payload, at)
+    this.gatheredLength = at + length
+    this.checkWriteBacklog()
+  }
+
+  /** A peer that sends without reading must not make us buffer without bound what we answer. */
+  private checkWriteBacklog(): void {
     if (
-      socket.writableLength > this.readPauseThreshold &&
+      this.socket.writableLength > this.readPauseThreshold &&
       (this.pauseReasons & PauseReason.WriteBacklog) === 0
     ) {
       this.pause(PauseReason.WriteBacklog)
@@ -234,17 +268,30 @@ export class SocketDriver implements ConnectionHandler {
       this.firstPayload = payload
       return
     }
-    if (this.gathered !== undefined && this.gatheredLength + size > this.gathered.length) {
-      if (this.gatheredLength + size > GATHER_CAPACITY) this.releaseGathered()
-      else this.growGathered(this.gatheredLength + size)
-    }
-    if (this.firstHeader !== undefined) {
-      const firstSize = this.firstHeader.length + (this.firstPayload?.length ?? 0)
-      this.growGathered(firstSize + size)
-      this.copyIn(this.firstHeader, this.firstPayload)
-      this.firstHeader = this.firstPayload = undefined
-    } else if (this.gathered === undefined) this.growGathered(size)
+    this.reserve(size)
     this.copyIn(header, payload)
+  }
+
+  /**
+   * Makes room for `size` more gathered bytes after what is held (the uncopied first frame
+   * copied in first, so that order is kept), and returns the gathered buffer.
+   */
+  private reserve(size: number): Buffer {
+    const first = this.firstHeader
+    if (first !== undefined) {
+      const firstPayload = this.firstPayload
+      this.firstHeader = this.firstPayload = undefined
+      this.growGathered(first.length + (firstPayload?.length ?? 0) + size)
+      this.copyIn(first, firstPayload)
+    } else if (this.gathered === undefined) {
+      this.growGathered(size)
+    } else if (this.gatheredLength + size > this.gathered.length) {
+      if (this.gatheredLength + size > GATHER_CAPACITY) {
+        this.releaseGathered()
+        this.growGathered(size)
+      } else this.growGathered(this.gatheredLength + size)
+    }
+    return this.gathered!
   }
 
   /** Makes room for at least `needed` bytes, keeping what was gathered. */

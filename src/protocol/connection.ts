@@ -33,6 +33,12 @@ export type Side = 'client' | 'server'
 export interface ConnectionHandler {
   /** Bytes for the wire, in order: a frame header and its payload (undefined when empty). */
   write(header: Uint8Array, payload: Uint8Array | undefined): void
+  /**
+   * Optional: an unmasked frame of at most SMALL_FRAME_LIMIT payload bytes, given as its first
+   * header byte (FIN, RSV, opcode) and payload, for a handler that encodes it straight into its
+   * own output buffer — no buffer per frame. Without it such frames come through `write`.
+   */
+  writeSmallFrame?(firstByte: number, payload: Uint8Array): void
   /** Close the transport now, after flushing what was written (RFC 6455 7.1.1, 7.1.7). */
   closeTransport(): void
   /** A complete message. Text has been checked to be UTF-8. `data` may be a view of input bytes. */
@@ -685,7 +691,9 @@ export class Connection implements FrameSink {
         undefined,
       )
     } else if (length <= SMALL_FRAME_LIMIT) {
-      this.handler.write(encodeFrameInto(opcode, payload, { fin, rsv }), undefined)
+      if (this.handler.writeSmallFrame !== undefined)
+        this.handler.writeSmallFrame((fin ? 0x80 : 0) | rsv | opcode, payload)
+      else this.handler.write(encodeFrameInto(opcode, payload, { fin, rsv }), undefined)
     } else {
       this.handler.write(encodeFrameHeader(opcode, length, { fin, rsv }), payload)
     }

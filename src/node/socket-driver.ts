@@ -103,6 +103,10 @@ export class SocketDriver implements ConnectionHandler {
   /** Small frames of this turn copied one after the other; `gatheredLength` bytes are used. */
   private gathered: Buffer | undefined
   private gatheredLength = 0
+  /** A socket write returned false and 'drain' has not come yet. */
+  private backedUp = false
+  /** The most this driver and its socket hold while not backed up (see isBufferedOver). */
+  private readonly unbackedBound: number
   private closeTimer: NodeJS.Timeout | undefined
   private closed = false
   private pauseReasons = 0
@@ -120,6 +124,7 @@ export class SocketDriver implements ConnectionHandler {
       options.readPauseThreshold === undefined
         ? Number.POSITIVE_INFINITY
         : Math.max(options.readPauseThreshold, socket.writableHighWaterMark)
+    this.unbackedBound = socket.writableHighWaterMark + GATHER_CAPACITY + GATHER_FRAME_LIMIT
     this.connection = new Connection(side, this, options)
     // At once, not in attach(): reading may start later (after an async open handler), and a
     // reset in between must not become an uncaught 'error'.
@@ -172,8 +177,8 @@ export class SocketDriver implements ConnectionHandler {
         socket.cork()
       }
       this.releaseGathered()
-      socket.write(header)
-      if (payload !== undefined) socket.write(payload)
+      if (!socket.write(header)) this.backedUp = true
+      if (payload !== undefined && !socket.write(payload)) this.backedUp = true
     }
     this.checkWriteBacklog()
   }
@@ -320,11 +325,11 @@ export class SocketDriver implements ConnectionHandler {
   private releaseGathered(): void {
     const socket = this.socket
     if (this.firstHeader !== undefined) {
-      socket.write(this.firstHeader)
-      if (this.firstPayload !== undefined) socket.write(this.firstPayload)
+      if (!socket.write(this.firstHeader)) this.backedUp = true
+      if (this.firstPayload !== undefined && !socket.write(this.firstPayload)) this.backedUp = true
       this.firstHeader = this.firstPayload = undefined
     } else if (this.gathered !== undefined) {
-      socket.write(this.gathered.subarray(0, this.gatheredLength))
+      if (!socket.write(this.gathered.subarray(0, this.gatheredLength))) this.backedUp = true
       this.gathered = undefined
       this.gatheredLength = 0
     }
@@ -373,6 +378,17 @@ export class SocketDriver implements ConnectionHandler {
     return this.socket.writableLength + held
   }
 
+  /**
+   * Whether `bufferedAmount` is over `limit`, cheaply: while no socket write has returned false,
+   * the socket holds less than its high-water mark and this driver at most a turn's gathered
+   * bytes, so a limit above both needs no reading of the socket's state (a broadcast checks it
+   * once per subscriber).
+   */
+  isBufferedOver(limit: number): boolean {
+    if (!this.backedUp && limit >= this.unbackedBound) return false
+    return this.bufferedAmount > limit
+  }
+
   /** Bytes the socket has handed to the kernel so far. */
   get bytesFlushedTotal(): number {
     return this.bytesQueuedTotal - this.bufferedAmount
@@ -411,6 +427,7 @@ export class SocketDriver implements ConnectionHandler {
   }
 
   handleDrain(): void {
+    this.backedUp = false
     this.resume(PauseReason.WriteBacklog)
     this.listener.onDrain()
   }

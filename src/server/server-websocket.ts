@@ -102,7 +102,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
   send(data: SendData, options?: SendOptions): SendStatus {
     const connection = this.driver.connection
     if (connection.state !== ConnectionState.OPEN) return 'dropped'
-    if (this.driver.bufferedAmount > this.server.maxBackpressure) return this.overBackpressure()
+    if (this.driver.isBufferedOver(this.server.maxBackpressure)) return this.overBackpressure()
     const binary = options?.binary ?? typeof data !== 'string'
     const bytes = toBytes(data)
     const compress = options?.compress
@@ -120,7 +120,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
   sendPrepared(message: PreparedMessage): SendStatus {
     const connection = this.driver.connection
     if (connection.state !== ConnectionState.OPEN) return 'dropped'
-    if (this.driver.bufferedAmount > this.server.maxBackpressure) return this.overBackpressure()
+    if (this.driver.isBufferedOver(this.server.maxBackpressure)) return this.overBackpressure()
     const compression = connection.messageCompression
     if (compression !== undefined && message.wantsCompression(compression)) {
       const key = compression.sharedKey

@@ -12,7 +12,9 @@
  *               like socket reads, to `Connection('server').receive` and to ws `Receiver.write`.
  *               Both unmask in place, so the input is restored from a pristine copy before each
  *               pass, outside the timed region. Every pass checks the message count and bytes.
- *   2. frame  — server side unmasked frames (`sendBinary` / `sendText`) vs static `Sender.frame`,
+ *   2. frame  — server side unmasked frames (`sendBinary` / `sendText`; frames up to 512 bytes
+ *               through `writeSmallFrame` into a reused buffer, as the socket driver takes them)
+ *               vs static `Sender.frame`,
  *               and client side masked frames (Rally client `Connection` vs `Sender.frame` with
  *               `mask: true, readOnly: true`, the options `WebSocket#send` uses for a caller's
  *               Buffer: the payload is copied while masked, as Rally does).
@@ -365,9 +367,27 @@ function parseCases(config: Config, ws: ReturnType<typeof loadWs>): CaseResult[]
 function frameCases(config: Config, ws: ReturnType<typeof loadWs>, mode: Mode): CaseResult[] {
   const results: CaseResult[] = []
   let sink = 0
+  // Like the Node socket driver, the handler takes small server frames through writeSmallFrame,
+  // encoding them into an output buffer it reuses (the driver's per-turn gathered buffer).
+  const output = Buffer.allocUnsafe(16 * KiB)
+  let outputLength = 0
   const handler: ConnectionHandler = {
     write(header, payload) {
       sink += header.length + (payload === undefined ? 0 : payload.length)
+    },
+    writeSmallFrame(firstByte, payload) {
+      const length = payload.length
+      if (outputLength + length + 4 > output.length) outputLength = 0
+      output[outputLength++] = firstByte
+      if (length < 126) output[outputLength++] = length
+      else {
+        output[outputLength++] = 126
+        output[outputLength++] = length >>> 8
+        output[outputLength++] = length & 0xff
+      }
+      output.set(payload, outputLength)
+      outputLength += length
+      sink += length
     },
     closeTransport() {},
     message() {},
@@ -609,7 +629,7 @@ const SECTION_TITLES: Record<Section, string> = {
   parse:
     '1. Parse — server receives masked client frames in 64 KiB reads (Connection.receive vs Receiver.write)',
   frame:
-    '2. Frame — Connection.sendBinary/sendText (header + payload to handler.write) vs static Sender.frame',
+    '2. Frame — Connection.sendBinary/sendText (to handler.write, or writeSmallFrame as the socket driver does) vs static Sender.frame',
   utf8: '3. UTF-8 validation of one valid buffer (Utf8Validator.reset+push vs others)',
 }
 

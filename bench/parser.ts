@@ -39,6 +39,7 @@ import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Connection, type ConnectionHandler } from '../src/protocol/connection.js'
+import { encodeSmallFrameAt } from '../src/protocol/frame-writer.js'
 import { Utf8Validator } from '../src/protocol/utf8.js'
 
 // ------------------------------------------------------------------ configuration
@@ -376,18 +377,9 @@ function frameCases(config: Config, ws: ReturnType<typeof loadWs>, mode: Mode): 
       sink += header.length + (payload === undefined ? 0 : payload.length)
     },
     writeSmallFrame(firstByte, payload) {
-      const length = payload.length
-      if (outputLength + length + 4 > output.length) outputLength = 0
-      output[outputLength++] = firstByte
-      if (length < 126) output[outputLength++] = length
-      else {
-        output[outputLength++] = 126
-        output[outputLength++] = length >>> 8
-        output[outputLength++] = length & 0xff
-      }
-      output.set(payload, outputLength)
-      outputLength += length
-      sink += length
+      if (outputLength + payload.length + 4 > output.length) outputLength = 0
+      outputLength = encodeSmallFrameAt(output, outputLength, firstByte, payload)
+      sink += payload.length
     },
     closeTransport() {},
     message() {},

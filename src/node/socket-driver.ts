@@ -18,6 +18,7 @@ import {
   Connection,
   type ConnectionHandler,
   type ConnectionOptions,
+  encodeSmallFrameAt,
   type ProtocolError,
   type Side,
 } from '../protocol/index.js'
@@ -197,18 +198,7 @@ export class SocketDriver implements ConnectionHandler {
       this.flushScheduled = true
       scheduleFlush(this)
     }
-    const buffer = this.reserve(size)
-    let at = this.gatheredLength
-    buffer[at++] = firstByte
-    // RFC 6455 5.2: 7-bit length up to 125, else 126 and a 16-bit length (SMALL_FRAME_LIMIT < 2^16).
-    if (length < 126) buffer[at++] = length
-    else {
-      buffer[at++] = 126
-      buffer[at++] = length >>> 8
-      buffer[at++] = length & 0xff
-    }
-    buffer.set(payload, at)
-    this.gatheredLength = at + length
+    this.gatheredLength = encodeSmallFrameAt(this.reserve(size), this.gatheredLength, firstByte, payload)
     this.checkWriteBacklog()
   }
 

@@ -106,6 +106,29 @@ export function encodeFrameInto(opcode: number, payload: Uint8Array, options: Fr
 }
 
 /**
+ * Encodes an unmasked frame of at most SMALL_FRAME_LIMIT payload bytes into `target` at
+ * `offset` — `firstByte` (FIN, RSV, opcode), the 7- or 16-bit length (RFC 6455 5.2), the payload —
+ * and returns the offset after it. The caller makes room: at most 4 + payload.length bytes.
+ */
+export function encodeSmallFrameAt(
+  target: Uint8Array,
+  offset: number,
+  firstByte: number,
+  payload: Uint8Array,
+): number {
+  const length = payload.length
+  target[offset++] = firstByte
+  if (length < 126) target[offset++] = length
+  else {
+    target[offset++] = 126
+    target[offset++] = length >>> 8
+    target[offset++] = length & 0xff
+  }
+  target.set(payload, offset)
+  return offset + length
+}
+
+/**
  * Payloads up to this size are copied behind their header into one buffer on the server side:
  * one socket write instead of two costs less than copying half a kilobyte. Larger payloads are
  * written as they are, never copied.

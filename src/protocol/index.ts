@@ -17,6 +17,7 @@ export {
   encodeFrame,
   encodeFrameHeader,
   encodeFrameInto,
+  encodeSmallFrameAt,
   type Frame,
   type FrameOptions,
   SMALL_FRAME_LIMIT,

@@ -8,6 +8,7 @@ import {
   encodeFrame,
   encodeFrameHeader,
   encodeFrameInto,
+  encodeSmallFrameAt,
   FrameParser,
   Opcode,
   ProtocolError,
@@ -96,6 +97,27 @@ describe('frame writer', () => {
     assert.equal(hex(encodeFrameHeader(Opcode.Close, 2)), '8802')
     assert.equal(hex(encodeFrameHeader(Opcode.Ping, 0)), '8900')
     assert.equal(hex(encodeFrameHeader(Opcode.Pong, 125)), '8a7d')
+  })
+
+  it('encodeSmallFrameAt writes the same bytes as encodeFrameInto, at an offset', () => {
+    for (const length of [0, 1, 125, 126, 300, SMALL_FRAME_LIMIT]) {
+      const payload = patternBytes(length, 9)
+      for (const [opcode, fin, rsv] of [
+        [Opcode.Binary, true, 0],
+        [Opcode.Text, false, 0x40],
+        [Opcode.Continuation, true, 0],
+      ] as const) {
+        const target = new Uint8Array(length + 20).fill(0xee)
+        const end = encodeSmallFrameAt(target, 7, (fin ? 0x80 : 0) | rsv | opcode, payload)
+        const expected = encodeFrameInto(opcode, payload, { fin, rsv })
+        assert.equal(end, 7 + expected.length, `length ${length}`)
+        assert.equal(hex(target.subarray(7, end)), hex(expected), `length ${length}`)
+        assert.ok(
+          target.subarray(0, 7).every((b) => b === 0xee) && target.subarray(end).every((b) => b === 0xee),
+          'nothing written outside the frame',
+        )
+      }
+    }
   })
 
   it('matches the RFC 6455 5.7 examples', () => {

@@ -113,7 +113,7 @@ export class SocketDriver implements ConnectionHandler {
   private pauseReasons = 0
   /** Chunks received so far: heartbeats and idle checks compare it with an earlier reading. */
   receiveCount = 0
-  /** Bytes ever handed to the socket; minus `socket.writableLength`, the bytes it has sent. */
+  /** Bytes ever written through this driver; minus `bufferedAmount`, the bytes sent. */
   bytesQueuedTotal = 0
 
   constructor(side: Side, socket: Socket, listener: DriverListener, options: DriverOptions) {
@@ -198,7 +198,9 @@ export class SocketDriver implements ConnectionHandler {
       this.flushScheduled = true
       scheduleFlush(this)
     }
-    this.gatheredLength = encodeSmallFrameAt(this.reserve(size), this.gatheredLength, firstByte, payload)
+    // reserve() first: it may move what was held, and so the offset.
+    const buffer = this.reserve(size)
+    this.gatheredLength = encodeSmallFrameAt(buffer, this.gatheredLength, firstByte, payload)
     this.checkWriteBacklog()
   }
 

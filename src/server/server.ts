@@ -11,6 +11,7 @@ import { createServer as createNetServer, type Server as NetServer } from 'node:
 import type { Duplex } from 'node:stream'
 import { createServer as createTlsServer } from 'node:tls'
 import { DeflateCodec } from '../node/deflate.js'
+import { endAndRelease, REFUSAL_LINGER_MS } from '../node/end-and-release.js'
 import type { DriverOptions } from '../node/socket-driver.js'
 import { parseExtensions } from '../protocol/extensions/extension-header.js'
 import {
@@ -49,8 +50,6 @@ const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
 const DEFAULT_HEARTBEAT = { interval: 30_000, timeout: 10_000 }
 /** Longest body of a refusal `Response` we send; the rest is cut (the peer is not a browser page). */
 const MAX_REJECTION_BODY = 4096
-/** How long a refused peer may keep its side of TCP open after our answer (ms). */
-const REFUSAL_LINGER = 1000
 
 export class RallyServer<UserData = undefined> implements ServerContext<UserData> {
   readonly handlers: ServerHandlers<UserData>
@@ -512,13 +511,10 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       socket.destroy()
       return
     }
-    socket.on('error', ignoreHandshakeSocketError)
     this.refusedSockets.add(socket)
     socket.once('close', () => this.refusedSockets.delete(socket))
-    socket.end(response)
-    socket.resume()
     // The answer is small and already handed to the kernel by then: a second is plenty.
-    setTimeout(destroySocket, Math.min(this.driverOptions.closeTimeout, REFUSAL_LINGER), socket).unref()
+    endAndRelease(socket, response, Math.min(this.driverOptions.closeTimeout, REFUSAL_LINGER_MS))
   }
 
   /** The application refused the upgrade with a Response. */
@@ -703,10 +699,6 @@ class HandshakeContext implements UpgradeContext {
   extraHeaders(): Iterable<[string, string]> {
     return this.responseHeaders?.entries() ?? []
   }
-}
-
-function destroySocket(socket: Duplex): void {
-  socket.destroy()
 }
 
 /** A request head being read on Rally's own port, kept on its socket. */

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
 import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { type AddressInfo, connect as connectNet, type Socket } from 'node:net'
 import { after, before, describe, it, mock } from 'node:test'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
@@ -29,6 +29,13 @@ function connect(url: string, protocols?: string[]): WebSocket {
   const ws = new WebSocket(url, protocols)
   clients.push(ws)
   return ws
+}
+
+/** A raw TCP client that keeps its side open after the server's FIN (half-open allowed). */
+function connectTcp(port: number): Socket {
+  const socket = connectNet({ host: '127.0.0.1', port, allowHalfOpen: true })
+  socket.on('error', () => {})
+  return socket
 }
 
 /** Messages of a client, as strings, collected from the start. */
@@ -271,6 +278,35 @@ describe('rally/hono: middleware, subprotocols and WSContext', () => {
     assert.equal(answer.headers['content-type'], undefined)
     if (answer.kind === 'upgrade') answer.socket.destroy()
     await until(() => trail.includes('open /secure/ws'), 3000, 'onOpen')
+  })
+
+  it('a refused peer that keeps its side open is let go after a second (nothing holds server.close())', async () => {
+    // The server's end of this connection, seen through an extra 'upgrade' listener.
+    const serverSide = new Promise<Socket>((resolve) => {
+      const observe = (request: { headers: Record<string, unknown> }, socket: Socket): void => {
+        if (request.headers['x-test'] !== 'half-open') return
+        server.off('upgrade', observe)
+        resolve(socket)
+      }
+      server.on('upgrade', observe)
+    })
+    const socket = connectTcp(port)
+    const received: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => received.push(chunk))
+    await nextEvent(socket, 'connect')
+    socket.write(
+      'GET /secure/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n' +
+        'Authorization: Bearer bad\r\nX-Test: half-open\r\n\r\n',
+    )
+    const held = await within(serverSide, 3000, 'the upgrade request')
+    // The answer, then FIN; the test's side stays open (allowHalfOpen).
+    await nextEvent(socket, 'end', 3000)
+    assert.match(Buffer.concat(received).toString('latin1'), /^HTTP\/1\.1 401 /)
+    assert.equal(held.destroyed, false, 'the server keeps the socket a moment after answering')
+    // ...then destroys it: node:http's server would otherwise wait for it in close().
+    await nextEvent(held, 'close', 4000)
+    socket.destroy()
   })
 
   it('a middleware that throws: the upgrade is refused with 500', async () => {

@@ -575,3 +575,34 @@ describe('rally/ws server-side WebSocket', () => {
     assert.equal(wss.rallyServer.topicRegistry.size, 0)
   })
 })
+
+describe('WebSocketServer refusals on a shared node:http server', () => {
+  it('a refused peer that keeps its side open is let go after a second (nothing holds http.close())', async () => {
+    const http = createServer()
+    httpServers.push(http)
+    const wss = new WebSocketServer({ server: http, path: '/ws' })
+    servers.push(wss)
+    const listening = nextEvent(wss, 'listening')
+    http.listen(0, '127.0.0.1')
+    await listening
+    const port = (http.address() as AddressInfo).port
+    const serverSide = new Promise<Duplex>((resolve) =>
+      http.once('upgrade', (_req, socket) => resolve(socket)),
+    )
+    const socket: Socket = connect({ host: '127.0.0.1', port, allowHalfOpen: true })
+    socket.on('error', () => {})
+    const received: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => received.push(chunk))
+    await nextEvent(socket, 'connect')
+    socket.write(
+      'GET /elsewhere HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    )
+    const held = await within(serverSide, 3000, 'the upgrade request')
+    await nextEvent(socket, 'end', 3000)
+    assert.match(Buffer.concat(received).toString('latin1'), /^HTTP\/1\.1 400 /)
+    // The test's side stays open; the server lets its socket go after the linger all the same.
+    await nextEvent(held, 'close', 4000)
+    socket.destroy()
+  })
+})

@@ -22,6 +22,7 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import { defineWebSocketHelper, WSContext, type WSEvents } from 'hono/ws'
 import { CloseEvent } from '../../client/events.js'
+import { endAndRelease } from '../../node/end-and-release.js'
 import { RallyServer, upgradeRequiredConnection } from '../../server/server.js'
 import type { ServerWebSocket } from '../../server/server-websocket.js'
 import type { ServerOptions, UpgradeContext } from '../../server/types.js'
@@ -195,7 +196,7 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
           },
           (error: unknown) => {
             serverOptions.error?.(error)
-            if (!socket.destroyed) socket.end(plainResponse(500, 'Internal Server Error'))
+            endAndRelease(socket, plainResponse(500, 'Internal Server Error'))
           },
         )
     })
@@ -241,7 +242,7 @@ async function writeResponse(socket: Duplex, response: Response): Promise<void> 
       head += `${name}: ${value}\r\n`
   })
   head += `Content-Length: ${body.length}\r\n\r\n`
-  socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]))
+  endAndRelease(socket, Buffer.concat([Buffer.from(head, 'latin1'), body]))
 }
 
 function plainResponse(status: number, text: string): string {

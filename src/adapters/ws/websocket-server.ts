@@ -9,6 +9,7 @@ import { createServer as createHttpServer, type Server as HttpServer, type Incom
 import type { Server as HttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { endAndRelease } from '../../node/end-and-release.js'
 import type { PerMessageDeflateOptions } from '../../protocol/extensions/permessage-deflate.js'
 import { RallyServer } from '../../server/server.js'
 import type { ServerWebSocket } from '../../server/server-websocket.js'
@@ -165,13 +166,14 @@ export class WebSocketServer extends EventEmitter {
    */
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, callback: UpgradeCallback): void {
     if (this.state !== 'running') {
-      socket.on('error', () => {})
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      endAndRelease(
+        socket,
+        'HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+      )
       return
     }
     if (!this.shouldHandle(request)) {
-      socket.on('error', () => {})
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
+      endAndRelease(socket, 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n')
       return
     }
     pendingUpgrades.set(request, { request, callback })

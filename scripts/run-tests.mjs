@@ -35,9 +35,21 @@ if (files.length === 0) {
 if (explicit.length === 0 && (only === undefined || only === 'interop' || only === 'deflate'))
   ensureSystemDeps()
 
+// No test may hang the run: one that has not finished after 3 minutes fails, with its name (the
+// whole suite takes about a minute; suites that need longer say so in their own options).
+const TEST_TIMEOUT_MS = 180_000
+
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=2`, ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-reporter=spec',
+    '--test-concurrency=2',
+    `--test-timeout=${TEST_TIMEOUT_MS}`,
+    ...files,
+  ],
   { cwd: root, stdio: 'inherit', env: { ...process.env, RALLY_TEST: '1' } },
 )
 process.exit(result.status ?? 1)

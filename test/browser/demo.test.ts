@@ -20,7 +20,12 @@ const CHROMIUM_ARGS = [
   '--disable-sync',
 ]
 
-describe('demo app in Chromium', () => {
+/** Resolves when `promise` does, or after `ms` — so that a wedged browser cannot hang the run. */
+function bounded(promise: Promise<unknown> | undefined, ms: number): Promise<unknown> {
+  return Promise.race([promise, new Promise((resolve) => setTimeout(resolve, ms).unref())])
+}
+
+describe('demo app in Chromium', { timeout: 120_000 }, () => {
   let browser: Browser
   let demo: Demo
 
@@ -34,8 +39,8 @@ describe('demo app in Chromium', () => {
   })
 
   after(async () => {
-    await browser?.close()
-    await demo?.close()
+    await bounded(browser?.close(), 10_000)
+    await bounded(demo?.close(), 10_000)
   })
 
   async function joinChat(nick: string): Promise<Page> {

@@ -137,17 +137,24 @@ static double self_cpu_s(void) {
          ru.ru_stime.tv_usec / 1e6;
 }
 
-/* utime + stime of a process (all its threads), from /proc/PID/stat; -1 if unreadable. */
-static double proc_cpu_s(int pid) {
+/* Reads /proc/PID/NAME into buf (NUL-terminated); 0 on success, -1 if unreadable. */
+static int read_proc_file(int pid, const char *name, char *buf, size_t size) {
   if (pid <= 0) return -1;
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", pid, name);
   int fd = open(path, O_RDONLY);
   if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
+  ssize_t n = read(fd, buf, size - 1);
   close(fd);
   if (n <= 0) return -1;
   buf[n] = 0;
+  return 0;
+}
+
+/* utime + stime of a process (all its threads), from /proc/PID/stat; -1 if unreadable. */
+static double proc_cpu_s(int pid) {
+  char buf[1024];
+  if (read_proc_file(pid, "stat", buf, sizeof buf) != 0) return -1;
   char *p = strrchr(buf, ')'); /* the command name may contain spaces */
   if (p == NULL) return -1;
   p += 2; /* field 3, state */
@@ -165,15 +172,8 @@ static double proc_cpu_s(int pid) {
 /* Resident set size of a process in KiB, from /proc/PID/statm (the same count as VmRSS in
  * /proc/PID/status, without formatting the rest of that file); -1 if unreadable. */
 static double proc_rss_kib(int pid) {
-  if (pid <= 0) return -1;
-  char path[64], buf[256];
-  snprintf(path, sizeof path, "/proc/%d/statm", pid);
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = 0;
+  char buf[256];
+  if (read_proc_file(pid, "statm", buf, sizeof buf) != 0) return -1;
   unsigned long long size = 0, resident = 0;
   if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return -1;
   return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1024.0;

@@ -37,6 +37,18 @@ after(async () => {
   }
 })
 
+/** A WebSocketServer for `path` on a node:http server (answering plain requests), listening. */
+async function onHttpServer(path: string): Promise<{ http: Server; wss: WebSocketServer; port: number }> {
+  const http = createServer((_req, res) => res.end('plain http'))
+  httpServers.push(http)
+  const wss = new WebSocketServer({ server: http, path })
+  servers.push(wss)
+  const listening = nextEvent(wss, 'listening')
+  http.listen(0, '127.0.0.1')
+  await listening
+  return { http, wss, port: (http.address() as AddressInfo).port }
+}
+
 /** A WebSocketServer listening on a port of its own. */
 async function listen(
   options: Omit<WebSocketServerOptions, 'port' | 'server' | 'noServer'> = {},
@@ -115,14 +127,7 @@ describe('rally/ws WebSocketServer', () => {
   })
 
   it('with `server` and `path`: upgrades on the path, 400 elsewhere, plain requests untouched', async () => {
-    const http = createServer((_req, res) => res.end('plain http'))
-    httpServers.push(http)
-    const wss = new WebSocketServer({ server: http, path: '/ws' })
-    servers.push(wss)
-    const listening = nextEvent(wss, 'listening')
-    http.listen(0, '127.0.0.1')
-    await listening
-    const port = (http.address() as AddressInfo).port
+    const { wss, port } = await onHttpServer('/ws')
     assert.equal((wss.address() as AddressInfo).port, port)
 
     const { client, server } = await pair(wss, `ws://127.0.0.1:${port}/ws?query=ignored`)
@@ -578,14 +583,7 @@ describe('rally/ws server-side WebSocket', () => {
 
 describe('WebSocketServer refusals on a shared node:http server', () => {
   it('a refused peer that keeps its side open is let go after a second (nothing holds http.close())', async () => {
-    const http = createServer()
-    httpServers.push(http)
-    const wss = new WebSocketServer({ server: http, path: '/ws' })
-    servers.push(wss)
-    const listening = nextEvent(wss, 'listening')
-    http.listen(0, '127.0.0.1')
-    await listening
-    const port = (http.address() as AddressInfo).port
+    const { http, port } = await onHttpServer('/ws')
     const serverSide = new Promise<Duplex>((resolve) =>
       http.once('upgrade', (_req, socket) => resolve(socket)),
     )

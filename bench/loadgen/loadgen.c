@@ -407,19 +407,25 @@ static void arm_out(conn *c, int on) {
   set_events(c, EPOLLIN | (on ? EPOLLOUT : 0));
 }
 
+/* One send(); -1 when the caller must stop: the socket is full (EPOLLOUT armed) or failed
+ * (counted and reset). */
+static ssize_t send_or_stop(conn *c, const uint8_t *bytes, size_t n) {
+  ssize_t w = send(c->fd, bytes, n, MSG_NOSIGNAL);
+  if (w >= 0) return w;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    arm_out(c, 1);
+  } else {
+    errors++;
+    reset_close(c);
+  }
+  return -1;
+}
+
 static void flush_echo(conn *c) {
   while (c->out_pending > 0) {
     size_t n = (size_t)c->out_pending;
-    ssize_t w = send(c->fd, echo_frames + c->out_off, n, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        arm_out(c, 1);
-        return;
-      }
-      errors++;
-      reset_close(c);
-      return;
-    }
+    ssize_t w = send_or_stop(c, echo_frames + c->out_off, n);
+    if (w < 0) return;
     c->out_pending -= (uint64_t)w;
     c->out_off = (uint32_t)((c->out_off + (size_t)w) % echo_frame_len);
     if ((size_t)w < n) {
@@ -442,16 +448,8 @@ static void echo_send(conn *c, uint32_t count, uint64_t t) {
 
 static void flush_pub(conn *c) {
   while (c->pbuf_off < c->pbuf_len) {
-    ssize_t w = send(c->fd, c->pbuf + c->pbuf_off, c->pbuf_len - c->pbuf_off, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        arm_out(c, 1);
-        return;
-      }
-      errors++;
-      reset_close(c);
-      return;
-    }
+    ssize_t w = send_or_stop(c, c->pbuf + c->pbuf_off, c->pbuf_len - c->pbuf_off);
+    if (w < 0) return;
     c->pbuf_off += (uint32_t)w;
   }
   c->pbuf_off = c->pbuf_len = 0;

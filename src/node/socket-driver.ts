@@ -161,14 +161,9 @@ export class SocketDriver implements ConnectionHandler {
   // ------------------------------------------------------------- ConnectionHandler
 
   write(header: Uint8Array, payload: Uint8Array | undefined): void {
-    const socket = this.socket
-    if (socket.writableEnded || socket.destroyed) return
     const size = header.length + (payload === undefined ? 0 : payload.length)
-    this.bytesQueuedTotal += size
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      scheduleFlush(this)
-    }
+    if (!this.startWrite(size)) return
+    const socket = this.socket
     if (size <= GATHER_FRAME_LIMIT) this.gather(header, payload, size)
     else {
       // A large frame is never copied: what was gathered goes first, then the frame, all corked
@@ -189,24 +184,37 @@ export class SocketDriver implements ConnectionHandler {
    * turn's gathered buffer: no buffer of its own, one copy of the payload.
    */
   writeSmallFrame(firstByte: number, payload: Uint8Array): void {
-    const socket = this.socket
-    if (socket.writableEnded || socket.destroyed) return
-    const length = payload.length
-    const size = (length < 126 ? 2 : 4) + length
-    this.bytesQueuedTotal += size
-    if (!this.flushScheduled) {
-      this.flushScheduled = true
-      scheduleFlush(this)
-    }
+    const size = (payload.length < 126 ? 2 : 4) + payload.length
+    if (!this.startWrite(size)) return
     // reserve() first: it may move what was held, and so the offset.
     const buffer = this.reserve(size)
     this.gatheredLength = encodeSmallFrameAt(buffer, this.gatheredLength, firstByte, payload)
     this.checkWriteBacklog()
   }
 
-  /** A peer that sends without reading must not make us buffer without bound what we answer. */
+  /**
+   * Counts `size` bytes about to be written and makes sure the end of the turn flushes them;
+   * false when the socket no longer takes writes.
+   */
+  private startWrite(size: number): boolean {
+    const socket = this.socket
+    if (socket.writableEnded || socket.destroyed) return false
+    this.bytesQueuedTotal += size
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      scheduleFlush(this)
+    }
+    return true
+  }
+
+  /**
+   * A peer that sends without reading must not make us buffer without bound what we answer.
+   * (The socket can only hold more than readPauseThreshold, which is at least its high-water
+   * mark, after a write returned false: until then there is no socket state to read.)
+   */
   private checkWriteBacklog(): void {
     if (
+      this.backedUp &&
       this.socket.writableLength > this.readPauseThreshold &&
       (this.pauseReasons & PauseReason.WriteBacklog) === 0
     ) {
@@ -277,8 +285,8 @@ export class SocketDriver implements ConnectionHandler {
     const first = this.firstHeader
     if (first !== undefined) {
       const firstPayload = this.firstPayload
+      this.growGathered(this.heldFirstLength + size)
       this.firstHeader = this.firstPayload = undefined
-      this.growGathered(first.length + (firstPayload?.length ?? 0) + size)
       this.copyIn(first, firstPayload)
     } else if (this.gathered === undefined) {
       this.growGathered(size)
@@ -365,9 +373,13 @@ export class SocketDriver implements ConnectionHandler {
 
   /** Bytes written and not yet handed to the kernel (held for the end of the turn, or queued). */
   get bufferedAmount(): number {
-    let held = this.gatheredLength
-    if (this.firstHeader !== undefined) held += this.firstHeader.length + (this.firstPayload?.length ?? 0)
-    return this.socket.writableLength + held
+    return this.socket.writableLength + this.gatheredLength + this.heldFirstLength
+  }
+
+  /** Bytes of the turn's uncopied first frame, if one is held. */
+  private get heldFirstLength(): number {
+    const header = this.firstHeader
+    return header === undefined ? 0 : header.length + (this.firstPayload?.length ?? 0)
   }
 
   /**

@@ -4,7 +4,7 @@
  * - `createServer` — a WebSocket server with one handler object (port of its own, or attached to
  *   any `node:http(s)` server with `handleUpgrade`).
  * - `WebSocket` — the WHATWG WebSocket client for Node.
- * - The sans-I/O protocol core is exported from `rally/protocol`.
+ * - The sans-I/O protocol core is exported from `rallyjs/protocol`.
  */
 export { CloseEvent, ErrorEvent } from './client/events.js'
 export { type BinaryType, WebSocket, type WebSocketOptions } from './client/websocket.js'

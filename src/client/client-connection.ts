@@ -2,7 +2,7 @@
  * The client side of a connection, below any API: it dials TCP or TLS, runs the opening
  * handshake with Rally's own HTTP head parser (linear time, bounded), negotiates
  * permessage-deflate, then hands the socket to the same driver as the server's. Both client APIs
- * — the WHATWG `WebSocket` and `rally/ws`'s ws-compatible one — are thin façades over it.
+ * — the WHATWG `WebSocket` and `rallyjs/ws`'s ws-compatible one — are thin façades over it.
  */
 import { isIP, type Socket, connect as tcpConnect } from 'node:net'
 import { type ConnectionOptions as TlsConnectOptions, connect as tlsConnect } from 'node:tls'

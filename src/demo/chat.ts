@@ -22,7 +22,7 @@ interface ChatMember {
   nick?: string
 }
 
-/** What the chat needs of a socket: Rally's ServerWebSocket, or rally/ws's. */
+/** What the chat needs of a socket: Rally's ServerWebSocket, or rallyjs/ws's. */
 export interface ChatSocket {
   send(data: SendData): unknown
   subscribe(topic: string): boolean

@@ -57,7 +57,7 @@ export const PauseReason = {
   WriteBacklog: 2,
   /** The application has not finished with what it was given (async handlers in flight). */
   Application: 4,
-  /** The application asked (`pause()` in rally/ws). */
+  /** The application asked (`pause()` in rallyjs/ws). */
   User: 8,
 } as const
 

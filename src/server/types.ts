@@ -49,7 +49,7 @@ export interface ServerHandlers<UserData> {
   error?(error: unknown, ws?: ServerWebSocket<UserData>): unknown
   /**
    * A malformed handshake request (bad key, version, headers...). Return true to answer the
-   * socket yourself (rally/ws emits `wsClientError` this way); otherwise Rally answers with the
+   * socket yourself (rallyjs/ws emits `wsClientError` this way); otherwise Rally answers with the
    * error's status and a one-line reason.
    */
   handshakeError?(error: HandshakeError, request: UpgradeRequest, socket: Duplex): boolean | undefined

@@ -1,6 +1,6 @@
 /**
  * graphql-ws, a library nobody here wrote, on Rally at both ends: its server (`useServer` from
- * graphql-ws/use/ws) on a rally/ws WebSocketServer attached to a node:http server, and its own
+ * graphql-ws/use/ws) on a rallyjs/ws WebSocketServer attached to a node:http server, and its own
  * client (`createClient`) with Rally's WHATWG WebSocket as `webSocketImpl`. A query and a
  * subscription run end to end; graphql-ws's keep-alive pings are answered on the way.
  */
@@ -45,7 +45,7 @@ const schema = new GraphQLSchema({
   }),
 })
 
-describe('graphql-ws on rally/ws (server) and Rally WebSocket (client)', () => {
+describe('graphql-ws on rallyjs/ws (server) and Rally WebSocket (client)', () => {
   let http: Server
   let wss: WebSocketServer
   let disposeServer: () => Promise<void> | void
@@ -58,7 +58,7 @@ describe('graphql-ws on rally/ws (server) and Rally WebSocket (client)', () => {
   before(async () => {
     http = createServer()
     wss = new WebSocketServer({ server: http, path: '/graphql' })
-    // graphql-ws types its parameter as the ws package's server; rally/ws has the same public API.
+    // graphql-ws types its parameter as the ws package's server; rallyjs/ws has the same public API.
     const disposable = useServer({ schema }, wss as unknown as WsPackageServer, 100)
     disposeServer = () => disposable.dispose()
     wss.on('connection', (ws: import('../../src/adapters/ws/index.js').WebSocket) => {
@@ -86,7 +86,7 @@ describe('graphql-ws on rally/ws (server) and Rally WebSocket (client)', () => {
   after(async () => {
     await client?.dispose()
     await within(Promise.resolve(disposeServer?.()), 3000, 'graphql-ws dispose')
-    await within(wss.closeAll(), 3000, 'rally/ws closeAll')
+    await within(wss.closeAll(), 3000, 'rallyjs/ws closeAll')
     http.closeAllConnections()
     await within(new Promise<void>((resolve) => http.close(() => resolve())), 3000, 'http close')
   })

@@ -1,6 +1,6 @@
 /**
- * rally/ws under @hono/node-server v2, a library nobody here wrote: `serve({ fetch, websocket:
- * { server } })` with a rally/ws WebSocketServer in noServer mode and @hono/node-server's own
+ * rallyjs/ws under @hono/node-server v2, a library nobody here wrote: `serve({ fetch, websocket:
+ * { server } })` with a rallyjs/ws WebSocketServer in noServer mode and @hono/node-server's own
  * `upgradeWebSocket`. Echo of text and binary, onOpen/onClose, close codes both ways, headers
  * set by middleware on the 101, and a refusal by middleware.
  */
@@ -14,7 +14,7 @@ import { WebSocketServer, WebSocket as WsWebSocket } from '../../src/adapters/ws
 import { type CloseEvent, WebSocket } from '../../src/index.js'
 import { nextDomEvent, nextEvent, until, upgradeRequest, within } from './helpers.js'
 
-describe('@hono/node-server v2 with a rally/ws WebSocketServer', () => {
+describe('@hono/node-server v2 with a rallyjs/ws WebSocketServer', () => {
   let server: Server
   let wss: WebSocketServer
   let port: number
@@ -73,7 +73,7 @@ describe('@hono/node-server v2 with a rally/ws WebSocketServer', () => {
     for (const client of clients) client.terminate()
     server.closeAllConnections()
     await within(new Promise<void>((resolve) => server.close(() => resolve())), 3000, 'server close')
-    await within(wss.closeAll(), 3000, 'rally/ws closeAll')
+    await within(wss.closeAll(), 3000, 'rallyjs/ws closeAll')
   })
 
   it('echoes text and binary, calls onOpen, and reports the client close code to onClose', async () => {

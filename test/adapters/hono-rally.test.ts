@@ -1,5 +1,5 @@
 /**
- * Hono through rally/hono (`createNodeWebSocket({ app })` → `{ upgradeWebSocket, injectWebSocket }`)
+ * Hono through rallyjs/hono (`createNodeWebSocket({ app })` → `{ upgradeWebSocket, injectWebSocket }`)
  * on @hono/node-server's `serve`. The primer's example as written (examples/primer-realtime.ts):
  * a real 101, the echo, 426 for a plain GET. Middleware before the upgrade (auth refusing with
  * its status and body, a cookie on the 101, CORS and logging), subprotocol negotiation, and
@@ -137,7 +137,7 @@ describe("the primer's example (examples/primer-realtime.ts)", () => {
   })
 })
 
-describe('rally/hono: middleware, subprotocols and WSContext', () => {
+describe('rallyjs/hono: middleware, subprotocols and WSContext', () => {
   let server: Server
   let port: number
   let rally: ReturnType<typeof createNodeWebSocket>['rally']
@@ -316,7 +316,7 @@ describe('rally/hono: middleware, subprotocols and WSContext', () => {
   })
 
   it("a peer's protocol error reaches onError, then onClose", async () => {
-    // rally/ws's client sends bytes as a text frame unchecked: invalid UTF-8 for the server.
+    // rallyjs/ws's client sends bytes as a text frame unchecked: invalid UTF-8 for the server.
     const ws = new WsWebSocket(`ws://127.0.0.1:${port}/err`)
     wsClients.push(ws)
     await nextEvent(ws, 'open')

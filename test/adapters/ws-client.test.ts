@@ -1,5 +1,5 @@
 /**
- * rally/ws's client-side WebSocket against a rally/ws server: 'open', 'message', 'upgrade',
+ * rallyjs/ws's client-side WebSocket against a rallyjs/ws server: 'open', 'message', 'upgrade',
  * 'unexpected-response', 'error' + 'close' 1006 when the connection is refused, ping → 'pong',
  * and createWebSocketStream in both directions. Also the server's malformed-handshake hook
  * ('wsClientError'), 'error' on a port in use, and maxPayload.
@@ -68,7 +68,7 @@ function rawExchange(port: number, head: string, ms = 3000): Promise<string> {
   )
 }
 
-describe('rally/ws client WebSocket', () => {
+describe('rallyjs/ws client WebSocket', () => {
   it("'upgrade' (101) then 'open', then 'message'", async () => {
     const { wss, url } = await listen()
     wss.on('connection', (ws: WsWebSocket) => ws.send('welcome'))
@@ -195,7 +195,7 @@ describe('rally/ws client WebSocket', () => {
   })
 })
 
-describe('rally/ws server errors', () => {
+describe('rallyjs/ws server errors', () => {
   it("'error' when the port is taken", async () => {
     const { port } = await listen()
     const second = new WebSocketServer({ port, host: '127.0.0.1' })

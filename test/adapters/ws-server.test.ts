@@ -1,5 +1,5 @@
 /**
- * rally/ws's WebSocketServer and its server-side sockets, against the public API of the `ws`
+ * rallyjs/ws's WebSocketServer and its server-side sockets, against the public API of the `ws`
  * package (version 8): server modes (port, server, noServer), path, verifyClient,
  * handleProtocols, clientTracking, the 'headers' event; socket events, binaryType, send with a
  * callback and with `fin: false`, ping/pong, close, terminate, readyState, bufferedAmount,
@@ -60,7 +60,7 @@ async function listen(
   return { wss, port, url: `ws://127.0.0.1:${port}` }
 }
 
-/** A rally/ws client connected to `wss`, with the server's side of the connection. */
+/** A rallyjs/ws client connected to `wss`, with the server's side of the connection. */
 async function pair(
   wss: WebSocketServer,
   url: string,
@@ -90,7 +90,7 @@ function maskedFrame(opcode: number, payload: Buffer): Buffer {
   return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), mask, masked])
 }
 
-describe('rally/ws WebSocketServer', () => {
+describe('rallyjs/ws WebSocketServer', () => {
   it('with `port`: emits listening, reports address(), emits connection (ws, req), close(cb)', async () => {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
     let closeEvents = 0
@@ -302,7 +302,7 @@ describe('rally/ws WebSocketServer', () => {
   })
 })
 
-describe('rally/ws server-side WebSocket', () => {
+describe('rallyjs/ws server-side WebSocket', () => {
   it("'message' gives a Buffer and isBinary", async () => {
     const { wss, url } = await listen()
     const { client, server } = await pair(wss, url)

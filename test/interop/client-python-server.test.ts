@@ -238,7 +238,7 @@ describe('rally WebSocket client with a python websockets server', () => {
     assert.equal((await server.closedReport('/pings?t=heartbeat')).code, 1000)
   })
 
-  it("rally/ws client: ping() gets a 'pong' event with the same payload from python", async () => {
+  it("rallyjs/ws client: ping() gets a 'pong' event with the same payload from python", async () => {
     const ws = new WsCompatWebSocket(server.url('/pings?t=ws'))
     try {
       await withTimeout(

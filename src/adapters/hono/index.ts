@@ -1,5 +1,5 @@
 /**
- * `rally/hono`: WebSockets for Hono on Node, with Rally underneath.
+ * `rallyjs/hono`: WebSockets for Hono on Node, with Rally underneath.
  *
  * ```ts
  * const app = new Hono()
@@ -164,7 +164,7 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
       }
       const slot = (c.env as Record<symbol, UpgradeSlot> | undefined)?.[UPGRADE_SLOT]
       if (slot === undefined) {
-        return c.text('WebSocket upgrades need injectWebSocket(server) from rally/hono\n', 500)
+        return c.text('WebSocket upgrades need injectWebSocket(server) from rallyjs/hono\n', 500)
       }
       slot.events = events
       slot.options = options

@@ -1,5 +1,5 @@
 /**
- * `rally/ws`: a drop-in for the `ws` package (its public API, version 8) on Rally's protocol
+ * `rallyjs/ws`: a drop-in for the `ws` package (its public API, version 8) on Rally's protocol
  * core and server. See docs/ws-compat.md for what differs.
  */
 export { createWebSocketStream } from './stream.js'

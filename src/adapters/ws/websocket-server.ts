@@ -1,5 +1,5 @@
 /**
- * `rally/ws`'s WebSocketServer: the public API of the `ws` package's server, over Rally's
+ * `rallyjs/ws`'s WebSocketServer: the public API of the `ws` package's server, over Rally's
  * server. Libraries that take a `ws` server — @hono/node-server v2, graphql-ws, y-websocket —
  * run on Rally unchanged. Differences from ws are listed in docs/ws-compat.md.
  */
@@ -97,7 +97,7 @@ export class WebSocketServer extends EventEmitter {
       decodeText: false,
       // ws has no heartbeat of its own (apps ping); keep Rally's off for the same behaviour.
       heartbeat: false,
-      // rally/ws only ever hands node:http requests to the native server (its own http server or
+      // rallyjs/ws only ever hands node:http requests to the native server (its own http server or
       // handleUpgrade's caller's), so the request is an IncomingMessage.
       upgrade: (request, context) => this.negotiate(request as IncomingMessage, context),
       // As in ws: a malformed handshake goes to 'wsClientError' listeners, who answer it.

@@ -1,5 +1,5 @@
 /**
- * `rally/ws`'s WebSocket: the public API of the `ws` package's WebSocket, for both ends — on the
+ * `rallyjs/ws`'s WebSocket: the public API of the `ws` package's WebSocket, for both ends — on the
  * server it wraps a ServerWebSocket, on the client a ClientConnection. No second implementation:
  * framing, limits and closing are Rally's; this file only maps names and event shapes.
  */

@@ -17,8 +17,7 @@
  * headers it sets (cookies) go out with the 101. A plain GET gets 426 Upgrade Required.
  */
 import { Buffer } from 'node:buffer'
-import type { Server as HttpServer, IncomingMessage } from 'node:http'
-import type { Server as HttpsServer } from 'node:https'
+import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { defineWebSocketHelper, WSContext, type WSEvents } from 'hono/ws'
 import { CloseEvent } from '../../client/events.js'
@@ -83,12 +82,24 @@ export class HonoConnection {
   }
 }
 
+/**
+ * What injectWebSocket needs of a server: its `upgrade` event, and `close` (which closes Rally's
+ * connections too). node:http and node:https servers have them, and so does what `serve()` of
+ * @hono/node-server returns, typed there as a union with HTTP/2 servers (which see HTTP/1.1
+ * upgrades only with `allowHTTP1`). Structural, so that these types do not depend on
+ * @hono/node-server's.
+ */
+export interface UpgradeEventSource {
+  on(event: 'upgrade', listener: (request: IncomingMessage, socket: Duplex, head: Buffer) => void): unknown
+  on(event: 'close', listener: () => void): unknown
+}
+
 export interface NodeWebSocket {
   upgradeWebSocket: ReturnType<
     typeof defineWebSocketHelper<ServerWebSocket<HonoConnection>, UpgradeWebSocketOptions>
   >
   /** Handles upgrade requests of a node:http(s) server (the one `serve()` returns). */
-  injectWebSocket(server: HttpServer | HttpsServer): void
+  injectWebSocket(server: UpgradeEventSource): void
   /** The Rally server underneath: `publish`, `subscriberCount`, `stats()`, `close()`. */
   rally: RallyServer<HonoConnection>
 }
@@ -174,7 +185,7 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
     },
   )
 
-  function injectWebSocket(server: HttpServer | HttpsServer): void {
+  function injectWebSocket(server: UpgradeEventSource): void {
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       // Before any await: a reset while the app decides must not crash the process.
       socket.on('error', ignore)

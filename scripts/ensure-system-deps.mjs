@@ -1,21 +1,25 @@
 // Installs, with apt-get, the system packages the test suite talks to when they are missing:
-// Debian's python3-websockets and Chromium (WebSocket peers nobody here wrote). Runs as root on
-// Debian; elsewhere it says what is missing and the interop tests report the missing peer.
+// Debian's python3-websockets and Chromium (WebSocket peers nobody here wrote), and redis-server
+// and nats-server (the brokers the cluster-bus tests start on free ports of their own; the
+// system services are left stopped). Runs as root on Debian; elsewhere it says what is missing
+// and the tests report the missing peer or broker.
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 
 export const CHROMIUM = '/usr/bin/chromium'
 
 const DEBIAN_PYTHON = '/usr/bin/python3'
+export const REDIS_SERVER = '/usr/bin/redis-server'
+export const NATS_SERVER = '/usr/sbin/nats-server'
 
 function hasPythonWebsockets() {
   const probe = spawnSync(DEBIAN_PYTHON, ['-c', 'import websockets'], { stdio: 'ignore' })
   return probe.status === 0
 }
 
-function aptInstall(packages) {
+function aptInstall(packages, why = 'the interop tests') {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  console.log(`# installing ${packages.join(' ')} with apt-get (needed by the interop tests)`)
+  console.log(`# installing ${packages.join(' ')} with apt-get (needed by ${why})`)
   let result = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...packages], {
     stdio: 'inherit',
     env,
@@ -36,4 +40,22 @@ export function ensureSystemDeps() {
   if (!existsSync(CHROMIUM)) missing.push('chromium')
   if (missing.length === 0) return
   if (!aptInstall(missing)) console.error(`# could not install ${missing.join(' ')}; interop tests will fail`)
+}
+
+// The brokers for test/bus. Debian starts a package's service on installation where it can
+// (containers usually refuse it through policy-rc.d); the tests want no system broker running,
+// so the services are stopped and disabled again right after installing.
+export function ensureBrokers() {
+  const missing = []
+  if (!existsSync(REDIS_SERVER)) missing.push('redis-server')
+  if (!existsSync(NATS_SERVER)) missing.push('nats-server')
+  if (missing.length === 0) return
+  if (!aptInstall(missing, 'the cluster-bus tests')) {
+    console.error(`# could not install ${missing.join(' ')}; bus tests will fail`)
+    return
+  }
+  for (const service of missing) {
+    spawnSync('service', [service, 'stop'], { stdio: 'ignore' })
+    spawnSync('systemctl', ['disable', service], { stdio: 'ignore' })
+  }
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Runs the whole test suite with Node's built-in runner (through tsx for TypeScript).
-// First makes sure the system peers the interop tests need are installed (see ensure-system-deps).
+// First makes sure the system peers the interop tests need, and the brokers the bus tests start,
+// are installed (see ensure-system-deps).
 // Usage: node scripts/run-tests.mjs [--only DIR] [FILE...]
 import { spawnSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { ensureSystemDeps } from './ensure-system-deps.mjs'
+import { ensureBrokers, ensureSystemDeps } from './ensure-system-deps.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const args = process.argv.slice(2)
@@ -34,6 +35,11 @@ if (files.length === 0) {
 }
 if (explicit.length === 0 && (only === undefined || only === 'interop' || only === 'deflate'))
   ensureSystemDeps()
+const needsBrokers =
+  explicit.length === 0
+    ? only === undefined || only === 'bus'
+    : explicit.some((file) => file.includes('test/bus/'))
+if (needsBrokers) ensureBrokers()
 
 // No test may hang the run: one that has not finished after 3 minutes fails, with its name (the
 // whole suite takes about a minute; suites that need longer say so in their own options).

@@ -53,6 +53,10 @@ export interface HistoryPolicy {
 export interface PublishRequest {
   readonly data: string
   readonly info?: string
+  /**
+   * Without it, the channel's policy from its last publication that gave one (none at first).
+   * A broker bus keeps that policy next to the channel's offset, so every node applies the same.
+   */
   readonly history?: HistoryPolicy
 }
 
@@ -117,7 +121,12 @@ export interface Bus {
   /** Receives the channel's ephemeral events; reference-counted like `subscribe`. */
   listen(channel: string, receive: (event: BusEvent) => void): Promise<Unsubscribe>
 
-  /** Adds or refreshes a member (expires unless refreshed; see the implementation's options). */
+  /**
+   * Adds or refreshes a member (expires unless refreshed; see the implementation's options).
+   * Broker buses refresh the members joined through them on a timer while they are open, so that
+   * only a dead (or closed) node's members expire; MemoryBus expires a member `presenceTtl` after
+   * its last `join`. A caller that re-joins its live members within the ttl works with both.
+   */
   join(channel: string, member: PresenceMember): Promise<void>
   leave(channel: string, client: string): Promise<void>
   members(channel: string): Promise<readonly PresenceMember[]>

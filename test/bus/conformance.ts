@@ -202,6 +202,7 @@ export function busConformance(spec: BusUnderTest): void {
 
       const otherEpoch = await reader.history(channel, { since: { offset: 3, epoch: `${epoch}-not` } })
       assert.equal(otherEpoch.complete, false, 'a position from another epoch cannot be recovered')
+      assert.deepEqual(otherEpoch.publications, [])
       assert.deepEqual(otherEpoch.latest, { offset: 10, epoch })
     })
 
@@ -241,6 +242,17 @@ export function busConformance(spec: BusUnderTest): void {
       const after = await bus.history(channel, { since: { offset: 2, epoch } })
       assert.deepEqual(offsetsOf(after.publications), [3])
       assert.equal(after.complete, true)
+    })
+
+    test('a publication without a history policy follows the channel’s last one', async () => {
+      const bus = await node()
+      const channel = channelName('policy')
+      await bus.publish(channel, { data: '1', history: { size: 2, ttl: 60_000 } })
+      await bus.publish(channel, { data: '2' })
+      const { epoch } = await bus.publish(channel, { data: '3' })
+      const result = await bus.history(channel, { since: { offset: 1, epoch } })
+      assert.deepEqual(offsetsOf(result.publications), [2, 3])
+      assert.equal(result.complete, true)
     })
 
     test('history size 0 keeps nothing but still assigns offsets', async () => {

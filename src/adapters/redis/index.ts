@@ -78,7 +78,8 @@ const DEFAULT_PRESENCE_TTL_MS = 30_000
 const DEFAULT_HISTORY_CAP = 1000
 
 // One publication. KEYS: meta hash, stream, pub/sub channel. ARGV: candidate epoch, data, info
-// ('' for none), history size, history ttl (ms), node id, meta ttl (ms, 0 keeps), publish command.
+// ('' for none), history size and ttl (ms) (both '' for the channel's last policy, kept in the
+// meta hash), node id, meta ttl (ms, 0 keeps), publish command.
 // Stream entry ids are `<offset>-0`, so a history read seeks straight to an offset, and MINID
 // trims by offset: the first entry still within its age limit is found from the oldest end.
 const PUBLISH_SCRIPT = `
@@ -92,8 +93,14 @@ local offset = string.format('%.0f', redis.call('HINCRBY', KEYS[1], 's', 1))
 local t = redis.call('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now = string.format('%.0f', nowMs)
-local size = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
+local size, ttl
+if ARGV[4] == '' then
+  size = tonumber(redis.call('HGET', KEYS[1], 'hs') or '0')
+  ttl = tonumber(redis.call('HGET', KEYS[1], 'ht') or '0')
+else
+  size, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+  redis.call('HSET', KEYS[1], 'hs', ARGV[4], 'ht', ARGV[5])
+end
 if size > 0 and ttl > 0 then
   local fields = {'t', now, 'x', string.format('%.0f', nowMs + ttl), 'd', ARGV[2]}
   if ARGV[3] ~= '' then table.insert(fields, 'i'); table.insert(fields, ARGV[3]) end
@@ -313,7 +320,7 @@ export class RedisBus implements Bus {
   }
 
   async publish(channel: string, request: PublishRequest): Promise<StreamPosition> {
-    const history = request.history ?? { size: 0, ttl: 0 }
+    const history = request.history
     const reply = (await this.#run(
       SCRIPTS.publish,
       [
@@ -325,8 +332,8 @@ export class RedisBus implements Bus {
         newEpoch(),
         request.data,
         request.info ?? '',
-        String(Math.max(0, Math.floor(history.size))),
-        String(Math.max(0, Math.floor(history.ttl))),
+        history === undefined ? '' : String(Math.max(0, Math.floor(history.size))),
+        history === undefined ? '' : String(Math.max(0, Math.floor(history.ttl))),
         this.nodeId,
         String(this.#metaTtl),
         this.#sharded ? 'SPUBLISH' : 'PUBLISH',
@@ -478,7 +485,9 @@ export class RedisBus implements Bus {
       since.epoch === epoch &&
       since.offset <= latest.offset &&
       first === since.offset + 1 &&
-      last === latest.offset
+      last === latest.offset &&
+      // Consecutive: a policy change may have left a publication out of the stream.
+      publications.length === last - first + 1
     return { publications, latest, complete }
   }
 

@@ -14,19 +14,36 @@ export function parseFlags<T extends Options>(
   options: T,
   allowPositionals = false,
 ): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+  // parseArgs takes "--port -1" for a missing value followed by an unknown flag "-1"; as
+  // "--port=-1" it reaches the option's own check, which says what is wrong with the number.
+  const joined: string[] = []
+  for (const arg of argv) {
+    const previous = joined.at(-1)
+    if (/^-\d/.test(arg) && previous !== undefined && isStringOption(options, previous))
+      joined[joined.length - 1] = `${previous}=${arg}`
+    else joined.push(arg)
+  }
   try {
-    const { values, positionals } = parseArgs({ args: argv, options, strict: true, allowPositionals })
+    const { values, positionals } = parseArgs({ args: joined, options, strict: true, allowPositionals })
     return { values: values as Record<string, string | boolean | string[] | undefined>, positionals }
   } catch (error) {
     throw new UsageError(error instanceof Error ? error.message.split('\n')[0]! : String(error))
   }
 }
 
+/** True for `--name` (not `--name=value`) when `name` is a string option. */
+function isStringOption(options: Options, arg: string): boolean {
+  if (!arg.startsWith('--') || arg.includes('=')) return false
+  return options[arg.slice(2)]?.type === 'string'
+}
+
 export function parsePort(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback
   const port = Number(value)
-  if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new UsageError(`--port must be 0-65535, got "${value}"`)
+  if (value.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(
+      `--port must be a whole number from 0 to 65535 (0 picks a free port), got "${value}"`,
+    )
   return port
 }
 

@@ -2,6 +2,7 @@
  * `rally connect URL`: an interactive client. Lines from stdin go out as text messages; messages
  * in are printed as they come. `/ping [text]` sends a ping, `/close [CODE [REASON]]` closes.
  */
+import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import type { CloseEvent, ErrorEvent } from '../client/events.js'
 import { WebSocket } from '../client/websocket.js'
@@ -10,7 +11,8 @@ import { parseFlags, UsageError } from './args.js'
 export const CONNECT_HELP = `Usage: rally connect URL [--protocol P]... [--header K:V]... [--insecure]
 
 Interactive WebSocket client. Each line you type is sent as a text message; messages received
-are printed with "<". Commands: /ping [TEXT], /close [CODE [REASON]].
+are printed with "<". Commands: /ping [TEXT] (prints the pong and its round trip),
+/close [CODE [REASON]].
 Exits 0 after a clean close, 1 otherwise.`
 
 export async function runConnect(argv: string[]): Promise<void> {
@@ -49,6 +51,8 @@ export async function runConnect(argv: string[]): Promise<void> {
   const input = createInterface({ input: process.stdin, terminal: false })
   const pending: string[] = []
   let failed = ''
+  /** When each ping still unanswered left, by payload: a pong echoes its ping's payload (RFC 6455 5.5.3). */
+  const pingsInFlight = new Map<string, number[]>()
 
   ws.onopen = () => {
     console.log(`connected${ws.protocol ? ` (protocol: ${ws.protocol})` : ''}`)
@@ -60,6 +64,13 @@ export async function runConnect(argv: string[]): Promise<void> {
     else
       console.log(`< [binary, ${data.byteLength} bytes] ${Buffer.from(data).subarray(0, 64).toString('hex')}`)
   }
+  ws.addEventListener('pong', (event) => {
+    const payload = ((event as MessageEvent).data as Buffer).toString('utf8')
+    const sentAt = pingsInFlight.get(payload)?.shift()
+    // A pong nobody here asked for (unsolicited, RFC 6455 5.5.3) has no round trip to show.
+    const roundTrip = sentAt === undefined ? '' : ` in ${(performance.now() - sentAt).toFixed(1)} ms`
+    console.log(`< pong${payload ? ` ${payload}` : ''}${roundTrip}`)
+  })
   ws.onerror = (event) => {
     failed = (event as ErrorEvent).message
   }
@@ -77,7 +88,15 @@ export async function runConnect(argv: string[]): Promise<void> {
       return
     }
     if (line.startsWith('/ping')) {
-      ws.ping(line.slice(5).trim())
+      const payload = line.slice(5).trim()
+      if (Buffer.byteLength(payload) > 125) {
+        console.error('error: a ping carries at most 125 bytes (RFC 6455 5.5)')
+        return
+      }
+      const sent = pingsInFlight.get(payload) ?? []
+      sent.push(performance.now())
+      pingsInFlight.set(payload, sent)
+      ws.ping(payload)
     } else if (line.startsWith('/close')) {
       const [code, ...reason] = line.slice(6).trim().split(' ').filter(Boolean)
       try {

@@ -2,6 +2,7 @@
 /**
  * The `rally` command. Bad flags exit 2 with a one-line reason; `--help` everywhere.
  */
+import { readFileSync } from 'node:fs'
 import { UsageError } from './args.js'
 import { BENCH_HELP, runBench } from './bench.js'
 import { CONNECT_HELP, runConnect } from './connect.js'
@@ -18,7 +19,13 @@ Commands:
   connect   interactive client: stdin lines out, messages in
   bench     the server benchmarks next to ws, as npm run bench (from a clone of the repository)
 
-Run "rally <command> --help" for a command's options.`
+Run "rally <command> --help" for a command's options; "rally --version" prints the version.`
+
+/** The version of the installed package: dist/cli/main.js (or src/cli/main.ts) is two levels down. */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'))
+  return (manifest as { version: string }).version
+}
 
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   demo: { run: runDemo, help: DEMO_HELP },
@@ -32,6 +39,10 @@ async function main(argv: string[]): Promise<void> {
   const [name, ...rest] = argv
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     console.log(HELP)
+    return
+  }
+  if (name === '--version' || name === '-v' || name === 'version') {
+    console.log(packageVersion())
     return
   }
   const command = COMMANDS[name]

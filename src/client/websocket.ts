@@ -170,7 +170,10 @@ export class WebSocket extends EventTarget {
     this.client.driver!.close(code ?? (reason ? CloseCode.Normal : undefined), reason)
   }
 
-  /** Node extension: sends a ping (payload at most 125 bytes). */
+  /**
+   * Node extension: sends a ping (payload at most 125 bytes). The peer's answer fires a `pong`
+   * event, a MessageEvent whose `data` is the pong's payload as a Buffer.
+   */
   ping(data: string | Uint8Array = ''): void {
     if (this._readyState === WebSocket.CONNECTING) {
       throw new DOMException('WebSocket is still connecting', 'InvalidStateError')
@@ -261,7 +264,9 @@ export class WebSocket extends EventTarget {
         this.dispatchEvent(new MessageEvent('message', { data: payload, origin: this.origin }))
       },
       onPing: () => {},
-      onPong: () => {},
+      onPong: (data: Uint8Array) => {
+        this.dispatchEvent(new MessageEvent('pong', { data: Buffer.from(data) }))
+      },
       onCloseFrame: () => {
         // "When the WebSocket closing handshake is started, [...] change the readyState to CLOSING".
         this._readyState = WebSocket.CLOSING

@@ -22,6 +22,7 @@ const CONTENT_TYPES: Record<string, string> = {
   '.css': 'text/css; charset=utf-8',
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
+  '.ico': 'image/x-icon', // favicon.ico, which browsers ask for by themselves
 }
 
 export interface DemoOptions {

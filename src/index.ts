@@ -8,8 +8,10 @@
  */
 export { CloseEvent, ErrorEvent } from './client/events.js'
 export { type BinaryType, WebSocket, type WebSocketOptions } from './client/websocket.js'
+export type { PerMessageDeflateOptions } from './protocol/extensions/permessage-deflate.js'
 export {
   CloseCode,
+  type CloseInfo,
   DEFAULT_LIMITS,
   HandshakeError,
   type Limits,
@@ -17,6 +19,7 @@ export {
   ProtocolErrorCode,
   TimeoutError,
 } from './protocol/index.js'
+export { PreparedMessage } from './pubsub/prepared-message.js'
 export { createServer, RallyServer } from './server/server.js'
 export {
   type SendData,
@@ -24,4 +27,11 @@ export {
   type SendStatus,
   ServerWebSocket,
 } from './server/server-websocket.js'
-export type { ServerHandlers, ServerOptions, ServerStats, UpgradeContext } from './server/types.js'
+export type {
+  ServerErrorKind,
+  ServerHandlers,
+  ServerOptions,
+  ServerStats,
+  UpgradeContext,
+} from './server/types.js'
+export type { UpgradeRequest } from './server/upgrade-request.js'

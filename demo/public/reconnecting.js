@@ -7,6 +7,7 @@ export function connect(path, { onOpen, onMessage, onStatus, silenceMs } = {}) {
   let socket
   let attempt = 0
   let silenceTimer
+  let retryTimer
   let stopped = false
 
   function arm() {
@@ -16,6 +17,7 @@ export function connect(path, { onOpen, onMessage, onStatus, silenceMs } = {}) {
   }
 
   function open() {
+    if (stopped) return
     onStatus?.('connecting')
     socket = new WebSocket(url)
     socket.onopen = () => {
@@ -33,7 +35,7 @@ export function connect(path, { onOpen, onMessage, onStatus, silenceMs } = {}) {
       if (stopped) return
       onStatus?.('offline')
       const delay = Math.min(10_000, 250 * 2 ** attempt++) * (0.5 + Math.random() / 2)
-      setTimeout(open, delay)
+      retryTimer = setTimeout(open, delay)
     }
   }
   open()
@@ -46,7 +48,11 @@ export function connect(path, { onOpen, onMessage, onStatus, silenceMs } = {}) {
       return false
     },
     stop() {
+      // A retry may be pending (the socket closed, the next attempt not made yet): cancel it, or
+      // a stopped page would connect again.
       stopped = true
+      clearTimeout(retryTimer)
+      clearTimeout(silenceTimer)
       socket?.close()
     },
   }

@@ -113,6 +113,8 @@ export class SocketDriver implements ConnectionHandler {
   private pauseReasons = 0
   /** Chunks received so far: heartbeats and idle checks compare it with an earlier reading. */
   receiveCount = 0
+  /** The socket's first error (a reset...), for the close information: not swallowed. */
+  socketError: Error | undefined
   /** Bytes ever written through this driver; minus `bufferedAmount`, the bytes sent. */
   bytesQueuedTotal = 0
 
@@ -127,9 +129,16 @@ export class SocketDriver implements ConnectionHandler {
         : Math.max(options.readPauseThreshold, socket.writableHighWaterMark)
     this.unbackedBound = socket.writableHighWaterMark + GATHER_CAPACITY + GATHER_FRAME_LIMIT
     this.connection = new Connection(side, this, options)
-    // At once, not in attach(): reading may start later (after an async open handler), and a
-    // reset in between must not become an uncaught 'error'.
+    // At once, not in attach(): reading may start later (after an async open handler, which may
+    // never settle), and neither a reset nor the peer leaving in between may go unnoticed — an
+    // unseen 'close' would leak the connection and hold the server's close() forever.
+    ;(socket as DrivenSocket)[kDriver] = this
     socket.on('error', onSocketError)
+    socket.on('close', onSocketClose)
+    if (socket.closed) {
+      // The peer vanished during the handshake and 'close' has already been emitted.
+      queueMicrotask(() => this.transportClosed())
+    }
   }
 
   /**
@@ -138,19 +147,13 @@ export class SocketDriver implements ConnectionHandler {
    */
   attach(head?: Uint8Array): void {
     const socket = this.socket as DrivenSocket
-    socket[kDriver] = this
+    if (this.closed || socket.closed) return
     socket.setNoDelay(true)
     socket.setTimeout(0)
     // Sockets from an http.Server allow half-open connections; ours do not: when the peer sends
     // FIN, Node ends our side too (no 'end' listener of our own needed).
     socket.allowHalfOpen = false
-    socket.on('close', onSocketClose)
     socket.on('drain', onSocketDrain)
-    if (socket.closed) {
-      // The peer vanished during the handshake and 'close' has already been emitted.
-      queueMicrotask(() => this.transportClosed())
-      return
-    }
     if (head !== undefined && head.length > 0) this.connection.receive(head)
     socket.on('data', onSocketData)
     // Whoever read the handshake may have paused the socket (a 'data' listener does not undo an
@@ -446,7 +449,10 @@ export class SocketDriver implements ConnectionHandler {
     const socket = this.socket as DrivenSocket
     socket.removeListener('data', onSocketData)
     socket.removeListener('drain', onSocketDrain)
-    this.listener.onClosed(this.connection.transportClosed())
+    const info = this.connection.transportClosed()
+    // A peer fault that failed the connection explains the close better than the reset after it.
+    if (info.error === undefined && this.socketError !== undefined) info.error = this.socketError
+    this.listener.onClosed(info)
   }
 
   private armCloseTimer(): void {
@@ -464,9 +470,11 @@ function onSocketData(this: DrivenSocket, chunk: Buffer): void {
   this[kDriver]!.receive(chunk)
 }
 
-function onSocketError(this: DrivenSocket): void {
-  // ECONNRESET and friends: 'close' follows, and the close event reports 1006. Listening here
-  // keeps the error from crashing the process.
+function onSocketError(this: DrivenSocket, error: Error): void {
+  // ECONNRESET and friends: 'close' follows, and the close event reports 1006 with this error as
+  // its cause. Listening here keeps the error from crashing the process.
+  const driver = this[kDriver]
+  if (driver !== undefined) driver.socketError ??= error
 }
 
 function onSocketDrain(this: DrivenSocket): void {

@@ -76,8 +76,11 @@ export interface CloseInfo {
   reason: string
   /** True when close frames went both ways before the transport closed. */
   wasClean: boolean
-  /** The peer fault that failed the connection, if any. */
-  error: ProtocolError | undefined
+  /**
+   * What ended the connection, if anything went wrong: the peer's protocol fault (a
+   * ProtocolError), or the transport's error (a reset...) filled in by the socket layer.
+   */
+  error: Error | undefined
 }
 
 const EMPTY = new Uint8Array(0)

@@ -12,7 +12,7 @@ import {
   type CloseInfo,
   ConnectionState,
   Opcode,
-  type ProtocolError,
+  ProtocolError,
   TimeoutError,
 } from '../protocol/index.js'
 import type { PreparedMessage } from '../pubsub/prepared-message.js'
@@ -175,6 +175,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     this.server.counters.heartbeatTimeouts++
     this.server.reportError(
       new TimeoutError('Heartbeat timeout: the peer did not answer a ping in time'),
+      'timeout',
       this,
     )
     this.driver.terminate()
@@ -307,11 +308,11 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
 
   onProtocolError(error: ProtocolError): void {
     this.server.counters.protocolErrors++
-    this.server.reportError(error, this)
+    this.server.reportError(error, 'protocol', this)
   }
 
   onInternalError(error: unknown): void {
-    this.server.reportError(error, this)
+    this.server.reportError(error, 'compression', this)
   }
 
   onDrain(): void {
@@ -327,12 +328,15 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
   onClosed(info: CloseInfo): void {
     if (this.ownTopics !== undefined) this.server.topicRegistry.unsubscribeAll(this, this.ownTopics)
     this.server.connectionClosed(this)
+    // A protocol fault was reported when it happened; a socket error is reported now.
+    if (info.error !== undefined && !(info.error instanceof ProtocolError))
+      this.server.reportError(info.error, 'transport', this)
     const handler = this.server.handlers.close
     if (handler === undefined) return
     try {
-      this.settle(handler(this, info.code, info.reason))
+      this.settle(handler(this, info.code, info.reason, info))
     } catch (error) {
-      this.server.reportError(error, this)
+      this.server.reportError(error, 'handler', this)
     }
   }
 
@@ -390,7 +394,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
    * `error` handler and the connection closes with 1011 and no details (RFC 6455 7.4.1).
    */
   private handlerFailed(error: unknown): void {
-    this.server.reportError(error, this)
+    this.server.reportError(error, 'handler', this)
     if (!this.driver.isClosed) this.driver.fail(CloseCode.InternalError)
   }
 }

@@ -39,7 +39,14 @@ import { PreparedMessage } from '../pubsub/prepared-message.js'
 import { TopicRegistry } from '../pubsub/topic-registry.js'
 import { LivenessMonitor } from './liveness.js'
 import { type SendData, type SendOptions, ServerWebSocket, toBytes } from './server-websocket.js'
-import type { ServerContext, ServerHandlers, ServerOptions, ServerStats, UpgradeContext } from './types.js'
+import type {
+  ServerContext,
+  ServerErrorKind,
+  ServerHandlers,
+  ServerOptions,
+  ServerStats,
+  UpgradeContext,
+} from './types.js'
 import { isParsedRequest, requestFromHead, type UpgradeRequest } from './upgrade-request.js'
 
 const DEFAULT_MAX_BACKPRESSURE = 16 * 1024 * 1024
@@ -50,6 +57,8 @@ const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
 const DEFAULT_HEARTBEAT = { interval: 30_000, timeout: 10_000 }
 /** Longest body of a refusal `Response` we send; the rest is cut (the peer is not a browser page). */
 const MAX_REJECTION_BODY = 4096
+/** Errors the peer causes, routine on the Internet: not printed without an `error` handler. */
+const ROUTINE_ERRORS: ReadonlySet<ServerErrorKind> = new Set(['protocol', 'timeout', 'transport'])
 
 export class RallyServer<UserData = undefined> implements ServerContext<UserData> {
   readonly handlers: ServerHandlers<UserData>
@@ -147,6 +156,9 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
       server.once('error', reject)
       server.listen(options.port, options.host, () => {
         server.removeListener('error', reject)
+        // After listen, errors come from accept (EMFILE when out of file descriptors): without
+        // a listener they would crash the process. libuv keeps accepting once descriptors free.
+        server.on('error', (error: Error) => this.reportError(error, 'accept'))
         resolve()
       })
     })
@@ -347,16 +359,20 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     this.pendingHandshakes++
     let settled = false
     const timer = setTimeout(() => {
-      settled = true
-      this.pendingHandshakes--
+      if (!finish()) return
       this.reject(socket, new HandshakeError(503, 'Handshake timed out'))
     }, this.handshakeTimeout)
     timer.unref()
+    // A peer that leaves while the application decides frees its slot at once: no 503 counted
+    // later for a socket that is gone, no maxConnections slot held for handshakeTimeout.
+    const onGone = (): void => void finish()
+    socket.once('close', onGone)
     const finish = (): boolean => {
       if (settled) return false
       settled = true
       this.pendingHandshakes--
       clearTimeout(timer)
+      socket.removeListener('close', onGone)
       return true
     }
     result.then(
@@ -537,7 +553,7 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
 
   /** Our own failure during a handshake: 500 without details, the cause to the error handler. */
   private fail(socket: Duplex, error: unknown): void {
-    this.reportError(error)
+    this.reportError(error, 'handshake')
     this.reject(socket, new HandshakeError(500, 'Internal server error'))
   }
 
@@ -552,16 +568,16 @@ export class RallyServer<UserData = undefined> implements ServerContext<UserData
     if (this.sockets.size === 0 && this.lastConnectionClosed !== undefined) this.lastConnectionClosed()
   }
 
-  reportError(error: unknown, ws?: ServerWebSocket<UserData>): void {
+  reportError(error: unknown, kind: ServerErrorKind, ws?: ServerWebSocket<UserData>): void {
     const handler = this.handlers.error
     if (handler === undefined) {
-      // A peer's protocol violation is routine; the application hears of it only if it listens.
-      if (ws === undefined || !(error instanceof Error && error.name === 'ProtocolError'))
-        console.error(error)
+      // A peer's faults (protocol violations, silence, resets) are routine; the application
+      // hears of them only if it listens. Our own failures are printed.
+      if (!ROUTINE_ERRORS.has(kind)) console.error(error)
       return
     }
     try {
-      const result = handler(error, ws)
+      const result = handler(error, ws, kind)
       if (result instanceof Promise) result.catch((cause: unknown) => console.error(cause))
     } catch (cause) {
       console.error(cause)

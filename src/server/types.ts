@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream'
 import type { TlsOptions } from 'node:tls'
 import type { DriverOptions } from '../node/socket-driver.js'
 import type { PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js'
-import type { HandshakeError, Limits } from '../protocol/index.js'
+import type { CloseInfo, HandshakeError, Limits } from '../protocol/index.js'
 import type { TopicRegistry } from '../pubsub/topic-registry.js'
 import type { SendData, SendOptions, ServerWebSocket } from './server-websocket.js'
 import type { UpgradeRequest } from './upgrade-request.js'
@@ -20,6 +20,30 @@ export interface UpgradeContext {
   readonly headers: Headers
   readonly remoteAddress: string
 }
+
+/**
+ * What an error passed to the `error` handler is about:
+ * - 'protocol': the peer broke RFC 6455 or a limit (a ProtocolError; the connection was failed
+ *   with its close code). Routine on the Internet.
+ * - 'timeout': a heartbeat went unanswered (a TimeoutError; the socket was terminated). Routine.
+ * - 'transport': the socket failed (ECONNRESET, EPIPE...); the cause is also in CloseInfo.error.
+ *   Routine.
+ * - 'handler': one of the application's handlers threw or rejected (the connection closed
+ *   with 1011). A bug to look at.
+ * - 'compression': permessage-deflate failed on our side (zlib); the connection closed with 1011.
+ * - 'handshake': the server failed while deciding an upgrade (the `upgrade` handler threw, a
+ *   refusal Response's body failed); the peer got 500.
+ * - 'accept': the listening socket could not accept a connection (EMFILE: out of file
+ *   descriptors); the server keeps listening.
+ */
+export type ServerErrorKind =
+  | 'protocol'
+  | 'timeout'
+  | 'transport'
+  | 'handler'
+  | 'compression'
+  | 'handshake'
+  | 'accept'
 
 /** One handler object for every connection (in the spirit of Bun and uWebSockets). */
 export interface ServerHandlers<UserData> {
@@ -40,13 +64,20 @@ export interface ServerHandlers<UserData> {
   drain?(ws: ServerWebSocket<UserData>): unknown
   ping?(ws: ServerWebSocket<UserData>, data: Buffer): unknown
   pong?(ws: ServerWebSocket<UserData>, data: Buffer): unknown
-  /** The connection is closed: `code` from the peer's close frame, or 1005/1006 (RFC 6455 7.1.5). */
-  close?(ws: ServerWebSocket<UserData>, code: number, reason: string): unknown
   /**
-   * Errors: a peer's protocol violation (with its socket), a handler that threw, a refused
-   * handshake's cause. Without this handler they are printed to stderr.
+   * The connection is closed: `code` from the peer's close frame, or 1005/1006 (RFC 6455 7.1.5).
+   * `info` adds what the client's close event has: `wasClean` (close frames went both ways) and
+   * `error`, what ended the connection if something went wrong (the peer's ProtocolError, a
+   * socket error such as ECONNRESET).
    */
-  error?(error: unknown, ws?: ServerWebSocket<UserData>): unknown
+  close?(ws: ServerWebSocket<UserData>, code: number, reason: string, info: CloseInfo): unknown
+  /**
+   * Errors, with their `kind` (see ServerErrorKind) so that routine peer faults can be logged
+   * quietly and the application's own bugs loudly. `ws` is the connection concerned, if any.
+   * Without this handler, errors of kinds 'handler', 'compression', 'handshake' and 'accept' are
+   * printed to stderr; 'protocol', 'timeout' and 'transport' (the peer's doing) are not.
+   */
+  error?(error: unknown, ws: ServerWebSocket<UserData> | undefined, kind: ServerErrorKind): unknown
   /**
    * A malformed handshake request (bad key, version, headers...). Return true to answer the
    * socket yourself (rallyjs/ws emits `wsClientError` this way); otherwise Rally answers with the
@@ -159,5 +190,5 @@ export interface ServerContext<UserData> {
   readonly topicRegistry: TopicRegistry<ServerWebSocket<UserData>>
   publish(topic: string, data: SendData, options?: SendOptions, exclude?: ServerWebSocket<UserData>): number
   connectionClosed(ws: ServerWebSocket<UserData>): void
-  reportError(error: unknown, ws?: ServerWebSocket<UserData>): void
+  reportError(error: unknown, kind: ServerErrorKind, ws?: ServerWebSocket<UserData>): void
 }

@@ -24,7 +24,7 @@ import { CloseEvent } from '../../client/events.js'
 import { endAndRelease } from '../../node/end-and-release.js'
 import { RallyServer, upgradeRequiredConnection } from '../../server/server.js'
 import type { ServerWebSocket } from '../../server/server-websocket.js'
-import type { ServerOptions, UpgradeContext } from '../../server/types.js'
+import type { ServerErrorKind, ServerOptions, UpgradeContext } from '../../server/types.js'
 import type { UpgradeRequest } from '../../server/upgrade-request.js'
 
 /** Anything with Hono's `fetch`: a Hono app, or a function like `app.fetch`. */
@@ -108,6 +108,16 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
   const { app, ...serverOptions } = init
   const pending = new WeakMap<object, HonoConnection>()
 
+  /** To the `error` option, or printed as the server does when it is absent and not routine. */
+  function reportError(
+    error: unknown,
+    ws: ServerWebSocket<HonoConnection> | undefined,
+    kind: ServerErrorKind,
+  ) {
+    if (serverOptions.error !== undefined) serverOptions.error(error, ws, kind)
+    else if (kind !== 'protocol' && kind !== 'timeout' && kind !== 'transport') console.error(error)
+  }
+
   const rally = new RallyServer<HonoConnection>({
     ...serverOptions,
     upgrade(request: UpgradeRequest, context: UpgradeContext) {
@@ -145,21 +155,21 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
         connection.context!,
       )
     },
-    close(ws, code, reason) {
+    close(ws, code, reason, info) {
       const connection = ws.data
       return connection.events.onClose?.(
-        new CloseEvent('close', { code, reason, wasClean: code !== 1006 }) as unknown as Parameters<
+        new CloseEvent('close', { code, reason, wasClean: info.wasClean }) as unknown as Parameters<
           NonNullable<WSEvents['onClose']>
         >[0],
         connection.context!,
       )
     },
-    error(error, ws) {
+    error(error, ws, kind) {
       const connection = ws?.data
       if (connection?.context !== undefined && connection.events.onError !== undefined) {
         connection.events.onError(new ErrorEventLike(error), connection.context)
       } else {
-        serverOptions.error?.(error, ws)
+        reportError(error, ws, kind)
       }
     },
   })
@@ -191,25 +201,29 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
       socket.on('error', ignore)
       const slot: UpgradeSlot = {}
       const env = { incoming: request, outgoing: undefined, [UPGRADE_SLOT]: slot }
+      const refusal: RefusalProgress = { headSent: false }
       Promise.resolve()
         .then(() => app.fetch(toRequest(request), env))
-        .then(
-          async (response) => {
-            if (socket.destroyed) return
-            if (slot.events !== undefined && response.headers.get(ACCEPT_HEADER) === '1') {
-              pending.set(request, new HonoConnection(slot, response.headers))
-              socket.removeListener('error', ignore)
-              rally.handleUpgrade(request, socket, head)
-              return
-            }
-            // Middleware or the route refused: its response goes out as is.
-            await writeResponse(socket, response)
-          },
-          (error: unknown) => {
-            serverOptions.error?.(error)
-            endAndRelease(socket, plainResponse(500, 'Internal Server Error'))
-          },
-        )
+        .then(async (response) => {
+          if (socket.destroyed) return
+          if (slot.events !== undefined && response.headers.get(ACCEPT_HEADER) === '1') {
+            pending.set(request, new HonoConnection(slot, response.headers))
+            socket.removeListener('error', ignore)
+            rally.handleUpgrade(request, socket, head)
+            return
+          }
+          // Middleware or the route refused: its response goes out as is.
+          await writeResponse(socket, response, refusal)
+        })
+        // Anything failing on the way — the app throwing, a refusal whose body stream errors —
+        // ends here, never as an unhandled rejection: 500 if nothing was sent yet, otherwise
+        // the socket is destroyed (a response cut short must not look complete). Either way it
+        // is released.
+        .catch((error: unknown) => {
+          reportError(error, undefined, 'handshake')
+          if (refusal.headSent) socket.destroy()
+          else endAndRelease(socket, plainResponse(500, 'Internal Server Error'))
+        })
     })
     server.on('close', () => void rally.close())
   }
@@ -244,7 +258,14 @@ function toRequest(request: IncomingMessage): Request {
   return new Request(url, { method: request.method, headers })
 }
 
-async function writeResponse(socket: Duplex, response: Response): Promise<void> {
+/** How far a refusal got: once its head is out, a failure can only cut the connection. */
+interface RefusalProgress {
+  headSent: boolean
+}
+
+async function writeResponse(socket: Duplex, response: Response, progress: RefusalProgress): Promise<void> {
+  // The body is read whole before anything is written (refusals are small): a body that fails
+  // leaves the socket untouched for the 500.
   const body = Buffer.from(await response.arrayBuffer())
   if (socket.destroyed) return
   let head = `HTTP/1.1 ${response.status} ${response.statusText || 'Error'}\r\nConnection: close\r\n`
@@ -253,6 +274,7 @@ async function writeResponse(socket: Duplex, response: Response): Promise<void> 
       head += `${name}: ${value}\r\n`
   })
   head += `Content-Length: ${body.length}\r\n\r\n`
+  progress.headSent = true
   endAndRelease(socket, Buffer.concat([Buffer.from(head, 'latin1'), body]))
 }
 

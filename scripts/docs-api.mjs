@@ -1,0 +1,246 @@
+#!/usr/bin/env node
+// Writes the API reference, docs/api/*.md, from the TSDoc comments of every public entry point
+// (the subpaths package.json exports), through TypeDoc's converter: one markdown file per
+// entry point, each export with its signature or members, their types, their defaults and their
+// documentation. TypeDoc's own markdown output needs a plugin this repository does not carry, so
+// this script renders the converted project itself.
+//
+// Usage: npm run docs:api   (node scripts/docs-api.mjs [--out DIR])
+//
+// Defaults come from an `@defaultValue` (or `@default`) tag, a parameter's or property's
+// initializer, the clause of the comment that starts with "Default" ("Default: 16 MiB."), or a
+// value marked "(default)".
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Application, Comment, ReflectionKind } from 'typedoc'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+/** `rallyjs/ws` → `src/adapters/ws/index.ts`, for every export of package.json with a source. */
+export function publicEntryPoints(root = ROOT) {
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
+  const entries = []
+  for (const [subpath, target] of Object.entries(manifest.exports)) {
+    const file = typeof target === 'string' ? target : target.default
+    if (!file.startsWith('./dist/') || !file.endsWith('.js')) continue
+    const source = `src/${file.slice('./dist/'.length, -'.js'.length)}.ts`
+    if (!existsSync(join(root, source))) continue
+    const name = subpath === '.' ? manifest.name : `${manifest.name}/${subpath.slice(2)}`
+    entries.push({ name, source, page: `${name.replace(/\//g, '-')}.md` })
+  }
+  return entries
+}
+
+/** TypeDoc names a module after its path below the entry points' common folder, without /index. */
+function typedocModuleName(source) {
+  const path = source.slice('src/'.length, -'.ts'.length).replace(/(^|\/)index$/, '')
+  return path === '' ? 'index' : path
+}
+
+const KIND_ORDER = [
+  [ReflectionKind.Function, 'Functions'],
+  [ReflectionKind.Class, 'Classes'],
+  [ReflectionKind.Interface, 'Interfaces'],
+  [ReflectionKind.TypeAlias, 'Types'],
+  [ReflectionKind.Variable, 'Constants'],
+  [ReflectionKind.Enum, 'Enums'],
+  [ReflectionKind.Namespace, 'Namespaces'],
+  [ReflectionKind.Reference, 'Re-exports'],
+]
+
+function text(parts) {
+  return parts === undefined ? '' : Comment.combineDisplayParts(parts).trim()
+}
+
+function summary(reflection) {
+  const comment =
+    reflection.comment ?? reflection.signatures?.[0]?.comment ?? reflection.getSignature?.comment
+  return comment === undefined ? '' : text(comment.summary)
+}
+
+/** The documented default of a member, or ''. */
+function defaultOf(reflection) {
+  const comment = reflection.comment ?? reflection.getSignature?.comment
+  const tag = comment?.blockTags.find((block) => block.tag === '@defaultValue' || block.tag === '@default')
+  if (tag !== undefined) return text(tag.content).replace(/^```\w*\n?|\n?```$/g, '')
+  if (reflection.defaultValue !== undefined && reflection.defaultValue !== '...')
+    return reflection.defaultValue
+  const description = summary(reflection)
+  const sentence = /(?:^|[.(;,]\s*)[Dd]efaults?(?: to|:)?\s+((?:[^.;]|\.\d)+)/.exec(description)
+  if (sentence !== null) return sentence[1].trim()
+  // "'drop' (default) — …"
+  const marked = /(\S+) \(default\)/.exec(description)
+  return marked === null ? '' : marked[1]
+}
+
+function cell(value) {
+  return value.replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ')
+}
+
+function signatureLine(name, signature) {
+  const parameters = (signature.parameters ?? []).map((parameter) => {
+    const rest = parameter.flags.isRest ? '...' : ''
+    const optional = parameter.flags.isOptional || parameter.defaultValue !== undefined ? '?' : ''
+    return `${rest}${parameter.name}${optional}: ${parameter.type ?? 'unknown'}`
+  })
+  const typeParameters = signature.typeParameters?.length
+    ? `<${signature.typeParameters.map((parameter) => parameter.name).join(', ')}>`
+    : ''
+  return `${name}${typeParameters}(${parameters.join(', ')}): ${signature.type ?? 'void'}`
+}
+
+function parameterTable(signature) {
+  const rows = (signature.parameters ?? [])
+    .map((parameter) => {
+      const description = text(parameter.comment?.summary)
+      const fallback = defaultOf(parameter)
+      return `| \`${parameter.name}\` | \`${cell(String(parameter.type ?? 'unknown'))}\` | ${cell(fallback)} | ${cell(description)} |`
+    })
+    .join('\n')
+  return rows === ''
+    ? ''
+    : `| parameter | type | default | description |\n| --- | --- | --- | --- |\n${rows}\n`
+}
+
+/** A member is Rally's own: declared in this repository's src/, not inherited from a lib. */
+function isOwn(member) {
+  if (member.flags.isPrivate || member.flags.isProtected || member.name.startsWith('#')) return false
+  const file = member.sources?.[0]?.fileName ?? member.signatures?.[0]?.sources?.[0]?.fileName
+  return file === undefined || file.includes('src/')
+}
+
+function memberType(member) {
+  if (member.kindOf(ReflectionKind.Accessor)) {
+    const type = member.getSignature?.type ?? member.setSignature?.parameters?.[0]?.type
+    return `${member.setSignature === undefined ? 'readonly ' : ''}${type ?? 'unknown'}`
+  }
+  if (member.signatures !== undefined)
+    return member.signatures.map((signature) => signatureLine('', signature)).join('; ')
+  return `${member.flags.isReadonly ? 'readonly ' : ''}${member.type ?? 'unknown'}`
+}
+
+function membersTable(reflection) {
+  const members = (reflection.children ?? []).filter(
+    (member) => isOwn(member) && !member.kindOf(ReflectionKind.Constructor),
+  )
+  if (members.length === 0) return ''
+  const rows = members.map((member) => {
+    const optional = member.flags.isOptional ? '?' : ''
+    const statics = member.flags.isStatic ? 'static ' : ''
+    return `| \`${statics}${member.name}${optional}\` | \`${cell(memberType(member))}\` | ${cell(defaultOf(member))} | ${cell(summary(member))} |`
+  })
+  return `| member | type | default | description |\n| --- | --- | --- | --- |\n${rows.join('\n')}\n`
+}
+
+function renderExport(reflection) {
+  const out = [`### \`${reflection.name}\``, '']
+  const description = summary(reflection)
+  if (reflection.kindOf(ReflectionKind.Reference)) {
+    const target = reflection.getTargetReflectionDeep?.()
+    out.push(`Re-export of \`${target?.getFullName?.() ?? reflection.name}\`.`, '')
+    return out.join('\n')
+  }
+  if (description !== '') out.push(description, '')
+  for (const block of reflection.comment?.blockTags ?? []) {
+    if (block.tag === '@example') out.push('Example:', '', text(block.content), '')
+  }
+  if (reflection.signatures !== undefined) {
+    for (const signature of reflection.signatures) {
+      out.push('```ts', signatureLine(reflection.name, signature), '```', '')
+      const own = text(signature.comment?.summary)
+      if (own !== '' && own !== description) out.push(own, '')
+      const table = parameterTable(signature)
+      if (table !== '') out.push(table)
+    }
+  }
+  if (reflection.kindOf(ReflectionKind.Class)) {
+    const construct = reflection.children?.find((member) => member.kindOf(ReflectionKind.Constructor))
+    for (const signature of construct?.signatures ?? []) {
+      out.push('```ts', signatureLine(`new ${reflection.name}`, signature).replace(/: [^:]*$/, ''), '```', '')
+      const table = parameterTable(signature)
+      if (table !== '') out.push(table)
+    }
+  }
+  if (reflection.kindOf(ReflectionKind.TypeAlias) || reflection.kindOf(ReflectionKind.Variable)) {
+    const keyword = reflection.kindOf(ReflectionKind.TypeAlias) ? 'type' : 'const'
+    out.push('```ts', `${keyword} ${reflection.name} = ${reflection.type ?? 'unknown'}`, '```', '')
+    if (reflection.defaultValue !== undefined && keyword === 'const')
+      out.push(`Value: \`${cell(reflection.defaultValue)}\``, '')
+  }
+  const table = membersTable(reflection)
+  if (table !== '') out.push(table)
+  return out.join('\n')
+}
+
+function renderModule(entry, module) {
+  const out = [
+    `# \`${entry.name}\``,
+    '',
+    `<!-- Generated by scripts/docs-api.mjs from ${entry.source} and what it exports; do not edit. -->`,
+    '',
+  ]
+  const description = module.comment === undefined ? '' : text(module.comment.summary)
+  if (description !== '') out.push(description, '')
+  const exports = module.children ?? []
+  for (const [kind, title] of KIND_ORDER) {
+    const ofKind = exports.filter((reflection) => reflection.kindOf(kind))
+    if (ofKind.length === 0) continue
+    out.push(`## ${title}`, '')
+    for (const reflection of ofKind) out.push(renderExport(reflection))
+  }
+  return `${out
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim()}\n`
+}
+
+function renderIndex(entries) {
+  const lines = [
+    '# API reference',
+    '',
+    '<!-- Generated by scripts/docs-api.mjs; do not edit. Regenerate with: npm run docs:api -->',
+    '',
+    "Generated from the source's TSDoc comments, one page per entry point of the package:",
+    '',
+    ...entries.map((entry) => `- [\`${entry.name}\`](${entry.page}) — from \`${entry.source}\``),
+    '',
+  ]
+  return lines.join('\n')
+}
+
+export async function generate(out = join(ROOT, 'docs', 'api')) {
+  const entries = publicEntryPoints()
+  const app = await Application.bootstrap({
+    entryPoints: entries.map((entry) => join(ROOT, entry.source)),
+    tsconfig: join(ROOT, 'tsconfig.build.json'),
+    excludePrivate: true,
+    excludeProtected: true,
+    excludeInternal: true,
+    // Other engineers' work in progress must not stop the reference from being written.
+    skipErrorChecking: true,
+    logLevel: 'Error',
+  })
+  const project = await app.convert()
+  if (project === undefined) throw new Error('TypeDoc could not convert the project')
+  const modules = new Map((project.children ?? []).map((module) => [module.name, module]))
+  // With a single entry point TypeDoc makes the project itself the module.
+  const moduleOf = (entry) => (entries.length === 1 ? project : modules.get(typedocModuleName(entry.source)))
+  mkdirSync(out, { recursive: true })
+  for (const name of readdirSync(out)) if (name.endsWith('.md')) rmSync(join(out, name))
+  for (const entry of entries) {
+    const module = moduleOf(entry)
+    if (module === undefined) throw new Error(`no TypeDoc module for ${entry.source}`)
+    writeFileSync(join(out, entry.page), renderModule(entry, module))
+  }
+  writeFileSync(join(out, 'README.md'), renderIndex(entries))
+  return entries
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const index = process.argv.indexOf('--out')
+  const out = index === -1 ? undefined : process.argv[index + 1]
+  const entries = await generate(out)
+  for (const entry of entries)
+    console.log(`${relative(ROOT, join(out ?? 'docs/api', entry.page))}  ${entry.name}`)
+}

@@ -79,6 +79,8 @@ async function waitReady(
 export interface Broker {
   readonly port: number
   readonly url: string
+  /** nats-server's HTTP monitoring endpoint (`/subsz`, `/connz`…); undefined for Redis. */
+  readonly monitorUrl?: string
   /** Stops the broker with SIGKILL (nothing saved, connections reset) and waits for its exit. */
   kill(): Promise<void>
   /** Starts it again on the same port; `wipe` starts from an empty data directory. */
@@ -92,7 +94,8 @@ export interface Broker {
 interface BrokerSpec {
   readonly binary: string
   readonly name: string
-  args(port: number, dir: string): string[]
+  args(port: number, dir: string, monitorPort: number): string[]
+  readonly monitored?: boolean
   readonly probe: string
   readonly expect: string
   url(port: number): string
@@ -104,13 +107,17 @@ async function startBroker(spec: BrokerSpec): Promise<Broker> {
       `${spec.binary} is missing: run node scripts/run-tests.mjs test/bus (it installs ${spec.name})`,
     )
   const port = await freePort()
+  const monitorPort = spec.monitored ? await freePort() : 0
   let dir = mkdtempSync(join(tmpdir(), `rally-${spec.name}-`))
   let child: ChildProcess | undefined
   let output = ''
 
   const launch = async () => {
     output = ''
-    const started = spawn(spec.binary, spec.args(port, dir), { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    const started = spawn(spec.binary, spec.args(port, dir, monitorPort), {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     child = started
     // Kept for the error message when the broker does not come up; bounded.
     const keep = (chunk: Buffer) => {
@@ -142,6 +149,7 @@ async function startBroker(spec: BrokerSpec): Promise<Broker> {
   return {
     port,
     url: spec.url(port),
+    ...(spec.monitored ? { monitorUrl: `http://127.0.0.1:${monitorPort}` } : {}),
     kill,
     start,
     async restart(options = {}) {
@@ -191,7 +199,18 @@ export function startNats(): Promise<Broker> {
   return startBroker({
     binary: NATS_SERVER,
     name: 'nats',
-    args: (port, dir) => ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', dir],
+    args: (port, dir, monitorPort) => [
+      '-a',
+      '127.0.0.1',
+      '-p',
+      String(port),
+      '-m',
+      String(monitorPort),
+      '-js',
+      '-sd',
+      dir,
+    ],
+    monitored: true,
     probe: '',
     expect: 'INFO',
     url: (port) => `nats://127.0.0.1:${port}`,

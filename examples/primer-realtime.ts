@@ -40,5 +40,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const server = serve({ fetch: app.fetch, port }, (info) =>
     console.log(`listening on http://localhost:${info.port}`),
   )
-  injectWebSocket(server as import('node:http').Server)
+  injectWebSocket(server)
 }

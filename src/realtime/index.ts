@@ -1,0 +1,40 @@
+/**
+ * `rallyjs/realtime`: channels with offsets and epochs, history and recovery, presence,
+ * acknowledged publishes, RPC and Standard Schema validation, over the `rally.v1` protocol
+ * (docs/protocol.md). The client is `rallyjs/realtime/client`.
+ */
+export { MemoryBus, type MemoryBusOptions } from '../pubsub/memory-bus.js'
+export {
+  fieldPath,
+  type InferInput,
+  type InferOutput,
+  isStandardSchema,
+  RealtimeError,
+  type StandardIssue,
+  type StandardResult,
+  type StandardSchema,
+  validate,
+} from './channels.js'
+export type { Broadcaster, ChannelRule, RpcHandler } from './hub.js'
+export * from './protocol.js'
+export {
+  createRealtime,
+  Realtime,
+  type RealtimeConnection,
+  type RealtimeOptions,
+  type RealtimeSchemaOf,
+  type RealtimeServerOptions,
+  TOPIC_PREFIX,
+  WebSocketTransport,
+} from './server.js'
+export {
+  type Authentication,
+  DEFAULT_HEARTBEAT,
+  DEFAULT_REALTIME_LIMITS,
+  type HeartbeatOptions,
+  type RealtimeLimits,
+  RealtimeSession,
+  type SessionCore,
+  type SessionSubscription,
+  type SessionTransport,
+} from './session.js'

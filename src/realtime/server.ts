@@ -1,0 +1,350 @@
+/**
+ * `createRealtime`: channels, presence, history and recovery, acknowledged publishes and RPC
+ * over Rally's WebSocket server (subprotocol `rally.v1`, docs/protocol.md).
+ *
+ * ```ts
+ * const realtime = createRealtime({
+ *   authenticate: (request, token) => (token === 'secret' ? { user: 'ann' } : { refuse: 'bad token' }),
+ *   channels: { 'chat:*': { publish: true, history: { size: 100, ttl: 600_000 }, presence: true } },
+ *   rpc: { time: async () => Date.now() },
+ * })
+ * await realtime.listen({ port: 3000, path: '/realtime' })
+ * await realtime.publish('chat:lobby', { text: 'hello' })   // → { offset, epoch }
+ * ```
+ *
+ * Each WebSocket drives a sans-I/O session (session.ts); the node's channels, fan-out and seam
+ * are in hub.ts. Publications reach WebSocket subscribers through Rally's topics — one topic per
+ * channel on each server — so a publication's frame is built once for all of them.
+ */
+import type { Server as HttpServer, IncomingMessage } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { Duplex } from 'node:stream'
+import type { Bus, StreamPosition } from '../pubsub/bus.js'
+import { MemoryBus } from '../pubsub/memory-bus.js'
+import { RallyServer } from '../server/server.js'
+import type { ServerWebSocket } from '../server/server-websocket.js'
+import type { ServerHandlers, ServerOptions, UpgradeContext } from '../server/types.js'
+import type { UpgradeRequest } from '../server/upgrade-request.js'
+import type { InferInput, InferOutput, StandardSchema } from './channels.js'
+import { type Broadcaster, type ChannelRule, RealtimeCore, type RpcHandler } from './hub.js'
+import {
+  DisconnectCode,
+  type HistoryResult,
+  type Member,
+  type PublishResult,
+  SUBPROTOCOL,
+} from './protocol.js'
+import {
+  type Authentication,
+  DEFAULT_HEARTBEAT,
+  DEFAULT_REALTIME_LIMITS,
+  type HeartbeatOptions,
+  type RealtimeLimits,
+  RealtimeSession,
+  type SessionTransport,
+} from './session.js'
+
+// Rules and handlers typed by the app: their data parameters vary (a publish check taking
+// { text: string } is no check of unknown), so the constraints accept any data type.
+// biome-ignore lint/suspicious/noExplicitAny: the constraint of app-typed channel rules
+type AnyChannelRule = ChannelRule<any>
+// biome-ignore lint/suspicious/noExplicitAny: the constraint of app-typed RPC handlers
+type AnyRpcHandler = RpcHandler<any, any>
+
+/** Topics of realtime channels on a Rally server carry this prefix, apart from the app's own. */
+export const TOPIC_PREFIX = 'rally.rt:'
+
+/** Default extra presence refresh period: a third of MemoryBus's default presence ttl. */
+const DEFAULT_PRESENCE_REFRESH = 20_000
+
+export interface RealtimeOptions<
+  Channels extends Record<string, AnyChannelRule> = Record<string, ChannelRule>,
+  Rpc extends Record<string, AnyRpcHandler> = Record<string, RpcHandler>,
+> {
+  /** Carries publications between nodes and keeps history and presence. Default: a new MemoryBus. */
+  bus?: Bus
+  /**
+   * Runs on `connect`: the transport's request (for a WebSocket, the upgrade request: headers,
+   * cookies, URL) and the token the client sent. Return `{ user, info?, expiresAt? }` or
+   * `{ refuse: reason }`. Default: everyone is let in as user ''.
+   */
+  authenticate?: (
+    request: unknown,
+    token: string | undefined,
+    session: RealtimeSession,
+  ) => Authentication | Promise<Authentication>
+  /** Rules by channel name pattern ('chat:*'). A channel no pattern matches is refused (102). */
+  channels: Channels
+  /** RPC methods: `async (session, data) => result`, or `{ schema, handler }`. */
+  rpc?: Rpc
+  /** Per-connection limits; see DEFAULT_REALTIME_LIMITS and docs/realtime.md. */
+  limits?: Partial<RealtimeLimits>
+  /** The application heartbeat. Default { interval: 25000, timeout: 10000 }. */
+  heartbeat?: Partial<HeartbeatOptions>
+  /** Ms between presence refreshes on the bus. Default 20000 (the bus expires stale members). */
+  presenceRefresh?: number
+  /** Errors of hooks and of the bus (never sent to clients). Default: printed to stderr. */
+  onError?: (error: unknown, session?: RealtimeSession) => void
+}
+
+/** Rally server options for `listen` and `attach` (handlers and subprotocols are realtime's). */
+export type RealtimeServerOptions = Omit<
+  ServerOptions<RealtimeConnection>,
+  'upgrade' | 'open' | 'message' | 'drain' | 'ping' | 'pong' | 'close' | 'protocols'
+>
+
+/** Per-WebSocket state (the Rally socket's `data`). */
+export interface RealtimeConnection {
+  request: unknown
+  session: RealtimeSession | undefined
+}
+
+type ChannelData<Rule> = Rule extends { schema: StandardSchema<unknown, unknown> }
+  ? InferInput<Rule['schema']>
+  : unknown
+type RpcParams<H> = H extends { schema: StandardSchema<unknown, unknown> }
+  ? InferInput<H['schema']>
+  : H extends (session: RealtimeSession, data: infer P) => unknown
+    ? P
+    : unknown
+type RpcReturn<H> = H extends { handler: (...args: never[]) => infer R }
+  ? Awaited<R>
+  : H extends (...args: never[]) => infer R
+    ? Awaited<R>
+    : unknown
+
+/** The types a RallyClient reads from `typeof realtime` (see the client's schema.ts). */
+export interface RealtimeSchemaOf<Channels, Rpc> {
+  channels: { [P in keyof Channels]: ChannelData<Channels[P]> }
+  rpc: { [M in keyof Rpc]: { params: RpcParams<Rpc[M]>; result: RpcReturn<Rpc[M]> } }
+}
+
+export class Realtime<
+  Channels extends Record<string, AnyChannelRule> = Record<string, ChannelRule>,
+  Rpc extends Record<string, AnyRpcHandler> = Record<string, RpcHandler>,
+> {
+  /** Types only (never set): `RallyClient<typeof realtime>` reads channel data and RPC types here. */
+  declare readonly '~schema'?: RealtimeSchemaOf<Channels, Rpc>
+  readonly core: RealtimeCore
+  readonly bus: Bus
+  private readonly ownsBus: boolean
+  private readonly servers = new Set<RallyServer<RealtimeConnection>>()
+  private readonly broadcasters = new Map<object, Broadcaster>()
+  private detachedServer: RallyServer<RealtimeConnection> | undefined
+  private readonly timer: ReturnType<typeof setInterval>
+  private closing: Promise<void> | undefined
+
+  constructor(options: RealtimeOptions<Channels, Rpc>) {
+    this.ownsBus = options.bus === undefined
+    this.bus = options.bus ?? new MemoryBus()
+    const limits = { ...DEFAULT_REALTIME_LIMITS, ...options.limits }
+    const heartbeat = { ...DEFAULT_HEARTBEAT, ...options.heartbeat }
+    for (const [name, value] of Object.entries({ ...limits, ...heartbeat })) {
+      if (typeof value !== 'number' || !(value > 0))
+        throw new RangeError(`createRealtime: ${name} must be a positive number`)
+    }
+    const onError = options.onError ?? ((error: unknown) => console.error('rallyjs/realtime:', error))
+    this.core = new RealtimeCore({
+      bus: this.bus,
+      channels: options.channels as unknown as Record<string, ChannelRule<never>>,
+      rpc: (options.rpc ?? {}) as Record<string, RpcHandler<never, unknown>>,
+      authenticate: options.authenticate,
+      limits,
+      heartbeat,
+      presenceRefresh: options.presenceRefresh ?? DEFAULT_PRESENCE_REFRESH,
+      onError,
+    })
+    // One timer for every session: heartbeats, timeouts, presence refreshes. A quarter of the
+    // shortest period keeps each deadline within 25% of its value.
+    const period = Math.min(1000, Math.max(10, Math.min(heartbeat.interval, heartbeat.timeout) / 4))
+    this.timer = setInterval(() => this.core.tick(Date.now()), period)
+    this.timer.unref()
+  }
+
+  /** Handlers for `createServer` (then call `addServer` with the server). */
+  handlers(): ServerHandlers<RealtimeConnection> {
+    const core = this.core
+    return {
+      upgrade(request: UpgradeRequest, context: UpgradeContext) {
+        if (!context.protocols.includes(SUBPROTOCOL)) {
+          return new Response(`This endpoint speaks the ${SUBPROTOCOL} WebSocket subprotocol\n`, {
+            status: 400,
+            headers: { 'content-type': 'text/plain' },
+          })
+        }
+        context.protocol = SUBPROTOCOL
+        return { request, session: undefined }
+      },
+      open(ws: ServerWebSocket<RealtimeConnection>) {
+        const session = new RealtimeSession(core, new WebSocketTransport(ws), ws.data.request, Date.now())
+        ws.data.session = session
+        core.opened(session)
+      },
+      message(ws: ServerWebSocket<RealtimeConnection>, data: string | Buffer, isBinary: boolean) {
+        const session = ws.data.session
+        if (session === undefined) return
+        if (isBinary || typeof data !== 'string') {
+          session.disconnect(DisconnectCode.BadRequest, `binary messages are not part of ${SUBPROTOCOL}`)
+          return
+        }
+        session.receive(data, Date.now())
+        // The request served authenticate; dropping it once connected keeps idle sessions small.
+        if (session.isConnected) ws.data.request = undefined
+      },
+      close(ws: ServerWebSocket<RealtimeConnection>) {
+        ws.data.session?.transportClosed()
+      },
+      error(error: unknown) {
+        core.reportError(error)
+      },
+    }
+  }
+
+  /** Registers a Rally server whose sockets run realtime sessions, for topic fan-out. */
+  addServer(server: { publish(topic: string, data: string): number }): void {
+    if (this.broadcasters.has(server)) return
+    const broadcaster: Broadcaster = {
+      broadcast: (channel, envelope) => void server.publish(TOPIC_PREFIX + channel, envelope),
+    }
+    this.broadcasters.set(server, broadcaster)
+    this.core.broadcasters.add(broadcaster)
+  }
+
+  /** Starts a Rally server on its own port speaking rally.v1. */
+  async listen(options: RealtimeServerOptions & { port: number }): Promise<RallyServer<RealtimeConnection>> {
+    const server = this.createServer(options)
+    await server.ready()
+    return server
+  }
+
+  /**
+   * Serves rally.v1 on an existing node:http(s) server's upgrades (at `options.path` if given;
+   * other upgrade paths are left to other listeners).
+   */
+  attach(
+    httpServer: HttpServer | HttpsServer,
+    options: RealtimeServerOptions = {},
+  ): RallyServer<RealtimeConnection> {
+    const server = this.createServer({ ...options, path: undefined })
+    const path = options.path
+    httpServer.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (path !== undefined && pathnameOf(request.url ?? '/') !== path) return
+      server.handleUpgrade(request, socket, head)
+    })
+    return server
+  }
+
+  /** Completes a rally.v1 upgrade received by any node:http(s) server. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.detachedServer ??= this.createServer({})
+    this.detachedServer.handleUpgrade(request, socket, head)
+  }
+
+  /** Publishes from the server; resolves with the publication's offset and epoch. */
+  publish<Name extends string>(channel: Name, data: unknown): Promise<PublishResult> {
+    return this.core.serverPublish(channel, data)
+  }
+
+  /** Reads a channel's history: publications after `since`, or the latest `limit`. */
+  history(channel: string, query: { since?: StreamPosition; limit?: number } = {}): Promise<HistoryResult> {
+    return this.core.readHistory(channel, query.since, query.limit)
+  }
+
+  /** Who is subscribed to a channel with presence (every node, through the bus). */
+  async presence(channel: string): Promise<Member[]> {
+    const members = await this.bus.members(channel)
+    return members.map((member) => ({ ...member }))
+  }
+
+  presenceCount(channel: string): Promise<number> {
+    return this.bus.memberCount(channel)
+  }
+
+  /** Connected clients on this node. */
+  get clients(): ReadonlyMap<string, RealtimeSession> {
+    return this.core.clients
+  }
+
+  /** Disconnects a client of this node (4505: do not come back; 4008: reconnect). */
+  disconnect(
+    client: string,
+    code: DisconnectCode = DisconnectCode.ForceDisconnect,
+    reason?: string,
+  ): boolean {
+    const session = this.core.clients.get(client)
+    if (session === undefined) return false
+    session.disconnect(code, reason)
+    return true
+  }
+
+  /** Disconnects everyone (4001, reconnect elsewhere), closes the servers it created and its bus. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.timer)
+      this.core.disconnectAll(DisconnectCode.GoingAway)
+      await Promise.all([...this.servers].map((server) => server.close()))
+      if (this.ownsBus) await this.bus.close()
+    })()
+    return this.closing
+  }
+
+  private createServer(options: RealtimeServerOptions): RallyServer<RealtimeConnection> {
+    const limits = this.core.limits
+    const server = new RallyServer<RealtimeConnection>({
+      // A gap in a subscriber's stream is worse than a reconnect (which recovers): a socket that
+      // falls too far behind is closed, never silently skipped.
+      backpressurePolicy: 'close',
+      // The application heartbeat does the WebSocket heartbeat's job, and browsers see it.
+      heartbeat: false,
+      // Bigger envelopes than maxMessageSize get a clean 113 reply; far bigger ones, 1009.
+      maxPayload: limits.maxMessageSize * 2 + 1024,
+      ...options,
+      ...this.handlers(),
+      protocols: [SUBPROTOCOL],
+    })
+    this.servers.add(server)
+    this.addServer(server)
+    return server
+  }
+}
+
+/** A WebSocket carrying one session: envelopes as text messages, channels as topics. */
+export class WebSocketTransport implements SessionTransport {
+  readonly kind = 'websocket'
+  private readonly ws: ServerWebSocket<unknown>
+
+  constructor(ws: ServerWebSocket<unknown>) {
+    this.ws = ws
+  }
+
+  send(envelope: string): void {
+    this.ws.send(envelope)
+  }
+
+  close(code: number, reason: string): void {
+    this.ws.close(code, reason)
+  }
+
+  joinBroadcast(channel: string): void {
+    this.ws.subscribe(TOPIC_PREFIX + channel)
+  }
+
+  leaveBroadcast(channel: string): void {
+    this.ws.unsubscribe(TOPIC_PREFIX + channel)
+  }
+}
+
+/** Creates a realtime server; see `RealtimeOptions`. */
+export function createRealtime<
+  const Channels extends Record<string, AnyChannelRule>,
+  const Rpc extends Record<string, AnyRpcHandler> = {},
+>(options: RealtimeOptions<Channels, Rpc>): Realtime<Channels, Rpc> {
+  return new Realtime(options)
+}
+
+function pathnameOf(url: string): string {
+  const query = url.indexOf('?')
+  return query === -1 ? url : url.slice(0, query)
+}
+
+export type { InferOutput }

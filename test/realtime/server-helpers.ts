@@ -4,7 +4,7 @@
  */
 
 import { WebSocket } from '../../src/index.js'
-import { createRealtime, type Realtime, type RealtimeOptions } from '../../src/realtime/index.js'
+import { createRealtime, Realtime, type RealtimeOptions } from '../../src/realtime/index.js'
 import { within } from '../adapters/helpers.js'
 
 export { within }
@@ -120,8 +120,12 @@ export class Fixture {
   url = ''
   private readonly clients: RawClient[] = []
 
-  constructor(options: RealtimeOptions) {
-    this.realtime = createRealtime({ onError: () => {}, ...options } as RealtimeOptions)
+  /** Options (errors of hooks are not printed), or a realtime made by the test itself. */
+  constructor(options: RealtimeOptions | Realtime) {
+    this.realtime =
+      options instanceof Realtime
+        ? options
+        : createRealtime({ onError: () => {}, ...options } as RealtimeOptions)
   }
 
   async start(): Promise<this> {

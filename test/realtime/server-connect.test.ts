@@ -1,0 +1,134 @@
+/**
+ * Connecting over a real socket: the subprotocol, authentication at connect (request + token),
+ * the connect-first rule, versions, malformed envelopes, heartbeat and connect timeouts.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { upgradeRequest } from '../adapters/helpers.js'
+import { Fixture } from './server-helpers.js'
+
+describe('realtime server: connect', () => {
+  let fixture: Fixture
+  const requests: string[] = []
+
+  before(async () => {
+    fixture = await new Fixture({
+      authenticate(request, token) {
+        requests.push(String((request as { headers: Record<string, string> }).headers['x-test'] ?? ''))
+        if (token === 'expired') return { refuse: 'token expired', code: 'token expired' }
+        if (token !== undefined && token !== 'good') return { refuse: 'bad token' }
+        return { user: token === 'good' ? 'ann' : '', info: { name: 'Ann' } }
+      },
+      channels: { 'chat:*': {} },
+      heartbeat: { interval: 150, timeout: 150 },
+      limits: { connectTimeout: 300 },
+    }).start()
+  })
+  after(() => fixture.stop())
+
+  test('an upgrade without the rally.v1 subprotocol is refused with 400', async () => {
+    const port = Number(new URL(fixture.url).port)
+    const answer = await upgradeRequest(port, '/rt')
+    assert.equal(answer.status, 400)
+    assert.equal(answer.kind, 'response')
+    if (answer.kind === 'response') assert.match(answer.body, /rally\.v1/)
+  })
+
+  test('connect answers with the client id, version and ping interval', async () => {
+    const client = fixture.client()
+    assert.equal(client.ws.protocol, '')
+    const reply = await client.connect({ token: 'good' })
+    assert.equal(client.ws.protocol, 'rally.v1')
+    assert.equal(reply.result?.version, 1)
+    assert.equal(reply.result?.ping, 150)
+    assert.match(String(reply.result?.client), /^[0-9a-f]{32}$/)
+  })
+
+  test('a refused token gets 101, the disconnect advice and close code 4501', async () => {
+    const client = fixture.client()
+    const reply = await client.connect({ token: 'forged' })
+    assert.deepEqual(reply.error, { code: 101, message: 'bad token' })
+    const disconnect = await client.next((e) => e.push === 'disconnect')
+    assert.deepEqual(disconnect, { push: 'disconnect', code: 4501, reason: 'bad token', reconnect: false })
+    assert.equal((await client.closed).code, 4501)
+  })
+
+  test('an expired token gets 109 and 4006 (reconnect with a new token)', async () => {
+    const client = fixture.client()
+    const reply = await client.connect({ token: 'expired' })
+    assert.equal(reply.error?.code, 109)
+    const disconnect = await client.next((e) => e.push === 'disconnect')
+    assert.equal(disconnect.reconnect, true)
+    assert.equal((await client.closed).code, 4006)
+  })
+
+  test('the authenticate hook sees the upgrade request', async () => {
+    const before = requests.length
+    const client = fixture.client()
+    await client.connect()
+    assert.equal(requests.length, before + 1)
+  })
+
+  test('a command before connect is a protocol violation: 107 and 4502', async () => {
+    const client = fixture.client()
+    await client.opened
+    const reply = await client.request('subscribe', { channel: 'chat:a' })
+    assert.equal(reply.error?.code, 107)
+    assert.equal((await client.closed).code, 4502)
+  })
+
+  test('an unknown protocol version gets 110 and 4503 (do not reconnect)', async () => {
+    const client = fixture.client()
+    await client.opened
+    const reply = await client.request('connect', { version: 2 })
+    assert.equal(reply.error?.code, 110)
+    const disconnect = await client.next((e) => e.push === 'disconnect')
+    assert.equal(disconnect.reconnect, false)
+    assert.equal((await client.closed).code, 4503)
+  })
+
+  test('malformed envelopes: an answerable one gets 107 and the connection stays', async () => {
+    const client = await fixture.connected()
+    const reply = await client.request('subscribe', { channel: '' })
+    assert.equal(reply.error?.code, 107)
+    assert.match(reply.error?.message ?? '', /channel/)
+    const unknown = await client.request('teleport')
+    assert.equal(unknown.error?.code, 107)
+    assert.match(unknown.error?.message ?? '', /unknown command/)
+    const ok = await client.request('subscribe', { channel: 'chat:a' })
+    assert.equal(ok.error, undefined)
+  })
+
+  test('malformed envelopes: without a usable id the connection is closed with 4502', async () => {
+    const client = await fixture.connected()
+    client.sendRaw('{not json')
+    const disconnect = await client.next((e) => e.push === 'disconnect')
+    assert.equal(disconnect.code, 4502)
+    assert.equal((await client.closed).code, 4502)
+  })
+
+  test('binary messages are not part of the protocol: 4502', async () => {
+    const client = await fixture.connected()
+    client.ws.send(new Uint8Array([1, 2, 3]))
+    assert.equal((await client.closed).code, 4502)
+  })
+
+  test('the server pings; a client that answers stays, one that stays silent is closed with 4002', async () => {
+    const live = await fixture.connected()
+    const silent = await fixture.connected()
+    silent.autoPong = false
+    await silent.next((e) => e.push === 'ping', 2000, 'a ping push')
+    const closed = await silent.closed
+    assert.equal(closed.code, 4002)
+    // The live client has answered pings all along and is still connected.
+    await live.collect((e) => e.push === 'ping', 2, 2000)
+    const reply = await live.request('subscribe', { channel: 'chat:still-here' })
+    assert.equal(reply.error, undefined)
+  })
+
+  test('a socket that never sends connect is closed with 4004', async () => {
+    const client = fixture.client()
+    await client.opened
+    assert.equal((await client.closed).code, 4004)
+  })
+})

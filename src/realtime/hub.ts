@@ -255,7 +255,7 @@ export class RealtimeCore implements SessionCore {
       have = item.publication.offset
     }
     if (joinLeave) hub.joinLeave.add(session)
-    if (have >= hub.delivered) this.attachLive(hub, session)
+    if (have <= hub.delivered) this.attachLive(hub, session)
     else hub.catchingUp.set(session, have)
   }
 

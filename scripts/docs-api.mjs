@@ -65,7 +65,7 @@ function defaultOf(reflection) {
   const tag = comment?.blockTags.find((block) => block.tag === '@defaultValue' || block.tag === '@default')
   if (tag !== undefined) return text(tag.content).replace(/^```\w*\n?|\n?```$/g, '')
   if (reflection.defaultValue !== undefined && reflection.defaultValue !== '...')
-    return reflection.defaultValue
+    return `\`${reflection.defaultValue}\``
   const description = summary(reflection)
   const sentence = /(?:^|[.(;,]\s*)[Dd]efaults?(?: to|:)?\s+((?:[^.;]|\.\d)+)/.exec(description)
   if (sentence !== null) return sentence[1].trim()

@@ -76,7 +76,7 @@ export interface RealtimeOptions<
   /** Rules by channel name pattern ('chat:*'). A channel no pattern matches is refused (102). */
   channels: Channels
   /** RPC methods: `async (session, data) => result`, or `{ schema, handler }`. */
-  rpc?: Rpc
+  rpc?: Rpc & Record<string, AnyRpcHandler>
   /** Per-connection limits; see DEFAULT_REALTIME_LIMITS and docs/realtime.md. */
   limits?: Partial<RealtimeLimits>
   /** The application heartbeat. Default { interval: 25000, timeout: 10000 }. */
@@ -336,8 +336,8 @@ export class WebSocketTransport implements SessionTransport {
 
 /** Creates a realtime server; see `RealtimeOptions`. */
 export function createRealtime<
-  const Channels extends Record<string, AnyChannelRule>,
-  const Rpc extends Record<string, AnyRpcHandler> = {},
+  Channels extends Record<string, AnyChannelRule>,
+  Rpc extends Record<string, AnyRpcHandler> = {},
 >(options: RealtimeOptions<Channels, Rpc>): Realtime<Channels, Rpc> {
   return new Realtime(options)
 }

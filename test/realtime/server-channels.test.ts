@@ -47,6 +47,16 @@ describe('realtime server: channels', () => {
       },
       heartbeat: { interval: 100, timeout: 100 },
     })
+    // Types flow from the definitions to clients (RallyClient<typeof realtime> reads '~schema').
+    type Schema = NonNullable<(typeof realtime)['~schema']>
+    const sum: Schema['rpc']['add']['result'] = 5
+    // @ts-expect-error: add's result is a number
+    const wrongSum: Schema['rpc']['add']['result'] = 'five'
+    const greeting: Schema['rpc']['greet']['params'] = { name: 'Dan' }
+    const message: Schema['channels']['typed:*'] = { text: 'hi' }
+    // @ts-expect-error: the typed channel's data has a string text
+    const wrongMessage: Schema['channels']['typed:*'] = { text: 5 }
+    void [sum, wrongSum, greeting, message, wrongMessage]
     fixture = await new Fixture(realtime as unknown as Realtime).start()
   })
   after(() => fixture.stop())

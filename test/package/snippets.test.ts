@@ -6,8 +6,9 @@
  * network is needed.
  *
  * Each snippet is type-checked under `strict` as written, as an ES module (`.ts` in a
- * `"type": "module"` package) with and without the DOM lib, and as CommonJS (`.cts`; code with a
- * top-level await is wrapped in an async function there, since CommonJS has none). Complete
+ * `"type": "module"` package, `module: nodenext`), again as a bundler's project has it (DOM lib,
+ * `moduleResolution: bundler`), and as CommonJS (`.cts`; code with a top-level await is wrapped
+ * in an async function there, since CommonJS has none). Complete
  * programs (no `<!-- snippet: … -->` mark, see scripts/check-snippets.mjs) are then run, as the
  * ES module and as the CommonJS file tsc emitted (plain JavaScript, types erased): a preload turns
  * every `listen` onto a free port of 127.0.0.1 and reports it, and a WebSocket client connects
@@ -206,9 +207,16 @@ describe('README and docs snippets, installed from the packed tarball in a fresh
     writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions, include: ['src'] }))
     writeFileSync(
       join(dir, 'tsconfig.dom.json'),
+      // As a bundler's template has it (Vite's): DOM lib, ESNext modules, bundler resolution.
       JSON.stringify({
         extends: './tsconfig.json',
-        compilerOptions: { lib: ['es2023', 'dom', 'dom.iterable'], noEmit: true },
+        compilerOptions: {
+          lib: ['es2023', 'dom', 'dom.iterable'],
+          module: 'esnext',
+          moduleResolution: 'bundler',
+          noEmit: true,
+        },
+        include: ['src/*.ts'],
       }),
     )
     writeFileSync(join(dir, 'preload.cjs'), PRELOAD)
@@ -232,7 +240,7 @@ describe('README and docs snippets, installed from the packed tarball in a fresh
       if (snippet.language === 'ts') {
         const cases = [
           ['as an ES module', 'node', `src/${snippet.name}.ts`],
-          ['as an ES module with the DOM lib', 'dom', `src/${snippet.name}.ts`],
+          ['with the DOM lib and bundler resolution', 'dom', `src/${snippet.name}.ts`],
           ['as CommonJS', 'node', `src/${snippet.name}.cts`],
         ] as const
         for (const [label, config, file] of cases) {

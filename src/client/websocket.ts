@@ -12,13 +12,22 @@ import {
   parseProtocols,
   parseWebSocketUrl,
 } from './client-connection.js'
-import { CloseEvent, ErrorEvent } from './events.js'
+import { CloseEvent, ErrorEvent, type WebSocketEventMap } from './events.js'
 
 export type WebSocketOptions = ClientOptions
 
 export type BinaryType = 'blob' | 'arraybuffer'
 
-type Handler = ((this: WebSocket, event: Event) => unknown) | null
+/** An event handler attribute (`onmessage`...), typed per event as in lib.dom.d.ts. */
+type Handler<E extends Event> = ((this: WebSocket, event: E) => unknown) | null
+
+/** A listener for addEventListener: a function or an object with handleEvent, as in the DOM. */
+export type WebSocketListener<E extends Event> =
+  | ((this: WebSocket, event: E) => unknown)
+  | { handleEvent(event: E): unknown }
+
+type ListenerOptions = Parameters<EventTarget['addEventListener']>[2]
+type RemoveListenerOptions = Parameters<EventTarget['removeEventListener']>[2]
 
 export class WebSocket extends EventTarget {
   static readonly CONNECTING = 0
@@ -49,7 +58,7 @@ export class WebSocket extends EventTarget {
   private failed = false
   /** Sends waiting for a Blob to be read, to keep them in order. */
   private sendQueue: (string | Uint8Array | Blob)[] | undefined
-  private readonly handlers = new Map<string, { current: Handler }>()
+  private readonly handlers = new Map<string, { current: Handler<Event> }>()
 
   constructor(url: string | URL, protocols?: string | string[], options: WebSocketOptions = {}) {
     super()
@@ -97,29 +106,66 @@ export class WebSocket extends EventTarget {
     return this.inFlightBytes + this.unsentBytes + this.queuedBytes()
   }
 
-  get onopen(): Handler {
+  get onopen(): Handler<Event> {
     return this.getHandler('open')
   }
-  set onopen(handler: Handler) {
+  set onopen(handler: Handler<Event>) {
     this.setHandler('open', handler)
   }
-  get onmessage(): Handler {
+  get onmessage(): Handler<MessageEvent> {
     return this.getHandler('message')
   }
-  set onmessage(handler: Handler) {
+  set onmessage(handler: Handler<MessageEvent>) {
     this.setHandler('message', handler)
   }
-  get onerror(): Handler {
+  get onerror(): Handler<Event> {
     return this.getHandler('error')
   }
-  set onerror(handler: Handler) {
+  set onerror(handler: Handler<Event>) {
     this.setHandler('error', handler)
   }
-  get onclose(): Handler {
+  get onclose(): Handler<CloseEvent> {
     return this.getHandler('close')
   }
-  set onclose(handler: Handler) {
+  set onclose(handler: Handler<CloseEvent>) {
     this.setHandler('close', handler)
+  }
+
+  // Typed per event name, as lib.dom.d.ts types a browser WebSocket; other names take any Event.
+  override addEventListener<K extends keyof WebSocketEventMap>(
+    type: K,
+    listener: WebSocketListener<WebSocketEventMap[K]> | null,
+    options?: ListenerOptions,
+  ): void
+  override addEventListener(
+    type: string,
+    listener: WebSocketListener<Event> | null,
+    options?: ListenerOptions,
+  ): void
+  override addEventListener(
+    type: string,
+    listener: WebSocketListener<Event> | null,
+    options?: ListenerOptions,
+  ): void {
+    super.addEventListener(type, listener as Parameters<EventTarget['addEventListener']>[1], options)
+  }
+
+  override removeEventListener<K extends keyof WebSocketEventMap>(
+    type: K,
+    listener: WebSocketListener<WebSocketEventMap[K]> | null,
+    options?: RemoveListenerOptions,
+  ): void
+  override removeEventListener(
+    type: string,
+    listener: WebSocketListener<Event> | null,
+    options?: RemoveListenerOptions,
+  ): void
+  override removeEventListener(
+    type: string,
+    listener: WebSocketListener<Event> | null,
+    options?: RemoveListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener as Parameters<EventTarget['removeEventListener']>[1], options)
   }
 
   /**
@@ -293,20 +339,20 @@ export class WebSocket extends EventTarget {
 
   // ------------------------------------------------------------- event handler attributes
 
-  private getHandler(type: string): Handler {
-    return this.handlers.get(type)?.current ?? null
+  private getHandler<E extends Event>(type: string): Handler<E> {
+    return (this.handlers.get(type)?.current ?? null) as Handler<E>
   }
 
-  private setHandler(type: string, handler: Handler): void {
+  private setHandler<E extends Event>(type: string, handler: Handler<E>): void {
     let slot = this.handlers.get(type)
     if (slot === undefined) {
       // The listener is registered once, at the first assignment, and calls whatever is current.
-      const created = { current: null as Handler }
+      const created = { current: null as Handler<Event> }
       slot = created
       this.handlers.set(type, created)
       this.addEventListener(type, (event) => created.current?.call(this, event))
     }
-    slot.current = typeof handler === 'function' ? handler : null
+    slot.current = typeof handler === 'function' ? (handler as Handler<Event>) : null
   }
 }
 

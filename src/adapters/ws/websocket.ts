@@ -5,34 +5,25 @@
  */
 import { Buffer } from 'node:buffer'
 import { EventEmitter } from 'node:events'
-import type { ConnectionOptions as TlsConnectOptions } from 'node:tls'
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import type { Duplex, DuplexOptions } from 'node:stream'
 import {
   ClientConnection,
   type ClientListener,
-  type ClientOptions,
+  type ClientOptions as NativeClientOptions,
   parseProtocols,
   parseWebSocketUrl,
 } from '../../client/client-connection.js'
 import { PauseReason, type SocketDriver } from '../../node/socket-driver.js'
-import type { PerMessageDeflateOptions } from '../../protocol/extensions/permessage-deflate.js'
 import { CloseCode, type CloseInfo, type HttpHead, type ProtocolError } from '../../protocol/index.js'
-import type { SendData, ServerWebSocket } from '../../server/server-websocket.js'
+import type { SendData, SendStatus, ServerWebSocket } from '../../server/server-websocket.js'
+import type * as types from './types.js'
+import type { WebSocketServer } from './websocket-server.js'
 
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments'
 
-/** Client options, as `ws` names them (TLS options at the top level). */
-export interface ClientWebSocketOptions extends Omit<TlsConnectOptions, 'timeout'> {
-  headers?: Record<string, string>
-  /** Sets the Origin header. */
-  origin?: string
-  perMessageDeflate?: boolean | PerMessageDeflateOptions
-  /** Default 100 MiB, as in ws. */
-  maxPayload?: number
-  handshakeTimeout?: number
-  autoPong?: boolean
-  /** Only 13 exists (RFC 6455); anything else throws. */
-  protocolVersion?: number
-}
+/** @deprecated Use `WebSocket.ClientOptions` (the name @types/ws uses). */
+export type ClientWebSocketOptions = types.ClientOptions
 
 /** ws's default maxPayload, kept for drop-in compatibility (Rally's own default is 16 MiB). */
 export const WS_DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024
@@ -44,6 +35,42 @@ type Backend =
   | { kind: 'server'; socket: ServerWebSocket<unknown> }
   | { kind: 'client'; client: ClientConnection }
 
+const READY_STATE_NAMES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'] as const
+
+/** Options of ws (and of node:http requests) that Rally does not implement: setting one throws. */
+const UNSUPPORTED_CLIENT_OPTIONS = ['agent', 'createConnection', 'finishRequest', 'socketPath'] as const
+
+/** Fields of node:http request options that are not TLS options: never passed to tls.connect. */
+const NON_TLS_FIELDS = new Set([
+  'protocol',
+  'followRedirects',
+  'maxRedirects',
+  'generateMask',
+  'allowSynchronousEvents',
+  'maxBufferedChunks',
+  'maxFragments',
+  'skipUTF8Validation',
+  'host',
+  'hostname',
+  'port',
+  'defaultPort',
+  'path',
+  'method',
+  'auth',
+  'timeout',
+  'setHost',
+  'localPort',
+  'family',
+  'lookup',
+  'insecureHTTPParser',
+  'maxHeaderSize',
+  'joinDuplicateHeaders',
+  'uniqueHeaders',
+  'signal',
+  '_defaultAgent',
+])
+
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the merged interface adds only event overloads to EventEmitter's own methods (types, no members to initialise).
 export class WebSocket extends EventEmitter {
   static readonly CONNECTING = 0
   static readonly OPEN = 1
@@ -53,31 +80,45 @@ export class WebSocket extends EventEmitter {
   declare readonly OPEN: 1
   declare readonly CLOSING: 2
   declare readonly CLOSED: 3
+  // Set in index.ts, as ws sets them on its export: `new WebSocket.Server({ port })`.
+  declare static Server: typeof WebSocketServer
+  declare static WebSocketServer: typeof WebSocketServer
+  declare static WebSocket: typeof WebSocket
+  declare static createWebSocketStream: (websocket: WebSocket, options?: DuplexOptions) => Duplex
 
   binaryType: BinaryType = 'nodebuffer'
-  /** The URL for a client; undefined on the server side, as in ws. */
-  readonly url: string | undefined
+  /**
+   * The URL for a client. On the server side it is undefined, as in ws, though typed `string`
+   * as @types/ws types it.
+   */
+  readonly url: string
   private backend: Backend
   private state: number = WebSocket.CONNECTING
   private fragmenting = false
+  /** pause() was called and resume() not yet: ws's isPaused (other pause reasons are Rally's). */
+  private userPaused = false
+  /** Send callbacks held until the socket drains: ws calls them once the data is written. */
+  private drainCallbacks: SendCallback[] = []
+  /** The `on*` attributes' listeners, by event name. */
+  private attributeListeners: Map<string, EventAttribute> | undefined
 
-  constructor(
-    address: string | URL,
-    protocols?: string | string[] | ClientWebSocketOptions,
-    options?: ClientWebSocketOptions,
-  )
+  constructor(address: null)
+  constructor(address: string | URL, options?: types.ClientConstructorOptions)
+  constructor(address: string | URL, protocols?: string | string[], options?: types.ClientConstructorOptions)
   /** @internal The server-side constructor, used by WebSocketServer. */
   constructor(address: null, protocols: undefined, options: undefined, server: ServerWebSocket<unknown>)
   constructor(
     address: string | URL | null,
-    protocols?: string | string[] | ClientWebSocketOptions,
-    options?: ClientWebSocketOptions,
+    protocols?: string | string[] | types.ClientConstructorOptions,
+    options?: types.ClientConstructorOptions,
     server?: ServerWebSocket<unknown>,
   ) {
     super()
     if (address === null) {
-      this.url = undefined
-      this.backend = { kind: 'server', socket: server! }
+      if (server === undefined)
+        throw new TypeError('new WebSocket(null) is for WebSocketServer: clients need a URL')
+      this.url = undefined as unknown as string
+      this.backend = { kind: 'server', socket: server }
       this.state = WebSocket.OPEN
       return
     }
@@ -85,26 +126,31 @@ export class WebSocket extends EventEmitter {
       options = protocols
       protocols = undefined
     }
-    const opts = options ?? {}
+    const opts = (options ?? {}) as types.ClientOptions & Record<string, unknown>
     if (opts.protocolVersion !== undefined && opts.protocolVersion !== 13) {
       throw new RangeError(`Unsupported protocol version: ${opts.protocolVersion} (supported versions: 13)`)
     }
+    for (const name of UNSUPPORTED_CLIENT_OPTIONS) {
+      if (opts[name] !== undefined && opts[name] !== false)
+        throw new TypeError(`rallyjs/ws does not support the "${name}" option (see docs/ws-compat.md)`)
+    }
+    if (opts.followRedirects === true)
+      throw new TypeError('rallyjs/ws does not follow redirects (see docs/ws-compat.md)')
     const url = parseWebSocketUrl(address)
     this.url = url.href
-    const {
-      headers,
-      origin,
-      perMessageDeflate,
-      maxPayload,
-      handshakeTimeout,
-      autoPong,
-      protocolVersion: _version,
-      ...tls
-    } = opts
-    const clientOptions: ClientOptions = {
-      headers: { ...headers, ...(origin !== undefined ? { Origin: origin } : {}) },
-      perMessageDeflate: perMessageDeflate ?? true,
+    const { headers, origin, perMessageDeflate, maxPayload, handshakeTimeout, autoPong, maxFragments } = opts
+    const tls: Record<string, unknown> = {}
+    for (const [name, value] of Object.entries(opts)) {
+      if (!NON_TLS_FIELDS.has(name) && !KNOWN_WS_CLIENT_FIELDS.has(name)) tls[name] = value
+    }
+    const clientOptions: NativeClientOptions = {
+      headers: {
+        ...normalizeHeaders(headers as OutgoingHttpHeaders | readonly string[] | undefined),
+        ...(origin !== undefined ? { Origin: origin } : {}),
+      },
+      perMessageDeflate: toNativeDeflate(perMessageDeflate) ?? true,
       maxPayload: maxPayload ?? WS_DEFAULT_MAX_PAYLOAD,
+      ...(maxFragments !== undefined ? { limits: { maxFragments } } : {}),
       handshakeTimeout,
       autoPong,
       tls,
@@ -121,7 +167,7 @@ export class WebSocket extends EventEmitter {
   }
 
   get readyState(): 0 | 1 | 2 | 3 {
-    if (this.backend.kind === 'server') return this.backend.socket.readyState
+    if (this.backend.kind === 'server') return this.backend.socket.readyState as 0 | 1 | 2 | 3
     return this.state as 0 | 1 | 2 | 3
   }
 
@@ -139,9 +185,12 @@ export class WebSocket extends EventEmitter {
       : (this.driver()?.bufferedAmount ?? 0)
   }
 
-  /** Whether reading is paused. */
+  /**
+   * Whether pause() holds reading, as in ws. (Rally also pauses reading on its own — a write
+   * backlog, messages being inflated — which this does not report: those lift by themselves.)
+   */
   get isPaused(): boolean {
-    return this.backend.kind === 'server' ? this.backend.socket.isPaused : (this.driver()?.isPaused ?? false)
+    return this.userPaused
   }
 
   /** The Rally server socket underneath (topics, backpressure status): server side only. */
@@ -181,13 +230,12 @@ export class WebSocket extends EventEmitter {
   /**
    * Sends a message. `options.binary` defaults to "not a string"; `compress` applies with
    * permessage-deflate; `fin: false` sends a fragment of a message continued by later calls.
-   * The callback runs once the data is handed to the socket, or with an error if it was not sent.
+   * As in ws, the callback runs once the data is written to the socket (held while the socket
+   * is backed up, until it drains), or with an error if it was not sent.
    */
-  send(
-    data: SendData | readonly number[],
-    options?: { binary?: boolean; compress?: boolean; fin?: boolean; mask?: boolean } | SendCallback,
-    callback?: SendCallback,
-  ): void {
+  send(data: types.SendableData, callback?: SendCallback): void
+  send(data: types.SendableData, options: types.SendOptions, callback?: SendCallback): void
+  send(data: types.SendableData, options?: types.SendOptions | SendCallback, callback?: SendCallback): void {
     if (typeof options === 'function') {
       callback = options
       options = undefined
@@ -195,67 +243,83 @@ export class WebSocket extends EventEmitter {
     if (this.readyState === WebSocket.CONNECTING) {
       throw new Error('WebSocket is not open: readyState 0 (CONNECTING)')
     }
-    const payload: SendData = Array.isArray(data) ? Buffer.from(data) : (data as SendData)
-    if (typeof payload === 'number') throw new TypeError('send() takes a string or bytes')
+    const payload = toSendData(data)
     const binary = options?.binary ?? typeof payload !== 'string'
     const fin = options?.fin ?? true
-    let sent: boolean
+    let status: SendStatus
     if (this.backend.kind === 'server') {
       const socket = this.backend.socket
       if (!fin || this.fragmenting) {
-        sent = socket.sendFragment(payload, { binary, first: !this.fragmenting, fin }) !== 'dropped'
-        this.fragmenting = !fin
+        status = socket.sendFragment(payload, { binary, first: !this.fragmenting, fin })
+        if (status !== 'dropped') this.fragmenting = !fin
       } else {
-        sent = socket.send(payload, { binary, compress: options?.compress }) !== 'dropped'
+        status = socket.send(payload, { binary, compress: options?.compress })
       }
     } else {
-      const connection = this.driver()?.connection
+      const driver = this.driver()
+      const connection = driver?.connection
       const bytes = typeof payload === 'string' ? Buffer.from(payload) : toUint8(payload)
+      let sent: boolean
       if (connection === undefined) sent = false
       else if (!fin || this.fragmenting) {
         sent = connection.sendFragment(this.fragmenting ? 0 : binary ? 2 : 1, bytes, fin)
-        this.fragmenting = !fin
+        if (sent) this.fragmenting = !fin
       } else
         sent = binary
           ? connection.sendBinary(bytes, options?.compress)
           : connection.sendText(bytes, options?.compress)
+      status = !sent ? 'dropped' : driver!.needsDrain ? 'buffered' : 'sent'
     }
-    if (callback !== undefined) {
-      const done = callback
-      if (sent) process.nextTick(done)
-      else process.nextTick(done, new Error(`WebSocket is not open: readyState ${this.readyState}`))
-    }
+    if (callback !== undefined) this.settleSend(status, callback)
   }
 
-  ping(data?: SendData, _mask?: boolean, callback?: SendCallback): void {
-    if (this.readyState === WebSocket.CONNECTING)
-      throw new Error('WebSocket is not open: readyState 0 (CONNECTING)')
-    const bytes =
-      data === undefined ? Buffer.alloc(0) : typeof data === 'string' ? Buffer.from(data) : toUint8(data)
-    const sent =
-      this.backend.kind === 'server'
-        ? this.backend.socket.ping(bytes) !== 'dropped'
-        : (this.driver()?.connection.ping(bytes) ?? false)
-    if (callback !== undefined)
-      process.nextTick(callback, sent ? undefined : new Error('WebSocket is not open'))
+  /** Calls a send's callback as ws would: after the write, after the drain, or with the reason. */
+  private settleSend(status: SendStatus, callback: SendCallback): void {
+    if (status === 'dropped') process.nextTick(callback, this.notSentError())
+    // The socket is over its high-water mark: 'drain' will come (or 'close', which fails these).
+    else if (status === 'buffered' || this.drainCallbacks.length > 0) this.drainCallbacks.push(callback)
+    else process.nextTick(callback)
   }
 
-  pong(data?: SendData, _mask?: boolean, callback?: SendCallback): void {
+  /** Why a message was not sent: the state, or the opt-in backpressure limit. */
+  private notSentError(): Error {
+    const state = this.readyState
+    // Only the server's opt-in maxBackpressure drops a message on an open socket.
+    if (state === WebSocket.OPEN && this.backend.kind === 'server') {
+      return new Error(
+        `WebSocket message dropped: ${this.bufferedAmount} bytes already queued for this socket, over the server's maxBackpressure`,
+      )
+    }
+    return new Error(`WebSocket is not open: readyState ${state} (${READY_STATE_NAMES[state]})`)
+  }
+
+  ping(data?: unknown, mask?: boolean, callback?: (error?: Error) => void): void
+  ping(data?: unknown, _mask?: boolean, callback?: (error?: Error) => void): void {
+    this.control('ping', data, callback)
+  }
+
+  pong(data?: unknown, mask?: boolean, callback?: (error?: Error) => void): void
+  pong(data?: unknown, _mask?: boolean, callback?: (error?: Error) => void): void {
+    this.control('pong', data, callback)
+  }
+
+  private control(kind: 'ping' | 'pong', data: unknown, callback: SendCallback | undefined): void {
     if (this.readyState === WebSocket.CONNECTING)
       throw new Error('WebSocket is not open: readyState 0 (CONNECTING)')
-    const bytes =
-      data === undefined ? Buffer.alloc(0) : typeof data === 'string' ? Buffer.from(data) : toUint8(data)
-    const sent =
-      this.backend.kind === 'server'
-        ? this.backend.socket.pong(bytes) !== 'dropped'
-        : (this.driver()?.connection.pong(bytes) ?? false)
-    if (callback !== undefined)
-      process.nextTick(callback, sent ? undefined : new Error('WebSocket is not open'))
+    const payload = data === undefined ? '' : toSendData(data as types.SendableData)
+    const bytes = typeof payload === 'string' ? Buffer.from(payload) : toUint8(payload)
+    let status: SendStatus
+    if (this.backend.kind === 'server') status = this.backend.socket[kind](bytes)
+    else {
+      const connection = this.driver()?.connection
+      status = connection?.[kind](bytes) ? 'sent' : 'dropped'
+    }
+    if (callback !== undefined) this.settleSend(status, callback)
   }
 
   /** Starts the closing handshake. While connecting, aborts (as ws does, with an error event). */
-  close(code?: number, reason?: string | Buffer): void {
-    const text = reason === undefined ? undefined : reason.toString()
+  close(code?: number, data?: string | Buffer): void {
+    const text = data === undefined ? undefined : data.toString()
     if (this.backend.kind === 'server') {
       this.backend.socket.close(code, text)
       return
@@ -286,13 +350,96 @@ export class WebSocket extends EventEmitter {
 
   /** Stops reading from the socket (ws's pause()); messages wait in the kernel's buffer. */
   pause(): void {
+    if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return
+    this.userPaused = true
     if (this.backend.kind === 'server') this.backend.socket.pauseReading()
     else this.driver()?.pause(PauseReason.User)
   }
 
   resume(): void {
+    if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return
+    this.userPaused = false
     if (this.backend.kind === 'server') this.backend.socket.resumeReading()
     else this.driver()?.resume(PauseReason.User)
+  }
+
+  // ------------------------------------------------------------- WHATWG-style events (as in ws)
+
+  get onopen(): ((event: types.Event) => void) | null {
+    return this.attributeHandler('open')
+  }
+  set onopen(handler: ((event: types.Event) => void) | null) {
+    this.setAttributeHandler('open', handler)
+  }
+  get onerror(): ((event: types.ErrorEvent) => void) | null {
+    return this.attributeHandler('error')
+  }
+  set onerror(handler: ((event: types.ErrorEvent) => void) | null) {
+    this.setAttributeHandler('error', handler)
+  }
+  get onclose(): ((event: types.CloseEvent) => void) | null {
+    return this.attributeHandler('close')
+  }
+  set onclose(handler: ((event: types.CloseEvent) => void) | null) {
+    this.setAttributeHandler('close', handler)
+  }
+  get onmessage(): ((event: types.MessageEvent) => void) | null {
+    return this.attributeHandler('message')
+  }
+  set onmessage(handler: ((event: types.MessageEvent) => void) | null) {
+    this.setAttributeHandler('message', handler)
+  }
+
+  /**
+   * Listens for `open`, `message`, `close` or `error` with WHATWG-style event objects, as ws
+   * does. Adding the same listener twice for a type adds it once, as in the DOM.
+   */
+  addEventListener<K extends keyof types.WebSocketEventMap>(
+    type: K,
+    listener: WhatwgListener<types.WebSocketEventMap[K]>,
+    options?: types.EventListenerOptions,
+  ): void {
+    if (!isWhatwgType(type)) return
+    for (const existing of this.rawListeners(type)) {
+      if ((existing as Adapted)[kWhatwgListener] === listener && !(existing as Adapted)[kAttribute]) return
+    }
+    const adapted = adaptListener(this, type, listener as WhatwgListener<types.Event>, false)
+    if (options?.once === true) this.once(type, adapted)
+    else this.on(type, adapted)
+  }
+
+  removeEventListener<K extends keyof types.WebSocketEventMap>(
+    type: K,
+    listener: WhatwgListener<types.WebSocketEventMap[K]>,
+  ): void {
+    for (const existing of this.rawListeners(type)) {
+      const adapted = existing as Adapted & { listener?: Adapted }
+      const target = adapted.listener ?? adapted
+      if (target[kWhatwgListener] === listener && !target[kAttribute]) {
+        this.removeListener(type, existing as (...args: unknown[]) => void)
+        return
+      }
+    }
+  }
+
+  private attributeHandler<E>(type: string): ((event: E) => void) | null {
+    return (this.attributeListeners?.get(type)?.handler as ((event: E) => void) | undefined) ?? null
+  }
+
+  private setAttributeHandler<E extends types.Event>(
+    type: string,
+    handler: ((event: E) => void) | null,
+  ): void {
+    const listeners = (this.attributeListeners ??= new Map())
+    const previous = listeners.get(type)
+    if (previous !== undefined) {
+      this.removeListener(type, previous.adapted)
+      listeners.delete(type)
+    }
+    if (typeof handler !== 'function') return
+    const adapted = adaptListener(this, type as WhatwgType, handler as WhatwgListener<types.Event>, true)
+    listeners.set(type, { handler, adapted })
+    this.on(type, adapted)
   }
 
   // ------------------------------------------------------------- delivery (both ends)
@@ -309,9 +456,23 @@ export class WebSocket extends EventEmitter {
     this.emit('message', payload, isBinary)
   }
 
+  /** @internal The socket drained: the send callbacks held for it run. */
+  deliverDrain(): void {
+    const callbacks = this.drainCallbacks
+    if (callbacks.length === 0) return
+    this.drainCallbacks = []
+    for (const callback of callbacks) callback()
+  }
+
   /** @internal */
   deliverClose(info: CloseInfo): void {
     this.state = WebSocket.CLOSED
+    this.userPaused = false
+    // Messages still held behind a backed-up socket died with it.
+    const callbacks = this.drainCallbacks
+    this.drainCallbacks = []
+    for (const callback of callbacks)
+      callback(new Error('WebSocket closed before the message was written: readyState 3 (CLOSED)'))
     // ws reports 1005 when the close frame had no code, and 1006 without a close frame.
     this.emit('close', info.code, Buffer.from(info.reason))
   }
@@ -340,7 +501,8 @@ export class WebSocket extends EventEmitter {
           this.state = WebSocket.CLOSED
           const status = response === undefined ? 0 : Number(response.startLine[1])
           if (response !== undefined && status !== 101 && this.listenerCount('unexpected-response') > 0) {
-            this.emit('unexpected-response', { method: 'GET', url: this.url }, responseLike(status, response))
+            const request: types.UpgradeRequest = { method: 'GET', url: this.url }
+            this.emit('unexpected-response', request, responseLike(status, response))
           } else {
             this.emit('error', error instanceof Error ? error : new Error(message))
           }
@@ -358,13 +520,89 @@ export class WebSocket extends EventEmitter {
         this.state = WebSocket.CLOSING
       },
       onProtocolError: (error: ProtocolError) => this.deliverError(error),
-      onDrain: () => {},
+      onDrain: () => this.deliverDrain(),
       onClosed: (info) => {
         if (this.backend.kind === 'client') this.backend.client.stopTimers()
         this.deliverClose(info)
       },
     }
   }
+}
+
+/**
+ * The event overloads of @types/ws: `ws.on('message', (data, isBinary) => …)` gets its parameter
+ * types without annotations. Declared on an interface merged with the class, so they add types
+ * and no code (EventEmitter's methods do the work).
+ */
+type WsListener<A extends unknown[]> = (this: WebSocket, ...args: A) => void
+type WsListenerNoThis<A extends unknown[]> = (...args: A) => void
+interface WebSocketEvents {
+  close: [code: number, reason: Buffer]
+  error: [error: Error]
+  upgrade: [response: types.UpgradeResponse]
+  message: [data: types.RawData, isBinary: boolean]
+  open: []
+  ping: [data: Buffer]
+  pong: [data: Buffer]
+  redirect: [url: string, request: ClientRequest]
+  'unexpected-response': [request: types.UpgradeRequest, response: types.UpgradeResponse]
+}
+
+export interface WebSocket {
+  on<K extends keyof WebSocketEvents>(event: K, listener: WsListener<WebSocketEvents[K]>): this
+  // biome-ignore lint/suspicious/noExplicitAny: any event name takes any listener, as in @types/ws.
+  on(event: string | symbol, listener: (this: WebSocket, ...args: any[]) => void): this
+  once<K extends keyof WebSocketEvents>(event: K, listener: WsListener<WebSocketEvents[K]>): this
+  // biome-ignore lint/suspicious/noExplicitAny: as above.
+  once(event: string | symbol, listener: (this: WebSocket, ...args: any[]) => void): this
+  off<K extends keyof WebSocketEvents>(event: K, listener: WsListener<WebSocketEvents[K]>): this
+  // biome-ignore lint/suspicious/noExplicitAny: as above.
+  off(event: string | symbol, listener: (this: WebSocket, ...args: any[]) => void): this
+  addListener<K extends keyof WebSocketEvents>(event: K, listener: WsListenerNoThis<WebSocketEvents[K]>): this
+  // biome-ignore lint/suspicious/noExplicitAny: as above.
+  addListener(event: string | symbol, listener: (...args: any[]) => void): this
+  removeListener<K extends keyof WebSocketEvents>(
+    event: K,
+    listener: WsListenerNoThis<WebSocketEvents[K]>,
+  ): this
+  // biome-ignore lint/suspicious/noExplicitAny: as above.
+  removeListener(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+/**
+ * The names @types/ws puts on `WebSocket`: `WebSocket.RawData`, `WebSocket.ServerOptions`,
+ * `WebSocket.Server`... usable in type positions, as in code written for `ws`.
+ */
+export declare namespace WebSocket {
+  type RawData = types.RawData
+  type Data = types.Data
+  type CertMeta = types.CertMeta
+  type VerifyClientCallbackSync<Request extends IncomingMessage = IncomingMessage> =
+    types.VerifyClientCallbackSync<Request>
+  type VerifyClientCallbackAsync<Request extends IncomingMessage = IncomingMessage> =
+    types.VerifyClientCallbackAsync<Request>
+  type ClientOptions = types.ClientOptions
+  type PerMessageDeflateOptions = types.PerMessageDeflateOptions
+  type Event = types.Event
+  type ErrorEvent = types.ErrorEvent
+  type CloseEvent = types.CloseEvent
+  type MessageEvent = types.MessageEvent
+  type WebSocketEventMap = types.WebSocketEventMap
+  type EventListenerOptions = types.EventListenerOptions
+  type ServerOptions<
+    T extends typeof WebSocket = typeof WebSocket,
+    U extends typeof IncomingMessage = typeof IncomingMessage,
+  > = types.ServerOptions<T, U>
+  type AddressInfo = types.AddressInfo
+  type Server<
+    T extends typeof WebSocket = typeof WebSocket,
+    U extends typeof IncomingMessage = typeof IncomingMessage,
+  > = WebSocketServer<T, U>
+  type WebSocketServer<
+    T extends typeof WebSocket = typeof WebSocket,
+    U extends typeof IncomingMessage = typeof IncomingMessage,
+  > = import('./websocket-server.js').WebSocketServer<T, U>
+  type WebSocket = import('./websocket.js').WebSocket
 }
 
 for (const [name, value] of [
@@ -376,14 +614,147 @@ for (const [name, value] of [
   Object.defineProperty(WebSocket.prototype, name, { value, enumerable: true })
 }
 
+// ------------------------------------------------------------- WHATWG-style listeners
+
+type WhatwgType = keyof types.WebSocketEventMap
+type WhatwgListener<E> = ((event: E) => void) | { handleEvent(event: E): void }
+
+const kWhatwgListener = Symbol('rally.ws.whatwgListener')
+const kAttribute = Symbol('rally.ws.attribute')
+
+/** An EventEmitter listener standing for a WHATWG-style one. */
+type Adapted = ((...args: unknown[]) => void) & {
+  [kWhatwgListener]?: unknown
+  [kAttribute]?: boolean
+}
+
+interface EventAttribute {
+  handler: unknown
+  adapted: Adapted
+}
+
+function isWhatwgType(type: string): type is WhatwgType {
+  return type === 'open' || type === 'message' || type === 'close' || type === 'error'
+}
+
+/** Wraps a WHATWG-style listener: the emitter's arguments become an event object. */
+function adaptListener(
+  target: WebSocket,
+  type: WhatwgType,
+  listener: WhatwgListener<types.Event>,
+  attribute: boolean,
+): Adapted {
+  const call = (event: types.Event): void => {
+    if (typeof listener === 'function') listener.call(target, event)
+    else listener.handleEvent(event)
+  }
+  let adapted: Adapted
+  switch (type) {
+    case 'open':
+      adapted = () => call({ type, target })
+      break
+    case 'message':
+      adapted = (data, isBinary) => {
+        const payload = isBinary ? (data as types.RawData) : (data as Buffer).toString()
+        call({ type, target, data: payload } as types.MessageEvent)
+      }
+      break
+    case 'close':
+      adapted = (code, reason) =>
+        call({
+          type,
+          target,
+          code: code as number,
+          reason: (reason as Buffer).toString(),
+          // ws: clean when the closing handshake completed, which a 1006 says it did not.
+          wasClean: code !== CloseCode.Abnormal,
+        } as types.CloseEvent)
+      break
+    case 'error':
+      adapted = (error) =>
+        call({ type, target, error, message: (error as Error)?.message ?? '' } as types.ErrorEvent)
+      break
+  }
+  adapted[kWhatwgListener] = listener
+  adapted[kAttribute] = attribute
+  return adapted
+}
+
+// ------------------------------------------------------------- helpers
+
 /** What ws passes as the `upgrade` / `unexpected-response` response: status and headers. */
-function responseLike(
-  status: number,
-  head: HttpHead,
-): { statusCode: number; statusMessage: string; headers: Record<string, string> } {
+function responseLike(status: number, head: HttpHead): types.UpgradeResponse {
   const headers: Record<string, string> = {}
   for (const [name, values] of Object.entries(head.fields)) headers[name] = values.join(', ')
   return { statusCode: status, statusMessage: head.startLine[2], headers }
+}
+
+/** ws's own option names, handled above: never passed to tls.connect. */
+const KNOWN_WS_CLIENT_FIELDS = new Set([
+  'headers',
+  'origin',
+  'perMessageDeflate',
+  'maxPayload',
+  'handshakeTimeout',
+  'autoPong',
+  'protocolVersion',
+])
+
+/** Request headers as node:http takes them (numbers, arrays, a flat list) as name → value. */
+function normalizeHeaders(
+  headers: OutgoingHttpHeaders | readonly string[] | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (headers === undefined) return out
+  if (Array.isArray(headers)) {
+    for (let i = 0; i + 1 < headers.length; i += 2) out[headers[i]!] = headers[i + 1]!
+    return out
+  }
+  for (const [name, value] of Object.entries(headers as OutgoingHttpHeaders)) {
+    if (value === undefined) continue
+    out[name] = Array.isArray(value) ? value.join(', ') : String(value)
+  }
+  return out
+}
+
+/** ws's permessage-deflate options in Rally's terms. */
+export function toNativeDeflate(
+  options: boolean | types.PerMessageDeflateOptions | undefined,
+): boolean | import('../../protocol/extensions/permessage-deflate.js').PerMessageDeflateOptions | undefined {
+  if (options === undefined || typeof options === 'boolean') return options
+  const { zlibDeflateOptions, level, memLevel, ...rest } = options
+  const native: import('../../protocol/extensions/permessage-deflate.js').PerMessageDeflateOptions = {}
+  if (rest.serverNoContextTakeover !== undefined)
+    native.serverNoContextTakeover = rest.serverNoContextTakeover
+  if (rest.clientNoContextTakeover !== undefined)
+    native.clientNoContextTakeover = rest.clientNoContextTakeover
+  // ws treats 0 (and undefined) as "not set"; Rally validates 8-15.
+  if (rest.serverMaxWindowBits) native.serverMaxWindowBits = rest.serverMaxWindowBits
+  if (rest.clientMaxWindowBits) native.clientMaxWindowBits = rest.clientMaxWindowBits
+  if (rest.threshold !== undefined) native.threshold = rest.threshold
+  const zlibLevel = level ?? zlibDeflateOptions?.level
+  const zlibMemLevel = memLevel ?? zlibDeflateOptions?.memLevel
+  if (zlibLevel !== undefined) native.level = zlibLevel
+  if (zlibMemLevel !== undefined) native.memLevel = zlibMemLevel
+  return native
+}
+
+/** ws's send conversions: numbers as text, arrays of bytes and `valueOf` objects as bytes. */
+function toSendData(data: types.SendableData): SendData {
+  if (typeof data === 'string') return data
+  if (typeof data === 'number') return String(data)
+  if (ArrayBuffer.isView(data) || data instanceof ArrayBuffer) return data
+  if (typeof SharedArrayBuffer !== 'undefined' && data instanceof SharedArrayBuffer)
+    return new Uint8Array(data)
+  if (Array.isArray(data)) {
+    // A list of buffers is one message in pieces (ws's 'fragments'); otherwise byte values.
+    if (data.length > 0 && data.every((item) => item instanceof Uint8Array))
+      return Buffer.concat(data as Uint8Array[])
+    return Buffer.from(data as number[])
+  }
+  const value = (data as { valueOf(): unknown }).valueOf()
+  if (value !== data && value !== undefined && value !== null) return toSendData(value as types.SendableData)
+  throw new TypeError('send() takes a string, a number, bytes or an array of bytes')
 }
 
 function toUint8(data: SendData): Uint8Array {

@@ -1,0 +1,95 @@
+/**
+ * Types as TypeScript users get them from the built package:
+ * - a corpus of ordinary `ws` code (test/package/fixtures/ws-corpus, ES modules and CommonJS)
+ *   compiles against `ws` + `@types/ws` — the corpus is genuine — and against `rallyjs/ws` with
+ *   only the module specifier changed: the drop-in claim, for TypeScript;
+ * - browser code for the WHATWG WebSocket (fixtures/dom-client) compiles against `rallyjs` under
+ *   --strict: handlers and addEventListener are typed per event as lib.dom.d.ts types them.
+ * The fixtures hold `@ts-expect-error` lines too, so types that went `any` would fail the check.
+ */
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { type BuiltPackage, buildPackage, makeApp, root, strictTsconfig, typeCheck } from './helpers.js'
+
+const fixtures = join(root, 'test', 'package', 'fixtures')
+const corpus = {
+  'esm.ts': readFileSync(join(fixtures, 'ws-corpus', 'esm.ts'), 'utf8'),
+  'cjs.cts': readFileSync(join(fixtures, 'ws-corpus', 'cjs.cts'), 'utf8'),
+}
+const nodeTypes = join(root, 'node_modules', '@types', 'node')
+
+/** The corpus with `ws` replaced by `rallyjs/ws` in imports and requires, and nothing else. */
+function toRally(source: string): string {
+  const changed = source
+    .replace(/from 'ws'/g, "from 'rallyjs/ws'")
+    .replace(/require\('ws'\)/g, "require('rallyjs/ws')")
+  assert.notEqual(changed, source, 'the corpus imports ws')
+  return changed
+}
+
+let built: BuiltPackage
+
+before(() => {
+  built = buildPackage()
+})
+
+after(() => built?.remove())
+
+describe('rallyjs/ws types match @types/ws', () => {
+  it('the corpus is genuine ws code: it compiles against ws + @types/ws', () => {
+    const app = makeApp(
+      built.dir,
+      'with-types-ws',
+      {
+        ws: join(root, 'node_modules', 'ws'),
+        '@types/ws': join(root, 'node_modules', '@types', 'ws'),
+        '@types/node': nodeTypes,
+      },
+      {
+        'package.json': JSON.stringify({ type: 'module' }),
+        'tsconfig.json': strictTsconfig(['*.ts', '*.cts']),
+        ...corpus,
+      },
+    )
+    const { status, output } = typeCheck(app)
+    assert.equal(status, 0, output)
+  })
+
+  it('the same corpus compiles against rallyjs/ws with only the import changed (ESM and CommonJS)', () => {
+    const app = makeApp(
+      built.dir,
+      'with-rallyjs',
+      { rallyjs: built.pkg, '@types/node': nodeTypes },
+      {
+        'package.json': JSON.stringify({ type: 'module' }),
+        'tsconfig.json': strictTsconfig(['*.ts', '*.cts']),
+        'esm.ts': toRally(corpus['esm.ts']),
+        'cjs.cts': toRally(corpus['cjs.cts']),
+      },
+    )
+    const { status, output } = typeCheck(app)
+    assert.equal(status, 0, output)
+  })
+})
+
+describe('the WHATWG client is typed like a browser WebSocket', () => {
+  it('browser code (onmessage, addEventListener per event) compiles against rallyjs under --strict', () => {
+    const source = readFileSync(join(fixtures, 'dom-client', 'browser-code.ts'), 'utf8')
+    const changed = source.replace("'../../../../src/index.js'", "'rallyjs'")
+    assert.notEqual(changed, source)
+    const app = makeApp(
+      built.dir,
+      'browser-code',
+      { rallyjs: built.pkg, '@types/node': nodeTypes },
+      {
+        'package.json': JSON.stringify({ type: 'module' }),
+        'tsconfig.json': strictTsconfig(['*.ts']),
+        'browser-code.ts': changed,
+      },
+    )
+    const { status, output } = typeCheck(app)
+    assert.equal(status, 0, output)
+  })
+})

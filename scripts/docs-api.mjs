@@ -13,7 +13,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Application, Comment, ReflectionKind } from 'typedoc'
+import { Application, Comment, Converter, ReflectionKind } from 'typedoc'
+import ts from 'typescript'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
@@ -36,6 +37,50 @@ export function publicEntryPoints(root = ROOT) {
 function typedocModuleName(source) {
   const path = source.slice('src/'.length, -'.ts'.length).replace(/(^|\/)index$/, '')
   return path === '' ? 'index' : path
+}
+
+/**
+ * What TypeDoc's model leaves out, read from the TypeScript checker while it converts: the
+ * members of a type an exported alias names when that type itself is not exported (the client's
+ * `WebSocketOptions = ClientOptions`), and the full initializer of a constant (DEFAULT_LIMITS,
+ * which TypeDoc shortens to "..."). By reflection id.
+ */
+const extras = new Map()
+
+function recordExtras(context, reflection) {
+  const symbol = context.getSymbolFromReflection(reflection)
+  const declaration = symbol?.valueDeclaration ?? symbol?.declarations?.[0]
+  if (symbol === undefined || declaration === undefined) return
+  const checker = context.checker
+  if (reflection.kindOf(ReflectionKind.Variable)) {
+    if (ts.isVariableDeclaration(declaration) && declaration.initializer !== undefined)
+      extras.set(reflection.id, { initializer: declaration.initializer.getText() })
+    return
+  }
+  if (!ts.isTypeAliasDeclaration(declaration) || !ts.isTypeReferenceNode(declaration.type)) return
+  const type = checker.getDeclaredTypeOfSymbol(symbol)
+  if (type.isUnion() || !(type.flags & ts.TypeFlags.Object)) return
+  const members = checker.getPropertiesOfType(type).map((property) => ({
+    name: property.name,
+    optional: (property.flags & ts.SymbolFlags.Optional) !== 0,
+    // An optional member's "| undefined" is what the "?" already says.
+    type: checker
+      .typeToString(checker.getTypeOfSymbolAtLocation(property, declaration))
+      .replace(/ \| undefined$/, ''),
+    description: ts.displayPartsToString(property.getDocumentationComment(checker)).trim(),
+  }))
+  extras.set(reflection.id, { members })
+}
+
+/** The members of an alias's target that is not in the reference itself, as a table. */
+function aliasedMembersTable(reflection) {
+  const members = extras.get(reflection.id)?.members
+  if (members === undefined || members.length === 0 || reflection.type?.reflection !== undefined) return ''
+  const rows = members.map((member) => {
+    const fallback = defaultInText(member.description)
+    return `| \`${member.name}${member.optional ? '?' : ''}\` | \`${cell(member.type)}\` | ${cell(fallback)} | ${cell(member.description)} |`
+  })
+  return `| member | type | default | description |\n| --- | --- | --- | --- |\n${rows.join('\n')}\n`
 }
 
 const KIND_ORDER = [
@@ -66,7 +111,11 @@ function defaultOf(reflection) {
   if (tag !== undefined) return text(tag.content).replace(/^```\w*\n?|\n?```$/g, '')
   if (reflection.defaultValue !== undefined && reflection.defaultValue !== '...')
     return `\`${reflection.defaultValue}\``
-  const description = summary(reflection)
+  return defaultInText(summary(reflection))
+}
+
+/** The clause of a description that starts with "Default", or the value it marks "(default)". */
+function defaultInText(description) {
   const sentence = /(?:^|[.(;,]\s*)[Dd]efaults?(?: to|:)?\s+((?:[^.;]|\.\d)+)/.exec(description)
   if (sentence !== null) return sentence[1].trim()
   // "'drop' (default) — …"
@@ -164,9 +213,13 @@ function renderExport(reflection) {
   }
   if (reflection.kindOf(ReflectionKind.TypeAlias) || reflection.kindOf(ReflectionKind.Variable)) {
     const keyword = reflection.kindOf(ReflectionKind.TypeAlias) ? 'type' : 'const'
-    out.push('```ts', `${keyword} ${reflection.name} = ${reflection.type ?? 'unknown'}`, '```', '')
-    if (reflection.defaultValue !== undefined && keyword === 'const')
-      out.push(`Value: \`${cell(reflection.defaultValue)}\``, '')
+    const separator = keyword === 'type' ? ' =' : ':'
+    out.push('```ts', `${keyword} ${reflection.name}${separator} ${reflection.type ?? 'unknown'}`, '```', '')
+    const initializer = extras.get(reflection.id)?.initializer
+    if (keyword === 'const' && initializer !== undefined && initializer.length <= 1500)
+      out.push('Value:', '', '```ts', initializer, '```', '')
+    const aliased = aliasedMembersTable(reflection)
+    if (aliased !== '') out.push(aliased)
   }
   const table = membersTable(reflection)
   if (table !== '') out.push(table)
@@ -221,6 +274,7 @@ export async function generate(out = join(ROOT, 'docs', 'api')) {
     skipErrorChecking: true,
     logLevel: 'Error',
   })
+  app.converter.on(Converter.EVENT_CREATE_DECLARATION, recordExtras)
   const project = await app.convert()
   if (project === undefined) throw new Error('TypeDoc could not convert the project')
   const modules = new Map((project.children ?? []).map((module) => [module.name, module]))

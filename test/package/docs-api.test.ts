@@ -70,11 +70,23 @@ describe('the API reference in docs/api', () => {
     assert.deepEqual(missing, [], 'exports missing from docs/api (run npm run docs:api)')
   })
 
-  it('gives the documented defaults of the server options', () => {
+  it('gives the documented defaults of the server and client options and of the limits', () => {
     const page = readFileSync(join(ROOT, 'docs', 'api', 'rallyjs.md'), 'utf8')
-    const row = (name: string) => page.split('\n').find((line) => line.startsWith(`| \`${name}\``))
-    assert.match(row('maxPayload?') ?? '', /\| 16 MiB \|/)
-    assert.match(row('closeTimeout?') ?? '', /\| 5000 \|/)
-    assert.match(row('maxMessageSize') ?? '', /\| 16 MiB \|/)
+    /** The row of `member` in the section of export `name`. */
+    const row = (name: string, member: string): string => {
+      const start = page.indexOf(`### \`${name}\``)
+      assert.ok(start >= 0, `no section for ${name}`)
+      const end = page.indexOf('\n### ', start + 1)
+      const section = page.slice(start, end === -1 ? undefined : end)
+      return section.split('\n').find((line) => line.startsWith(`| \`${member}\``)) ?? ''
+    }
+    assert.match(row('ServerOptions', 'maxPayload?'), /\| 16 MiB \|/)
+    assert.match(row('ServerOptions', 'closeTimeout?'), /\| 5000 \|/)
+    assert.match(row('ServerOptions', 'handshakeTimeout?'), /\| 10000 ms \|/)
+    assert.match(row('Limits', 'maxMessageSize'), /\| 16 MiB \|/)
+    // The client's options: an alias of a type the root does not export, expanded in place.
+    assert.match(row('WebSocketOptions', 'handshakeTimeout?'), /\| 30000 \|/)
+    // DEFAULT_LIMITS with its value, not TypeDoc's "...".
+    assert.match(page, /### `DEFAULT_LIMITS`[^#]*maxFragments: 4096/)
   })
 })

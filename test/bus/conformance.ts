@@ -255,6 +255,56 @@ export function busConformance(spec: BusUnderTest): void {
       assert.equal(result.complete, true)
     })
 
+    test('history ttl 0 has no age limit, only the size', async () => {
+      const bus = await node()
+      const channel = channelName('no-ttl')
+      let epoch = ''
+      for (let i = 1; i <= 3; i++)
+        epoch = (await bus.publish(channel, { data: String(i), history: { size: 2, ttl: 0 } })).epoch
+      const result = await bus.history(channel, { since: { offset: 1, epoch } })
+      assert.deepEqual(offsetsOf(result.publications), [2, 3])
+      assert.equal(result.complete, true)
+    })
+
+    test('channel names with dots, wildcards, spaces, braces and non-ASCII stay distinct and work', async () => {
+      const a = await node()
+      const b = spec.shared ? await node() : a
+      const names = [
+        'chat.room',
+        'chat*room',
+        'chat>room',
+        'chat room',
+        'chat{room}',
+        'chat=2eroom',
+        'café:☕',
+      ]
+      const suffix = `-${channelName('names')}`
+      const inboxes = new Map<string, Inbox<BusPublication>>()
+      for (const name of names) {
+        const inbox = new Inbox<BusPublication>()
+        inboxes.set(name, inbox)
+        await b.subscribe(name + suffix, inbox.push)
+      }
+      for (const name of names) await a.publish(name + suffix, { data: JSON.stringify(name), history: KEEP })
+      for (const name of names) {
+        const [received] = await inboxes.get(name)!.until(1, `a publication on ${name}`)
+        assert.deepEqual(
+          [received!.channel, received!.offset, received!.data],
+          [name + suffix, 1, JSON.stringify(name)],
+        )
+        const history = await b.history(name + suffix, {})
+        assert.deepEqual(
+          history.publications.map((p) => p.data),
+          [JSON.stringify(name)],
+        )
+        await a.join(name + suffix, { client: `c-${name}`, user: 'u' })
+        assert.deepEqual(
+          (await b.members(name + suffix)).map((m) => m.client),
+          [`c-${name}`],
+        )
+      }
+    })
+
     test('history size 0 keeps nothing but still assigns offsets', async () => {
       const bus = await node()
       const channel = channelName('no-history')
@@ -386,9 +436,10 @@ export function busConformance(spec: BusUnderTest): void {
     test('the epoch changes when the broker loses its history', {
       skip: !spec.loseHistory && 'no broker to flush',
     }, async () => {
-      const a = await node()
-      const b = await node()
+      const a = await node({ presenceTtl: 600 })
+      const b = await node({ presenceTtl: 600 })
       const channel = channelName('epoch')
+      await a.join(channel, { client: 'ca', user: 'ua' })
       await a.publish(channel, { data: '1', history: KEEP })
       const before = await a.publish(channel, { data: '2', history: KEEP })
       const gaps = new Inbox<readonly string[]>()
@@ -401,6 +452,11 @@ export function busConformance(spec: BusUnderTest): void {
       const result = await b.history(channel, { since: before })
       assert.equal(result.complete, false, 'a position from the lost epoch is never reported complete')
       assert.deepEqual(result.latest, afterLoss)
+      // Presence converges again: the live node writes its members back on its next refresh.
+      await eventually(
+        async () => (await b.members(channel)).some((m) => m.client === 'ca'),
+        'the live node’s member to come back',
+      )
     })
 
     test('a broker restart: buses reconnect, resubscribe, report the gap, and deliver again', {

@@ -239,6 +239,8 @@ export class NatsBus implements Bus {
   async #afterReconnect(): Promise<void> {
     if (this.#closed) return
     this.#streams.clear()
+    // The presence bucket may be gone too (a wiped server): bind or create it again on next use.
+    this.#kv = undefined
     try {
       await this.#nc.flush()
     } catch {

@@ -101,8 +101,11 @@ else
   size, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
   redis.call('HSET', KEYS[1], 'hs', ARGV[4], 'ht', ARGV[5])
 end
-if size > 0 and ttl > 0 then
-  local fields = {'t', now, 'x', string.format('%.0f', nowMs + ttl), 'd', ARGV[2]}
+if size > 0 then
+  -- Expiry 0: no age limit (ttl 0), only the size.
+  local expiry = '0'
+  if ttl > 0 then expiry = string.format('%.0f', nowMs + ttl) end
+  local fields = {'t', now, 'x', expiry, 'd', ARGV[2]}
   if ARGV[3] ~= '' then table.insert(fields, 'i'); table.insert(fields, ARGV[3]) end
   redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', unpack(fields))
   local keep = nil
@@ -112,14 +115,14 @@ if size > 0 and ttl > 0 then
     for _, entry in ipairs(oldest) do
       local f = entry[2]
       for i = 1, #f, 2 do
-        if f[i] == 'x' and tonumber(f[i + 1]) > nowMs then keep = entry[1] end
+        if f[i] == 'x' and (f[i + 1] == '0' or tonumber(f[i + 1]) > nowMs) then keep = entry[1] end
       end
       if keep ~= nil then break end
     end
     if keep == nil then redis.call('XTRIM', KEYS[2], 'MINID', oldest[#oldest][1] .. '1') end
   end
   if keep ~= nil then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
 else
   redis.call('DEL', KEYS[2])
 end
@@ -161,7 +164,7 @@ for _, entry in ipairs(entries) do
     elseif f[i] == 'd' then data = f[i + 1]
     elseif f[i] == 'i' then info = f[i + 1] end
   end
-  if expiry > nowMs then
+  if expiry == 0 or expiry > nowMs then
     table.insert(out, string.sub(entry[1], 1, -3))
     table.insert(out, time)
     table.insert(out, data)

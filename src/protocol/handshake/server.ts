@@ -74,11 +74,12 @@ export function validateRequest(request: HandshakeRequest): ValidatedRequest {
 }
 
 function isHttp11OrLater(version: string): boolean {
-  const dot = version.indexOf('.')
-  const major = Number(dot === -1 ? version : version.slice(0, dot))
-  const minor = dot === -1 ? 0 : Number(version.slice(dot + 1))
-  // HTTP/2 and later upgrade differently (RFC 8441); only HTTP/1.1 carries this handshake.
-  return major === 1 && minor >= 1
+  // RFC 9112 2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT. Read as numbers, "1.10", "01.1"
+  // and "1.1e3" passed for 1.1 (caught by the http-head fuzz target); Node's parser refuses them.
+  // HTTP/2 and later upgrade differently (RFC 8441); only HTTP/1.x, x >= 1, carries this handshake.
+  if (version.length !== 3 || version[0] !== '1' || version[1] !== '.') return false
+  const minor = version.charCodeAt(2)
+  return minor >= 0x31 && minor <= 0x39
 }
 
 export interface AcceptOptions {

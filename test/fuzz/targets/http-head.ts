@@ -12,12 +12,14 @@
  */
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
+import type { Socket } from 'node:net'
 import { HandshakeError } from '../../../src/protocol/errors.js'
 import { generateKey } from '../../../src/protocol/handshake/accept-key.js'
 import { validateResponse } from '../../../src/protocol/handshake/client.js'
 import { isToken } from '../../../src/protocol/handshake/headers.js'
 import { type HttpHead, HttpHeadParser } from '../../../src/protocol/handshake/http-head.js'
 import { buildAcceptResponse, validateRequest } from '../../../src/protocol/handshake/server.js'
+import { requestFromHead } from '../../../src/server/upgrade-request.js'
 import type { FuzzTarget } from '../engine.js'
 
 const OPTIONS = { maxHeaderBytes: 512, maxHeaderCount: 12 }
@@ -64,21 +66,33 @@ function checkHead(head: HttpHead): void {
   assert.ok(count <= OPTIONS.maxHeaderCount, `${count} fields passed maxHeaderCount`)
 }
 
-/** The server's decision on a request head; HandshakeErrors must carry an answerable status. */
+/** Stands in for the socket: building the request only keeps a reference to it. */
+const socket = {} as Socket
+
+/**
+ * The server's decision on a request head, as on its own port: the request object the `upgrade`
+ * handler sees, then the handshake's validation. Refusals must carry an answerable status.
+ */
 function serverDecision(head: HttpHead): void {
-  const version = head.startLine[2]
   let validated: ReturnType<typeof validateRequest>
   try {
+    const request = requestFromHead(head, socket)
+    // The application may read any of these; none may throw.
+    void request.headers
+    void request.rawHeaders
     validated = validateRequest({
-      method: head.startLine[0],
-      httpVersion: version.startsWith('HTTP/') ? version.slice(5) : version,
-      fields: head.fields,
+      method: request.method ?? '',
+      httpVersion: request.httpVersion,
+      fields: request.headersDistinct,
     })
   } catch (error) {
     if (!(error instanceof HandshakeError)) throw error
     assert.ok(SERVER_STATUSES.has(error.status), `the server would answer ${error.status}`)
     return
   }
+  // RFC 9112 2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT; the handshake needs 1.1 (RFC 6455
+  // 4.2.1). Node's own parser refuses anything else; so must ours.
+  assert.equal(head.startLine[2], 'HTTP/1.1', `a request line with ${head.startLine[2]} was accepted`)
   // What we accept, our own client must accept in turn.
   const protocol = validated.protocols[0]
   const response = new TextEncoder().encode(buildAcceptResponse(validated.key, { protocol }))
@@ -121,7 +135,7 @@ const text = (value: string): Uint8Array => new TextEncoder().encode(value)
 export const target: FuzzTarget = {
   name: 'http-head',
   maxLength: 600,
-  coverage: ['/src/protocol/'],
+  coverage: ['/src/protocol/', '/src/server/upgrade-request'],
   dictionary: [
     text('\r\n'),
     text('\r\n\r\n'),

@@ -25,7 +25,16 @@ import { collectSnippets } from '../../scripts/check-snippets.mjs'
 import { type CloseEvent, WebSocket } from '../../src/index.js'
 import { type Installed, packAndInstall, ROOT, run } from './pack.js'
 
-const PEERS = ['hono', '@hono/node-server', '@types/node', 'typescript']
+const PEERS = [
+  'hono',
+  '@hono/node-server',
+  'redis',
+  '@nats-io/transport-node',
+  '@nats-io/jetstream',
+  '@nats-io/kv',
+  '@types/node',
+  'typescript',
+]
 /** The probe's credentials, which README's server example accepts. */
 const PROBE_HEADERS = { Authorization: 'Bearer secret-token' }
 

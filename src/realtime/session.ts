@@ -220,11 +220,11 @@ export class RealtimeSession {
       return
     }
     const command = decoded.value
-    if (command.cmd === 'pong') return
     if (tooBig) {
-      this.refuseTooBig(command.id)
+      this.refuseTooBig(command.cmd === 'pong' ? undefined : command.id)
       return
     }
+    if (command.cmd === 'pong') return
     if (this.state === 'connecting') {
       if (command.cmd === 'connect') this.connect(command, now)
       else {
@@ -436,6 +436,12 @@ export class RealtimeSession {
     now: number,
   ): void {
     const limits = this.core.limits
+    // The rate first: a flood is refused before any work, whatever the commands say.
+    if (!this.subscribeBucket.take(now)) {
+      this.rateRefused(id, 'subscribe rate limit')
+      return
+    }
+    this.rateStrikes = 0
     if (this.subscriptions.has(channel)) {
       this.reply(errorReply(id, ErrorCode.AlreadySubscribed))
       return
@@ -445,11 +451,6 @@ export class RealtimeSession {
       this.reply(errorReply(id, ErrorCode.LimitExceeded, message))
       return
     }
-    if (!this.subscribeBucket.take(now)) {
-      this.rateRefused(id, 'subscribe rate limit')
-      return
-    }
-    this.rateStrikes = 0
     const subscription: SessionSubscription = { state: 'pending', joinLeave }
     this.subscriptions.set(channel, subscription)
     this.pendingCommands++

@@ -104,7 +104,7 @@ describe('realtime server: channels', () => {
     for (let i = 1; i <= 3; i++) await fixture.realtime.publish(channel, i)
     await a.collect(isPub(channel), 3)
     a.close()
-    await a.closed
+    await a.whenClosed()
     for (let i = 4; i <= 8; i++) await fixture.realtime.publish(channel, i)
     const again = await fixture.connected({ token: 'ann' })
     const recovered = await again.request('subscribe', { channel, since: { offset: 3, epoch } })
@@ -224,7 +224,7 @@ describe('realtime server: channels', () => {
     const repeat = await first.request('publish', { channel, data: 'once', key: 'k-1' })
     assert.deepEqual(repeat.result, original.result)
     first.close()
-    await first.closed
+    await first.whenClosed()
     const second = await fixture.connected({ token: 'ann', session: firstConnect.result?.client })
     const retried = await second.request('publish', { channel, data: 'once', key: 'k-1' })
     assert.deepEqual(retried.result, original.result)

@@ -50,7 +50,7 @@ describe('realtime server: connect', () => {
     assert.deepEqual(reply.error, { code: 101, message: 'bad token' })
     const disconnect = await client.next((e) => e.push === 'disconnect')
     assert.deepEqual(disconnect, { push: 'disconnect', code: 4501, reason: 'bad token', reconnect: false })
-    assert.equal((await client.closed).code, 4501)
+    assert.equal((await client.whenClosed()).code, 4501)
   })
 
   test('an expired token gets 109 and 4006 (reconnect with a new token)', async () => {
@@ -59,7 +59,7 @@ describe('realtime server: connect', () => {
     assert.equal(reply.error?.code, 109)
     const disconnect = await client.next((e) => e.push === 'disconnect')
     assert.equal(disconnect.reconnect, true)
-    assert.equal((await client.closed).code, 4006)
+    assert.equal((await client.whenClosed()).code, 4006)
   })
 
   test('the authenticate hook sees the upgrade request', async () => {
@@ -74,7 +74,7 @@ describe('realtime server: connect', () => {
     await client.opened
     const reply = await client.request('subscribe', { channel: 'chat:a' })
     assert.equal(reply.error?.code, 107)
-    assert.equal((await client.closed).code, 4502)
+    assert.equal((await client.whenClosed()).code, 4502)
   })
 
   test('an unknown protocol version gets 110 and 4503 (do not reconnect)', async () => {
@@ -84,7 +84,7 @@ describe('realtime server: connect', () => {
     assert.equal(reply.error?.code, 110)
     const disconnect = await client.next((e) => e.push === 'disconnect')
     assert.equal(disconnect.reconnect, false)
-    assert.equal((await client.closed).code, 4503)
+    assert.equal((await client.whenClosed()).code, 4503)
   })
 
   test('malformed envelopes: an answerable one gets 107 and the connection stays', async () => {
@@ -104,13 +104,13 @@ describe('realtime server: connect', () => {
     client.sendRaw('{not json')
     const disconnect = await client.next((e) => e.push === 'disconnect')
     assert.equal(disconnect.code, 4502)
-    assert.equal((await client.closed).code, 4502)
+    assert.equal((await client.whenClosed()).code, 4502)
   })
 
   test('binary messages are not part of the protocol: 4502', async () => {
     const client = await fixture.connected()
     client.ws.send(new Uint8Array([1, 2, 3]))
-    assert.equal((await client.closed).code, 4502)
+    assert.equal((await client.whenClosed()).code, 4502)
   })
 
   test('the server pings; a client that answers stays, one that stays silent is closed with 4002', async () => {
@@ -118,7 +118,7 @@ describe('realtime server: connect', () => {
     const silent = await fixture.connected()
     silent.autoPong = false
     await silent.next((e) => e.push === 'ping', 2000, 'a ping push')
-    const closed = await silent.closed
+    const closed = await silent.whenClosed()
     assert.equal(closed.code, 4002)
     // The live client has answered pings all along and is still connected.
     await live.collect((e) => e.push === 'ping', 2, 2000)
@@ -129,6 +129,6 @@ describe('realtime server: connect', () => {
   test('a socket that never sends connect is closed with 4004', async () => {
     const client = fixture.client()
     await client.opened
-    assert.equal((await client.closed).code, 4004)
+    assert.equal((await client.whenClosed()).code, 4004)
   })
 })

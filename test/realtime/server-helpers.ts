@@ -53,6 +53,11 @@ export class RawClient {
     })
   }
 
+  /** The close code and reason, bounded. */
+  whenClosed(ms = 3000): Promise<{ code: number; reason: string }> {
+    return within(this.closed, ms, 'the connection to close')
+  }
+
   sendRaw(text: string): void {
     this.ws.send(text)
   }

@@ -284,8 +284,10 @@ export class ClientConnection {
       const mark = driver.receiveCount
       driver.connection.ping()
       this.heartbeatTimer = setTimeout(() => {
-        // Nothing at all arrived since the ping — no pong, no message: the server is gone.
-        if (driver.receiveCount === mark) driver.terminate()
+        // Nothing at all arrived since the ping — no pong, no message: the server is gone. Unless
+        // reading is paused on purpose (pause(), a message waiting for decompression): then its
+        // answer waits unread, and judging resumes with reading (a resume counts as input).
+        if (driver.receiveCount === mark && !driver.readingHeld) driver.terminate()
         else this.heartbeatTimer = setTimeout(beat, Math.max(0, interval - timeout))
         this.heartbeatTimer?.unref()
       }, timeout)

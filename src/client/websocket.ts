@@ -49,9 +49,11 @@ export class WebSocket extends EventTarget {
   /**
    * Sent messages whose frames may still sit in the socket's buffer: where each frame ends in the
    * socket's byte stream, and its application bytes. bufferedAmount counts application data only
-   * (WHATWG), not framing, pongs or the close frame.
+   * (WHATWG), not framing, pongs or the close frame. `end` is -1 while the message waits in the
+   * connection's output sequencer (being compressed): `message`, its ordinal there, tells when
+   * it has left.
    */
-  private readonly inFlight: { end: number; size: number }[] = []
+  private readonly inFlight: { end: number; message: number; size: number }[] = []
   private inFlightBytes = 0
   private readonly client: ClientConnection
   /** The connection was failed (by the peer's fault or ours): the close event says 1006. */
@@ -96,9 +98,18 @@ export class WebSocket extends EventTarget {
     const driver = this.client.driver
     if (driver !== undefined) {
       const flushed = driver.bytesFlushedTotal
+      const connection = driver.connection
       let sent = 0
-      while (sent < this.inFlight.length && this.inFlight[sent]!.end <= flushed) {
-        this.inFlightBytes -= this.inFlight[sent]!.size
+      while (sent < this.inFlight.length) {
+        const entry = this.inFlight[sent]!
+        if (entry.end < 0) {
+          if (connection.messagesReleased < entry.message) break
+          // Written since: it ends at most where the byte stream ends now, an upper bound the
+          // socket's flushing catches up with.
+          entry.end = driver.bytesQueuedTotal
+        }
+        if (entry.end > flushed) break
+        this.inFlightBytes -= entry.size
         sent++
       }
       if (sent > 0) this.inFlight.splice(0, sent)
@@ -241,8 +252,11 @@ export class WebSocket extends EventTarget {
     if (typeof item === 'string') driver.connection.sendText(bytes)
     else driver.connection.sendBinary(bytes)
     // A message compressed off the event loop (over 64 KiB, or with context takeover) is not in
-    // the socket yet: it stops counting early, once the bytes before it are flushed.
-    this.inFlight.push({ end: driver.bytesQueuedTotal, size: bytes.length })
+    // the byte stream yet: it counts until it has left the output sequencer and been flushed.
+    const connection = driver.connection
+    const message = connection.messagesAccepted
+    const end = connection.messagesReleased < message ? -1 : driver.bytesQueuedTotal
+    this.inFlight.push({ end, message, size: bytes.length })
     this.inFlightBytes += bytes.length
     // Keep the record short when nothing reads bufferedAmount.
     if (this.inFlight.length > 1024) void this.bufferedAmount

@@ -3,9 +3,13 @@
  *
  * How each direction is done:
  * - Without context takeover (the server's default in both directions), a message is compressed
- *   or decompressed on its own. Up to SYNC_LIMIT bytes that is done synchronously with zlib's
- *   one-shot functions: about 10 µs for 1 KiB, no thread-pool round trip, no per-connection
- *   zlib state at all. Larger messages go to the thread pool through the process-wide limiter.
+ *   or decompressed on its own. Small ones are done synchronously with zlib's one-shot functions:
+ *   about 10 µs for 1 KiB, no thread-pool round trip, no per-connection zlib state at all.
+ *   "Small" bounds the work of the synchronous call: compression takes at most SYNC_LIMIT input
+ *   bytes; decompression at most SYNC_LIMIT compressed bytes AND produces at most
+ *   SYNC_INFLATE_OUTPUT_LIMIT bytes — the compressed size says nothing about the output (16 KiB
+ *   inflate to 16 MiB), so a message that would inflate past it is started again in the thread
+ *   pool. Larger messages go to the thread pool through the process-wide limiter.
  * - With context takeover, a zlib stream is kept per connection (created on first use) and every
  *   message goes through the thread pool, through the limiter.
  *
@@ -18,6 +22,7 @@
  * message never expands in memory beyond `maxPayload` plus one zlib chunk (16 KiB).
  */
 import { Buffer } from 'node:buffer'
+import { availableParallelism } from 'node:os'
 import {
   constants,
   createDeflateRaw,
@@ -29,28 +34,68 @@ import {
   inflateRaw,
   inflateRawSync,
 } from 'node:zlib'
-import type { MessageCompression } from '../protocol/extensions/compression.js'
+import { CompressionDeclinedError, type MessageCompression } from '../protocol/extensions/compression.js'
 import type { DeflateDirection } from '../protocol/extensions/permessage-deflate.js'
 import { ProtocolError, ProtocolErrorCode } from '../protocol/index.js'
 
 /** Messages up to this size are (de)compressed synchronously on the event loop. */
 export const SYNC_LIMIT = 64 * 1024
 
+/**
+ * The most a synchronous inflate may produce: about a millisecond of zlib work, so that no
+ * message holds the event loop longer (every other connection waits meanwhile). A message that
+ * inflates to more is decompressed again in the thread pool; at most this much work is wasted.
+ */
+export const SYNC_INFLATE_OUTPUT_LIMIT = 256 * 1024
+
+/** zlib's smallest output chunk (zlib.constants.Z_MIN_CHUNK). */
+const MIN_CHUNK_SIZE = 64
+
 /** RFC 7692 7.2.2: the receiver appends 00 00 FF FF before inflating. */
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff])
+
+/** Jobs the limiter keeps waiting, at most, by default (see ZlibLimiter). */
+export const DEFAULT_ZLIB_MAX_QUEUED = 4096
+/** Input bytes the limiter keeps waiting, at most, by default. */
+export const DEFAULT_ZLIB_MAX_QUEUED_BYTES = 256 * 1024 * 1024
+
+/**
+ * The limiter's queue is full: the job was refused without running. A compression then sends
+ * its message uncompressed; a decompression fails its connection with 1013 (Try Again Later).
+ */
+export class ZlibBusyError extends CompressionDeclinedError {
+  override readonly name = 'ZlibBusyError'
+}
 
 /**
  * A process-wide bound on zlib work in the thread pool: 10,000 connections sending large
  * messages at once queue here instead of fragmenting memory with 10,000 parallel zlib jobs or
- * starving the pool that file system and DNS calls also need.
+ * starving the pool that file system and DNS calls also need. The queue is bounded too, in jobs
+ * and in input bytes: past either bound a job is refused at once with ZlibBusyError.
  */
 export class ZlibLimiter {
   private running = 0
-  private readonly queue: (() => void)[] = []
+  private readonly queue: { start(): void; size: number }[] = []
+  private queuedBytes = 0
 
-  constructor(readonly concurrency: number) {}
+  constructor(
+    readonly concurrency: number,
+    readonly maxQueued = DEFAULT_ZLIB_MAX_QUEUED,
+    readonly maxQueuedBytes = DEFAULT_ZLIB_MAX_QUEUED_BYTES,
+  ) {
+    if (!Number.isInteger(concurrency) || concurrency < 1)
+      throw new RangeError('ZlibLimiter concurrency must be an integer ≥ 1')
+  }
 
-  run<T>(task: () => Promise<T>): Promise<T> {
+  /** Runs `task` when a slot is free; `size` (its input bytes) counts against the queue bound. */
+  run<T>(task: () => Promise<T>, size = 0): Promise<T> {
+    if (this.running >= this.concurrency) {
+      if (this.queue.length >= this.maxQueued || this.queuedBytes + size > this.maxQueuedBytes) {
+        return Promise.reject(
+          new ZlibBusyError(`zlib queue full (${this.queue.length} jobs, ${this.queuedBytes} bytes waiting)`),
+        )
+      }
+    }
     return new Promise<T>((resolve, reject) => {
       const start = (): void => {
         this.running++
@@ -59,11 +104,17 @@ export class ZlibLimiter {
           .finally(() => {
             this.running--
             const next = this.queue.shift()
-            if (next !== undefined) next()
+            if (next !== undefined) {
+              this.queuedBytes -= next.size
+              next.start()
+            }
           })
       }
       if (this.running < this.concurrency) start()
-      else this.queue.push(start)
+      else {
+        this.queue.push({ start, size })
+        this.queuedBytes += size
+      }
     })
   }
 
@@ -72,8 +123,12 @@ export class ZlibLimiter {
   }
 }
 
-/** Shared by every connection in the process. Two jobs at once: the machine has few cores. */
-export const zlibLimiter = new ZlibLimiter(2)
+/**
+ * Shared by every connection in the process: as many jobs at once as the machine can run in
+ * parallel (libuv's thread pool, UV_THREADPOOL_SIZE, default 4, must be at least as large for
+ * all of them to run at once; the rest wait here rather than in libuv's own queue).
+ */
+export const zlibLimiter = new ZlibLimiter(Math.max(1, availableParallelism()))
 
 /**
  * zlib refuses a 256-byte window for raw deflate and silently uses 512. That is still safe for
@@ -133,6 +188,7 @@ export class DeflateCodec implements MessageCompression {
               error ? reject(error) : resolve(stripTail(result)),
             )
           }),
+        data.length,
       )
     }
     const result = this.deflaterTail.then(() =>
@@ -140,8 +196,10 @@ export class DeflateCodec implements MessageCompression {
         if (this.closed) return Promise.reject(new Error('Compressor closed'))
         this.deflater ??= createDeflateRaw(zlibOptions)
         return streamThrough(this.deflater, [data], Number.POSITIVE_INFINITY, false).then(stripTail)
-      }),
+      }, data.length),
     )
+    // A ZlibBusyError comes before the compressor saw the message: its context is untouched, so
+    // the message may go uncompressed (the peer inflates only messages with RSV1 set).
     this.deflaterTail = result.catch(ignore)
     return result
   }
@@ -161,19 +219,31 @@ export class DeflateCodec implements MessageCompression {
         maxOutputLength: Math.max(1, maxSize),
       }
       if (length <= SYNC_LIMIT) {
+        // The synchronous call's output is bounded, not only its input: it stops once the output
+        // passes SYNC_INFLATE_OUTPUT_LIMIT, and a larger message starts again in the thread pool.
+        const syncOutputLimit = Math.min(zlibOptions.maxOutputLength, SYNC_INFLATE_OUTPUT_LIMIT)
         try {
-          return inflateRawSync(input, zlibOptions)
+          return inflateRawSync(input, { ...zlibOptions, maxOutputLength: syncOutputLimit })
         } catch (error) {
-          throw inflateError(error, maxSize)
+          if (!isOutputTooLarge(error) || syncOutputLimit === zlibOptions.maxOutputLength)
+            throw inflateError(error, maxSize)
         }
       }
       return this.limiter.run(
         () =>
           new Promise<Uint8Array>((resolve, reject) => {
-            inflateRaw(input, zlibOptions, (error, result) =>
-              error ? reject(inflateError(error, maxSize)) : resolve(result),
-            )
+            // One output chunk as large as the limit: the thread pool writes the message straight
+            // into the buffer that is delivered. With zlib's 16 KiB chunks the event loop would
+            // join them at the end — a copy into fresh memory, tens of milliseconds for 16 MiB.
+            // Pages of the chunk that zlib does not write are never touched, so never resident;
+            // a message much smaller than the chunk is copied out, to let the chunk go.
+            const chunkSize = Math.max(zlibOptions.maxOutputLength, MIN_CHUNK_SIZE)
+            inflateRaw(input, { ...zlibOptions, chunkSize }, (error, result) => {
+              if (error) reject(inflateError(error, maxSize))
+              else resolve(result.buffer.byteLength > 2 * result.length ? Buffer.from(result) : result)
+            })
           }),
+        input.length,
       )
     }
     const result = this.inflaterTail.then(() =>
@@ -181,7 +251,7 @@ export class DeflateCodec implements MessageCompression {
         if (this.closed) return Promise.reject(new Error('Decompressor closed'))
         this.inflater ??= createInflateRaw({ windowBits: decompress.windowBits })
         return streamThrough(this.inflater, [...pieces, TAIL], maxSize, true)
-      }),
+      }, length),
     )
     this.inflaterTail = result.catch(ignore)
     return result
@@ -258,6 +328,10 @@ function streamThrough(
 
 function ignore(): void {}
 
+function isOutputTooLarge(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE'
+}
+
 /** RFC 7692 7.2.1: remove the 00 00 FF FF that Z_SYNC_FLUSH ends with. */
 function stripTail(output: Buffer): Buffer {
   const n = output.length
@@ -273,9 +347,9 @@ function stripTail(output: Buffer): Buffer {
   return output
 }
 
-function inflateError(error: unknown, maxSize: number): ProtocolError {
-  if (error instanceof ProtocolError) return error
-  if ((error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+function inflateError(error: unknown, maxSize: number): ProtocolError | ZlibBusyError {
+  if (error instanceof ProtocolError || error instanceof ZlibBusyError) return error
+  if (isOutputTooLarge(error)) {
     return new ProtocolError(
       ProtocolErrorCode.MessageTooLarge,
       `Decompressed message exceeds the limit of ${maxSize} bytes`,

@@ -61,6 +61,13 @@ export const PauseReason = {
   User: 8,
 } as const
 
+/**
+ * Reasons for which we stop reading on purpose, whatever the peer does. Meanwhile its pongs and
+ * frames wait unread in the kernel: our silence is not its, so liveness checks hold off.
+ * (WriteBacklog is not one: it means the peer does not read what we send.)
+ */
+const DELIBERATE_PAUSES = PauseReason.Inflating | PauseReason.Application | PauseReason.User
+
 const kDriver = Symbol('rally.driver')
 
 /** Frames up to this size (header included) are copied into the turn's gathered buffer. */
@@ -106,12 +113,24 @@ export class SocketDriver implements ConnectionHandler {
   private gatheredLength = 0
   /** A socket write returned false and 'drain' has not come yet. */
   private backedUp = false
+  /**
+   * needsDrain said true because of messages still being compressed, not because of the socket:
+   * the 'drain' it promised comes when they have been written (outputFlushed), if the socket
+   * does not owe one itself by then.
+   */
+  private drainOwed = false
   /** The most this driver and its socket hold while not backed up (see isBufferedOver). */
   private readonly unbackedBound: number
   private closeTimer: NodeJS.Timeout | undefined
   private closed = false
+  /** The socket closed while received input was held behind a decompression (see transportClosed). */
+  private closeAwaitsInput = false
   private pauseReasons = 0
-  /** Chunks received so far: heartbeats and idle checks compare it with an earlier reading. */
+  /**
+   * Chunks received so far, plus one each time reading resumes after a deliberate pause (what
+   * the peer sent meanwhile is about to be read): heartbeats and idle checks compare it with an
+   * earlier reading.
+   */
   receiveCount = 0
   /** The socket's first error (a reset...), for the close information: not swallowed. */
   socketError: Error | undefined
@@ -234,12 +253,25 @@ export class SocketDriver implements ConnectionHandler {
   /** Clears `reason`; reading resumes once no reason is left. */
   resume(reason: number): void {
     if ((this.pauseReasons & reason) === 0) return
+    const wasHeld = this.readingHeld
     this.pauseReasons &= ~reason
+    // Liveness resumes with reading, from now: the peer is not judged by a ping it answered
+    // while we were not reading.
+    if (wasHeld && !this.readingHeld) this.receiveCount++
     if (this.pauseReasons === 0 && !this.closed) this.socket.resume()
   }
 
   get isPaused(): boolean {
     return this.pauseReasons !== 0
+  }
+
+  /**
+   * Whether reading is paused on purpose (the application paused it, its async handlers are
+   * pending, or a message waits for decompression): the peer cannot be judged dead by its
+   * silence meanwhile, since we are not reading what it sends.
+   */
+  get readingHeld(): boolean {
+    return (this.pauseReasons & DELIBERATE_PAUSES) !== 0
   }
 
   closeTransport(): void {
@@ -372,10 +404,30 @@ export class SocketDriver implements ConnectionHandler {
     this.listener.onInternalError?.(error)
   }
 
+  inputSettled(): void {
+    if (this.closeAwaitsInput) this.transportClosed()
+  }
+
+  outputFlushed(): void {
+    // The socket's own 'drain' keeps the promise if the socket is backed up now.
+    if (!this.drainOwed || this.socket.writableNeedDrain || this.closed) return
+    this.drainOwed = false
+    this.listener.onDrain()
+  }
+
   // ------------------------------------------------------------- calls from the API layer
 
-  /** Bytes written and not yet handed to the kernel (held for the end of the turn, or queued). */
+  /**
+   * Bytes sent and not yet handed to the kernel: in the socket, held for the end of the turn,
+   * and waiting in the connection's output sequencer (messages being compressed, what waits
+   * behind them, messages held behind an open fragmented message).
+   */
   get bufferedAmount(): number {
+    return this.writeBufferedAmount + this.connection.pendingOutputBytes
+  }
+
+  /** Bytes written by the connection that the socket has not handed to the kernel yet. */
+  private get writeBufferedAmount(): number {
     return this.socket.writableLength + this.gatheredLength + this.heldFirstLength
   }
 
@@ -392,18 +444,26 @@ export class SocketDriver implements ConnectionHandler {
    * once per subscriber).
    */
   isBufferedOver(limit: number): boolean {
-    if (!this.backedUp && limit >= this.unbackedBound) return false
+    const pending = this.connection.pendingOutputBytes
+    if (!this.backedUp && pending === 0 && limit >= this.unbackedBound) return false
     return this.bufferedAmount > limit
   }
 
   /** Bytes the socket has handed to the kernel so far. */
   get bytesFlushedTotal(): number {
-    return this.bytesQueuedTotal - this.bufferedAmount
+    return this.bytesQueuedTotal - this.writeBufferedAmount
   }
 
-  /** Whether the last write went over the socket's high-water mark. */
+  /**
+   * Whether the sender should wait for 'drain' (onDrain) before sending much more: the last write
+   * went over the socket's high-water mark, or as many bytes wait to be compressed. A true answer
+   * is a promise that onDrain will come.
+   */
   get needsDrain(): boolean {
-    return this.socket.writableNeedDrain
+    if (this.socket.writableNeedDrain) return true
+    if (this.connection.pendingOutputBytes < this.socket.writableHighWaterMark) return false
+    this.drainOwed = true
+    return true
   }
 
   /** Starts the closing handshake; the socket is destroyed if it does not finish in time. */
@@ -435,12 +495,19 @@ export class SocketDriver implements ConnectionHandler {
 
   handleDrain(): void {
     this.backedUp = false
+    this.drainOwed = false
     this.resume(PauseReason.WriteBacklog)
     this.listener.onDrain()
   }
 
   transportClosed(): void {
     if (this.closed) return
+    if (this.connection.isInputHeld) {
+      // What the peer sent before it closed — a message still being decompressed, and often its
+      // close frame after it — is delivered first, as ws does; inputSettled() comes back here.
+      this.closeAwaitsInput = true
+      return
+    }
     this.closed = true
     if (this.closeTimer !== undefined) {
       clearTimeout(this.closeTimer)

@@ -12,11 +12,11 @@
 import { Buffer } from 'node:buffer'
 import { CloseCode, encodeClosePayload, isValidWireCloseCode } from './close.js'
 import { ProtocolError, ProtocolErrorCode } from './errors.js'
-import type { MessageCompression } from './extensions/compression.js'
+import { CompressionDeclinedError, type MessageCompression } from './extensions/compression.js'
 import { type FrameHeader, FrameParser, type FrameSink, withDeflateSlack } from './frame-parser.js'
-import { encodeFrameHeader, encodeFrameInto, SMALL_FRAME_LIMIT } from './frame-writer.js'
 import { type Limits, resolveLimits } from './limits.js'
 import { Opcode } from './opcode.js'
+import { OutputSequencer, type OutputSink, type PreparedFrame } from './output-sequencer.js'
 import { isValidUtf8, Utf8Validator } from './utf8.js'
 
 export const ConnectionState = {
@@ -29,18 +29,12 @@ export type ConnectionState = (typeof ConnectionState)[keyof typeof ConnectionSt
 
 export type Side = 'client' | 'server'
 
-/** What the connection asks of its environment. Called synchronously from inputs and calls. */
-export interface ConnectionHandler {
-  /** Bytes for the wire, in order: a frame header and its payload (undefined when empty). */
-  write(header: Uint8Array, payload: Uint8Array | undefined): void
-  /**
-   * Optional: an unmasked frame of at most SMALL_FRAME_LIMIT payload bytes, given as its first
-   * header byte (FIN, RSV, opcode) and payload, for a handler that encodes it straight into its
-   * own output buffer — no buffer per frame. Without it such frames come through `write`.
-   */
-  writeSmallFrame?(firstByte: number, payload: Uint8Array): void
-  /** Close the transport now, after flushing what was written (RFC 6455 7.1.1, 7.1.7). */
-  closeTransport(): void
+/**
+ * What the connection asks of its environment. Called synchronously from inputs and calls.
+ * Output (write, writeSmallFrame, closeTransport, outputFlushed) comes through the output
+ * sequencer, whose invariant is written at the top of output-sequencer.ts.
+ */
+export interface ConnectionHandler extends OutputSink {
   /** A complete message. Text has been checked to be UTF-8. `data` may be a view of input bytes. */
   message(data: Uint8Array, isBinary: boolean): void
   ping(data: Uint8Array): void
@@ -55,6 +49,12 @@ export interface ConnectionHandler {
    */
   pauseReading?(): void
   resumeReading?(): void
+  /**
+   * The input held behind a decompression has been processed (the message delivered and what
+   * followed it parsed, or the connection failed): a transport close that waited for it (see
+   * `isInputHeld`) may now be reported.
+   */
+  inputSettled?(): void
   /** Compressing an outgoing message failed (a zlib error): the connection fails with 1011. */
   internalError?(error: unknown): void
 }
@@ -88,30 +88,15 @@ const EMPTY = new Uint8Array(0)
 /** RSV1 marks a compressed message (RFC 7692 6). */
 const RSV1 = 0x40
 
-/** A frame waiting behind a message still being compressed. */
-interface QueuedFrame {
-  opcode: number
-  payload: Uint8Array | undefined
-  rsv: number
-  fin: boolean
-  ready: boolean
-  /** A frame built elsewhere (a broadcast's shared bytes): written as is. */
-  prebuilt?: { header: Uint8Array; payload: Uint8Array | undefined }
-}
-
-/** Frame bytes built once for many connections (server side only: they are not masked). */
-export interface PreparedFrame {
-  header: Uint8Array
-  payload: Uint8Array | undefined
-}
+export type { PreparedFrame }
 
 export class Connection implements FrameSink {
   readonly side: Side
   readonly limits: Limits
   private readonly handler: ConnectionHandler
   private readonly parser: FrameParser
-  private readonly masking: boolean
-  private readonly maskKey: Uint8Array | undefined
+  /** Everything that leaves: order, queues, what counts as buffered, when TCP may close. */
+  private readonly output: OutputSequencer
   private readonly autoPong: boolean
 
   state: ConnectionState
@@ -127,15 +112,11 @@ export class Connection implements FrameSink {
   private messageBuffer: Uint8Array | undefined
   private utf8: Utf8Validator | undefined
   private messageCompressed = false
+  /** A message is being decompressed off the event loop; the input after it waits. */
+  private inflating = false
 
   /** The negotiated compression extension, if any (permessage-deflate). */
   private compression: MessageCompression | undefined
-  /** Frames held so that none overtakes a message still being compressed. */
-  private outputQueue: QueuedFrame[] | undefined
-  /** A fragmented message is being sent (sendFragment without fin so far). */
-  private fragmentOpen = false
-  /** Messages sent while a fragmented message is open: they follow its last fragment. */
-  private heldSends: (() => void)[] | undefined
 
   // Control frame being assembled (at most 125 bytes, usually one piece).
   private controlOpcode = 0
@@ -153,8 +134,14 @@ export class Connection implements FrameSink {
     this.side = side
     this.handler = handler
     this.limits = resolveLimits(options.limits)
-    this.masking = side === 'client'
-    this.maskKey = options.maskKey
+    this.output = new OutputSequencer(handler, {
+      masking: side === 'client',
+      maskKey: options.maskKey,
+      compressionFailed: (error) => {
+        this.handler.internalError?.(error)
+        this.fail(CloseCode.InternalError)
+      },
+    })
     this.autoPong = options.autoPong ?? true
     this.state = options.open === false ? ConnectionState.CONNECTING : ConnectionState.OPEN
     this.parser = new FrameParser(this, {
@@ -169,6 +156,7 @@ export class Connection implements FrameSink {
    */
   setCompression(compression: MessageCompression): void {
     this.compression = compression
+    this.output.compression = compression
     this.parser.allowedRsv = RSV1
   }
 
@@ -196,6 +184,25 @@ export class Connection implements FrameSink {
     return this.closeSent
   }
 
+  /**
+   * Payload bytes sent but not yet handed to the handler: messages being compressed and what
+   * waits behind them, and messages held behind an open fragmented message. They count in
+   * `bufferedAmount` and in backpressure decisions, as bytes in the socket do.
+   */
+  get pendingOutputBytes(): number {
+    return this.output.pendingBytes
+  }
+
+  /** Data messages sent so far (sendText, sendBinary, sendPrepared), written or still pending. */
+  get messagesAccepted(): number {
+    return this.output.messagesAccepted
+  }
+
+  /** Of those, how many have been handed to the handler (they leave in order). */
+  get messagesReleased(): number {
+    return this.output.messagesReleased
+  }
+
   // ---------------------------------------------------------------- input
 
   /** Feeds bytes read from the transport. Peer faults fail the connection; they do not throw. */
@@ -209,13 +216,22 @@ export class Connection implements FrameSink {
     }
   }
 
+  /**
+   * Whether received input is held behind a message being decompressed off the event loop. A
+   * transport that closes meanwhile should be reported only after `inputSettled`: the peer sent
+   * those bytes (often the message, then its close frame) before it closed.
+   */
+  get isInputHeld(): boolean {
+    return this.inflating
+  }
+
   /** The transport is closed (both directions). Returns how the connection ended. */
   transportClosed(): CloseInfo {
     this.state = ConnectionState.CLOSED
     this.parser.stop()
     this.dropPieces()
     this.controlPayload = undefined
-    this.outputQueue = undefined
+    this.output.stop()
     this.compression?.close()
     return this.closeInfo()
   }
@@ -387,26 +403,39 @@ export class Connection implements FrameSink {
       return
     }
     this.parser.suspend()
+    this.inflating = true
     this.handler.pauseReading?.()
     result.then(
       (data) => {
-        if (this.state === ConnectionState.CLOSED || this.parser.isStopped) return
+        this.inflating = false
         try {
+          if (this.state === ConnectionState.CLOSED || this.parser.isStopped) return
           this.deliverInflated(data, isBinary)
           this.handler.resumeReading?.()
           this.parser.resume()
         } catch (error) {
           if (error instanceof ProtocolError) this.failWith(error)
           else throw error
+        } finally {
+          // resume() may have met another compressed message and suspended again.
+          if (!this.inflating) this.handler.inputSettled?.()
         }
       },
       (error: unknown) => {
-        if (this.state === ConnectionState.CLOSED) return
-        this.failWith(
-          error instanceof ProtocolError
-            ? error
-            : new ProtocolError(ProtocolErrorCode.InvalidCompressedData, 'Invalid compressed data'),
-        )
+        this.inflating = false
+        if (this.state !== ConnectionState.CLOSED && error instanceof CompressionDeclinedError) {
+          // Not the peer's fault: too much decompression is queued process-wide. RFC 6455 7.4.1
+          // registers 1013 (Try Again Later) for a server that cannot serve now.
+          this.handler.internalError?.(error)
+          this.fail(CloseCode.TryAgainLater, 'Busy: try again later')
+        } else if (this.state !== ConnectionState.CLOSED) {
+          this.failWith(
+            error instanceof ProtocolError
+              ? error
+              : new ProtocolError(ProtocolErrorCode.InvalidCompressedData, 'Invalid compressed data'),
+          )
+        }
+        this.handler.inputSettled?.()
       },
     )
   }
@@ -424,7 +453,7 @@ export class Connection implements FrameSink {
       // RFC 6455 5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
       // response, unless it already received a Close frame" — and it cannot have: input stops at
       // the close frame. After our own close frame, only the close reply is awaited.
-      if (this.autoPong && !this.closeSent) this.writeFrame(Opcode.Pong, payload)
+      if (this.autoPong && !this.closeSent) this.output.sendControl(Opcode.Pong, payload)
       this.handler.ping(payload)
     } else if (opcode === Opcode.Pong) {
       this.handler.pong(payload)
@@ -470,8 +499,10 @@ export class Connection implements FrameSink {
     }
     this.handler.closeReceived(code, reason)
     // RFC 6455 7.1.1: "the server [...] SHOULD close the underlying TCP connection"; the client
-    // waits for it (its Node layer bounds the wait with a timer).
-    if (this.side === 'server' && this.state !== ConnectionState.CLOSED) this.handler.closeTransport()
+    // waits for it (its Node layer bounds the wait with a timer). Not before the close frame has
+    // been written, and it may be queued behind messages still being compressed.
+    if (this.side === 'server' && this.state !== ConnectionState.CLOSED)
+      this.output.closeTransportWhenFlushed()
   }
 
   // ---------------------------------------------------------------- output
@@ -495,103 +526,18 @@ export class Connection implements FrameSink {
   }
 
   private sendMessage(opcode: number, data: Uint8Array, compress: boolean | undefined): void {
-    if (this.fragmentOpen) {
-      ;(this.heldSends ??= []).push(() => this.sendMessage(opcode, data, compress))
-      return
-    }
-    const compression = this.compression
-    if (
-      compression === undefined ||
-      compress === false ||
-      (compress === undefined && data.length < compression.threshold)
-    ) {
-      this.writeFrame(opcode, data)
-      return
-    }
-    const result = compression.compress(data)
-    if (!(result instanceof Promise)) {
-      // Data that does not shrink (already compressed, random) goes as it is, unless the caller
-      // insisted: RFC 7692 lets any message be sent uncompressed, and the peer inflates nothing.
-      // Only without context takeover: a compressor that keeps context has already taken this
-      // message into its window, and the peer's must see it too.
-      if (compress === true || compression.sharedKey === undefined || result.length < data.length) {
-        this.writeFrame(opcode, result, true, RSV1)
-      } else this.writeFrame(opcode, data)
-      return
-    }
-    // Later frames wait behind this one, so that order is kept (RFC 7692 does not reorder).
-    const queued: QueuedFrame = { opcode, payload: undefined, rsv: RSV1, fin: true, ready: false }
-    ;(this.outputQueue ??= []).push(queued)
-    result.then(
-      (payload) => {
-        const smaller =
-          compress === true || compression.sharedKey === undefined || payload.length < data.length
-        queued.payload = smaller ? payload : data
-        queued.rsv = smaller ? RSV1 : 0
-        queued.ready = true
-        this.flushOutputQueue()
-      },
-      (error: unknown) => {
-        if (this.state === ConnectionState.CLOSED) return
-        this.outputQueue = undefined
-        this.handler.internalError?.(error)
-        this.fail(CloseCode.InternalError)
-      },
-    )
+    this.output.sendMessage(opcode, data, compress)
   }
 
   /**
    * Sends a frame serialized elsewhere, once for many connections (`server.publish`). In order
-   * with every other send. A promise stands for a frame still being compressed.
+   * with every other send. A promise stands for a frame still being compressed; `size` is what
+   * it counts as pending meanwhile (the message's uncompressed size).
    */
-  sendPrepared(frame: PreparedFrame | Promise<PreparedFrame>): boolean {
+  sendPrepared(frame: PreparedFrame | Promise<PreparedFrame>, size?: number): boolean {
     if (this.state !== ConnectionState.OPEN) return false
-    if (this.masking)
-      throw new TypeError('A client must mask each frame; prepared frames are server-side only')
-    if (this.fragmentOpen) {
-      ;(this.heldSends ??= []).push(() => this.sendPrepared(frame))
-      return true
-    }
-    if (!(frame instanceof Promise)) {
-      if (this.outputQueue === undefined) this.handler.write(frame.header, frame.payload)
-      else
-        this.outputQueue.push({
-          opcode: 0,
-          payload: undefined,
-          rsv: 0,
-          fin: true,
-          ready: true,
-          prebuilt: frame,
-        })
-      return true
-    }
-    const queued: QueuedFrame = { opcode: 0, payload: undefined, rsv: 0, fin: true, ready: false }
-    ;(this.outputQueue ??= []).push(queued)
-    frame.then(
-      (built) => {
-        queued.prebuilt = built
-        queued.ready = true
-        this.flushOutputQueue()
-      },
-      (error: unknown) => {
-        if (this.state === ConnectionState.CLOSED) return
-        this.outputQueue = undefined
-        this.handler.internalError?.(error)
-        this.fail(CloseCode.InternalError)
-      },
-    )
+    this.output.sendPrepared(frame, size)
     return true
-  }
-
-  private flushOutputQueue(): void {
-    const queue = this.outputQueue
-    if (queue === undefined || this.state === ConnectionState.CLOSED) return
-    while (queue.length > 0 && queue[0]!.ready) {
-      const frame = queue.shift()!
-      if (frame.prebuilt !== undefined) this.handler.write(frame.prebuilt.header, frame.prebuilt.payload)
-      else this.writeNow(frame.opcode, frame.payload ?? EMPTY, frame.fin, frame.rsv)
-    }
-    if (queue.length === 0) this.outputQueue = undefined
   }
 
   /**
@@ -604,36 +550,29 @@ export class Connection implements FrameSink {
     if (opcode !== Opcode.Text && opcode !== Opcode.Binary && opcode !== Opcode.Continuation) {
       throw new TypeError(`Not a data opcode: ${opcode}`)
     }
-    if (opcode === Opcode.Continuation ? !this.fragmentOpen : this.fragmentOpen) {
+    const fragmentOpen = this.output.isFragmentOpen
+    if (opcode === Opcode.Continuation ? !fragmentOpen : fragmentOpen) {
       throw new TypeError(
-        this.fragmentOpen
+        fragmentOpen
           ? 'A fragmented message is open: continue it with Opcode.Continuation'
           : 'No fragmented message to continue: start one with Opcode.Text or Opcode.Binary',
       )
     }
-    this.writeFrame(opcode, data, fin)
-    this.fragmentOpen = !fin
-    if (fin && this.heldSends !== undefined) {
-      // RFC 6455 5.4: fragments of one message are not interleaved with other messages; what
-      // was sent meanwhile goes out now, in call order.
-      const held = this.heldSends
-      this.heldSends = undefined
-      for (const send of held) if (this.state === ConnectionState.OPEN) send()
-    }
+    this.output.sendFragment(opcode, data, fin)
     return true
   }
 
   ping(data: Uint8Array = EMPTY): boolean {
     checkControlPayload(data)
     if (this.state !== ConnectionState.OPEN) return false
-    this.writeFrame(Opcode.Ping, data)
+    this.output.sendControl(Opcode.Ping, data)
     return true
   }
 
   pong(data: Uint8Array = EMPTY): boolean {
     checkControlPayload(data)
     if (this.state !== ConnectionState.OPEN) return false
-    this.writeFrame(Opcode.Pong, data)
+    this.output.sendControl(Opcode.Pong, data)
     return true
   }
 
@@ -657,8 +596,7 @@ export class Connection implements FrameSink {
     if (this.state === ConnectionState.CLOSED) return
     this.parser.stop()
     // A failing connection does not wait for messages still being compressed or held.
-    this.outputQueue = undefined
-    this.heldSends = undefined
+    this.output.discard()
     if (!this.closeSent) {
       this.state = ConnectionState.CLOSING
       this.sendCloseFrame(encodeClosePayload(code, reason))
@@ -674,32 +612,7 @@ export class Connection implements FrameSink {
 
   private sendCloseFrame(payload: Uint8Array): void {
     this.closeSent = true
-    this.writeFrame(Opcode.Close, payload)
-  }
-
-  private writeFrame(opcode: number, payload: Uint8Array, fin = true, rsv = 0): void {
-    if (this.outputQueue !== undefined) {
-      this.outputQueue.push({ opcode, payload, rsv, fin, ready: true })
-      return
-    }
-    this.writeNow(opcode, payload, fin, rsv)
-  }
-
-  private writeNow(opcode: number, payload: Uint8Array, fin: boolean, rsv: number): void {
-    const length = payload.length
-    if (this.masking) {
-      // The mask forces a copy; header and masked payload share one buffer.
-      this.handler.write(
-        encodeFrameInto(opcode, payload, { fin, rsv, mask: true, maskKey: this.maskKey }),
-        undefined,
-      )
-    } else if (length <= SMALL_FRAME_LIMIT) {
-      if (this.handler.writeSmallFrame !== undefined)
-        this.handler.writeSmallFrame((fin ? 0x80 : 0) | rsv | opcode, payload)
-      else this.handler.write(encodeFrameInto(opcode, payload, { fin, rsv }), undefined)
-    } else {
-      this.handler.write(encodeFrameHeader(opcode, length, { fin, rsv }), payload)
-    }
+    this.output.sendClose(payload)
   }
 }
 

@@ -8,7 +8,7 @@
  * depends on everything they sent before. Those compress the message themselves.
  */
 import { Buffer } from 'node:buffer'
-import type { MessageCompression } from '../protocol/extensions/compression.js'
+import { CompressionDeclinedError, type MessageCompression } from '../protocol/extensions/compression.js'
 import { encodeFrameHeader } from '../protocol/frame-writer.js'
 import { Opcode } from '../protocol/opcode.js'
 
@@ -56,7 +56,17 @@ export class PreparedMessage {
     let frame = this.compressed.get(key)
     if (frame === undefined) {
       const output = compression.compress(this.data)
-      frame = output instanceof Promise ? output.then((bytes) => this.frameFor(bytes)) : this.frameFor(output)
+      frame =
+        output instanceof Promise
+          ? output.then(
+              (bytes) => this.frameFor(bytes),
+              // The codec refused the work (its queue is full): the message goes uncompressed.
+              (error: unknown) => {
+                if (error instanceof CompressionDeclinedError) return this.plainFrame()
+                throw error
+              },
+            )
+          : this.frameFor(output)
       this.compressed.set(key, frame)
     }
     return frame

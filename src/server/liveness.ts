@@ -5,6 +5,11 @@
  * Liveness is "received anything": a pong, or any frame. Each socket's driver counts the chunks
  * it receives; a socket whose count has not moved since it was pinged, by the time `timeout` has
  * passed, is terminated (the close handler sees 1006).
+ *
+ * A socket whose reading we paused on purpose (the application's pauseReading, async handlers
+ * pending, a message waiting for decompression) is not judged: its answers wait unread in the
+ * kernel, and the silence is ours. Judgment resumes with reading — from the next ping on (the
+ * driver counts a resume as input, so a ping answered while paused is not held against it).
  */
 import { Buffer } from 'node:buffer'
 import type { PreparedFrame } from '../protocol/connection.js'
@@ -12,6 +17,8 @@ import type { PreparedFrame } from '../protocol/connection.js'
 /** What the monitor needs from each socket; the marks are the monitor's bookkeeping. */
 export interface Monitored {
   readonly receiveCount: number
+  /** Reading is paused on purpose: the peer's silence proves nothing (see above). */
+  readonly readingHeld: boolean
   /** receiveCount when pinged in heartbeatRound. */
   heartbeatMark: number
   /** The ping round that set heartbeatMark; 0 before the first ping. */
@@ -82,6 +89,12 @@ export class LivenessMonitor<S extends Monitored> {
     for (const socket of this.sockets()) {
       // A socket still silent since an earlier ping keeps that ping's marks, so that the check
       // of that round (which may run after this one, when timeout ≥ interval) still finds it.
+      if (socket.readingHeld) {
+        // Pinged all the same (the ping keeps NATs and proxies awake), but not judged.
+        socket.heartbeatRound = 0
+        socket.sendPreparedFrame(PING_FRAME)
+        continue
+      }
       const unanswered = socket.heartbeatRound !== 0 && socket.heartbeatMark === socket.receiveCount
       if (!unanswered) {
         socket.heartbeatMark = socket.receiveCount
@@ -106,7 +119,7 @@ export class LivenessMonitor<S extends Monitored> {
     for (const socket of this.sockets()) {
       // Silent since a ping of this round or an earlier one (round 0: never pinged yet).
       const pinged = socket.heartbeatRound !== 0 && socket.heartbeatRound <= round
-      if (pinged && socket.heartbeatMark === socket.receiveCount) dead.push(socket)
+      if (pinged && !socket.readingHeld && socket.heartbeatMark === socket.receiveCount) dead.push(socket)
     }
     for (const socket of dead) socket.heartbeatTimedOut()
   }
@@ -114,7 +127,11 @@ export class LivenessMonitor<S extends Monitored> {
   private checkIdle(): void {
     const idle: S[] = []
     for (const socket of this.sockets()) {
-      if (socket.idleMark === -1) {
+      if (socket.readingHeld) {
+        // Nothing can be received while we do not read: start over once reading resumes.
+        socket.idleMark = -1
+        socket.idleStrikes = 0
+      } else if (socket.idleMark === -1) {
         // First sight of this socket: it may have opened just now. Strikes start next check.
         socket.idleMark = socket.receiveCount
       } else if (socket.idleMark === socket.receiveCount) {

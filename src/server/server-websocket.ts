@@ -124,7 +124,9 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     const compression = connection.messageCompression
     if (compression !== undefined && message.wantsCompression(compression)) {
       const key = compression.sharedKey
-      if (key !== undefined) connection.sendPrepared(message.compressedFrame(compression, key))
+      // While it is compressed, the message counts as pending with its uncompressed size.
+      if (key !== undefined)
+        connection.sendPrepared(message.compressedFrame(compression, key), message.data.length)
       // Context takeover: this socket's compressed bytes are its own.
       else if (message.isBinary) connection.sendBinary(message.data, true)
       else connection.sendText(message.data, true)
@@ -165,6 +167,11 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
 
   get receiveCount(): number {
     return this.driver.receiveCount
+  }
+
+  /** Reading is paused on purpose: liveness checks hold off (see liveness.ts). */
+  get readingHeld(): boolean {
+    return this.driver.readingHeld
   }
 
   sendPreparedFrame(frame: PreparedFrame): void {

@@ -39,6 +39,9 @@ async function scenario(
     host: '127.0.0.1',
     heartbeat: false,
     perMessageDeflate: deflate,
+    // About 20 MiB per socket (a third of 300 messages are 200 KiB) are sent mostly in one turn,
+    // and may wait for compression: bytes that count against maxBackpressure (16 MiB by default).
+    maxBackpressure: 64 * 1024 * 1024,
     open(ws) {
       sockets.push(ws)
       ws.subscribe('t')

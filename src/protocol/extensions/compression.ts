@@ -16,7 +16,9 @@ export interface MessageCompression {
   readonly sharedKey: string | undefined
   /**
    * Compresses one message; returns the DEFLATE output without its trailing 00 00 FF FF
-   * (RFC 7692 7.2.1).
+   * (RFC 7692 7.2.1). A promise may reject with a CompressionDeclinedError: the codec refused
+   * the work (too much queued) without touching its state, and the message goes uncompressed,
+   * as RFC 7692 allows.
    */
   compress(data: Uint8Array): Uint8Array | Promise<Uint8Array>
   /**
@@ -27,4 +29,12 @@ export interface MessageCompression {
   decompress(pieces: readonly Uint8Array[], length: number, maxSize: number): Uint8Array | Promise<Uint8Array>
   /** Frees what the codec holds (zlib streams). */
   close(): void
+}
+
+/**
+ * A codec refused a job without doing it (its process-wide queue is full). Compressing: the
+ * message is sent uncompressed. Decompressing: the connection fails with 1013 (Try Again Later).
+ */
+export class CompressionDeclinedError extends Error {
+  override readonly name: string = 'CompressionDeclinedError'
 }

@@ -180,3 +180,49 @@ describe('RallyClient connection', () => {
     assert.match(disconnected.reason, /rally\.v1/)
   })
 })
+
+describe('RallyClient tokens', () => {
+  test('before the token expires, getToken is asked for a new one, sent with refresh', async () => {
+    const fake = await startFake()
+    const refreshed: string[] = []
+    fake.onCommand = (connection, command) => {
+      if (command.cmd === 'connect') {
+        fake.connectCount++
+        connection.connected = true
+        connection.send({
+          id: command.id,
+          result: { client: connection.client, version: 1, ping: 25_000, expires: 60 },
+        })
+        return true
+      }
+      if (command.cmd === 'refresh') {
+        refreshed.push(command.token)
+        connection.send({ id: command.id, result: { expires: 600_000 } })
+        return true
+      }
+      return false
+    }
+    let asked = 0
+    const client = newRallyClient(fake.url, { getToken: () => `token-${++asked}` })
+    client.connect()
+    await nextEvent(client, 'connected')
+    await fake.until(() => refreshed.length === 1, 5000, 'the refresh command')
+    assert.deepEqual(refreshed, ['token-2'])
+    assert.equal(fake.connectCount, 1, 'refreshed on the same connection')
+    assert.equal(client.state, 'connected')
+  })
+
+  test('an expired token without getToken is terminal: retrying the same token cannot help', async () => {
+    const fake = await startFake()
+    fake.onCommand = (connection, command) => {
+      if (command.cmd !== 'connect') return false
+      connection.send(errorReply(command.id, ErrorCode.TokenExpired))
+      return true
+    }
+    const client = newRallyClient(fake.url, { token: 'old' })
+    client.connect()
+    const closed = await nextEvent(client, 'closed')
+    assert.equal(closed.code, DisconnectCode.TokenExpired)
+    assert.equal(fake.commandsNamed('connect').length, 1)
+  })
+})

@@ -406,7 +406,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     if (this._clientId !== undefined) command.session = this._clientId
     this.sendOn(link, command, (reply) => {
       if ('error' in reply) {
-        this.connectRefused(link, reply.error)
+        this.connectRefused(reply.error)
         return
       }
       this.connected(link, reply.result as ConnectResult)
@@ -436,18 +436,20 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     this.flushQueue()
   }
 
-  private connectRefused(link: Link, error: ErrorBody): void {
+  private connectRefused(error: ErrorBody): void {
     const reason = `connect refused: ${error.message} (${error.code})`
     if (error.code === ErrorCode.Unauthorized) {
       this.dropLink({ code: DisconnectCode.Unauthorized, reason, reconnect: false })
     } else if (error.code === ErrorCode.TokenExpired) {
       this.dropLink({ code: DisconnectCode.TokenExpired, reason, reconnect: true })
-    } else if (error.code === ErrorCode.UnsupportedVersion || error.code === ErrorCode.BadRequest) {
+    } else if (error.code === ErrorCode.UnsupportedVersion) {
       this.dropLink({ code: DisconnectCode.UnsupportedVersion, reason, reconnect: false })
+    } else if (error.code === ErrorCode.BadRequest) {
+      // The server found our connect malformed: retrying the same command cannot help.
+      this.dropLink({ code: DisconnectCode.BadRequest, reason, reconnect: false })
     } else {
       this.dropLink({ code: ABNORMAL_CLOSURE, reason, reconnect: true })
     }
-    void link
   }
 
   private scheduleTokenRefresh(link: Link, expiresIn: number): void {
@@ -593,7 +595,8 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   }
 
   /** After a connection ended (or an attempt failed): reconnect with backoff, or stop. */
-  private connectionEnded(reason: DisconnectReason): void {
+  private connectionEnded(ended: DisconnectReason): void {
+    let reason = ended
     if (this._state === 'closed') return
     if (this.connectedAt !== undefined && this.backoff !== undefined) {
       // A connection that lasted counts as stable: the next attempts start from the shortest delay.
@@ -602,12 +605,16 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     this.connectedAt = undefined
     const tokenProblem =
       reason.code === DisconnectCode.Unauthorized || reason.code === DisconnectCode.TokenExpired
-    if (tokenProblem && this.options.getToken !== undefined && !this.retriedWithFreshToken) {
-      // Ask the app for a new token and try once more at once; a second refusal is terminal.
-      this.retriedWithFreshToken = true
-      this.token = undefined
-      this.scheduleReconnect({ ...reason, reconnect: true }, 0)
-      return
+    if (tokenProblem) {
+      if (this.options.getToken !== undefined && !this.retriedWithFreshToken) {
+        // Ask the app for a new token and try once more at once; a second refusal is terminal.
+        this.retriedWithFreshToken = true
+        this.token = undefined
+        this.scheduleReconnect({ ...reason, reconnect: true }, 0)
+        return
+      }
+      // Without a way to get another token, the same one would be refused again and again.
+      reason = { ...reason, reconnect: false }
     }
     if (!reason.reconnect || this.backoff === undefined) {
       this.stop({ ...reason, reconnect: false }, `the client stopped: ${reason.reason} (${reason.code})`)
@@ -736,7 +743,10 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
       }
       if (this.link?.connected === true && this.queue.length === 0) {
         this.armCallTimer(call)
-        this.sendCall(call)
+        if (this.sendCall(call)) return
+        // The transport is closing (its close event has not arrived yet): wait for the next one.
+        this.queue.push(call)
+        this.queuedBytes += call.bytes
         return
       }
       if (call.bytes > this.maxQueueBytes) {
@@ -798,15 +808,19 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     while (this.queue.length > 0) {
       const link = this.link
       if (link === undefined || !link.connected) return
-      const call = this.queue.shift()!
+      const call = this.queue[0]!
+      // A transport that is closing takes nothing: the call stays first in line for the next one.
+      if (!this.sendCall(call)) return
+      this.queue.shift()
       this.queuedBytes -= call.bytes
-      this.sendCall(call)
     }
   }
 
-  private sendCall(call: Call): void {
+  /** Sends a call on the current connection; false (nothing sent) when the transport is closing. */
+  private sendCall(call: Call): boolean {
     const link = this.link!
     const id = link.nextId++
+    if (!link.transport.send(withId(id, call.json))) return false
     call.id = id
     this.inFlight.set(id, call)
     link.replies.set(id, (reply) => {
@@ -814,7 +828,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
       if ('error' in reply) this.settle(call, new RallyError(reply.error))
       else this.settle(call, undefined, reply.result)
     })
-    link.transport.send(withId(id, call.json))
+    return true
   }
 
   private settle(call: Call, error: Error | undefined, result?: unknown): void {

@@ -200,6 +200,16 @@ export class Realtime<
     }
   }
 
+  /**
+   * Starts a session on a transport that a server of another kind accepted (a Hono route, and
+   * later SSE and long polling). `request` is what the authenticate hook will see.
+   */
+  openSession(transport: SessionTransport, request: unknown): RealtimeSession {
+    const session = new RealtimeSession(this.core, transport, request, Date.now())
+    this.core.opened(session)
+    return session
+  }
+
   /** Registers a Rally server whose sockets run realtime sessions, for topic fan-out. */
   addServer(server: { publish(topic: string, data: string): number }): void {
     if (this.broadcasters.has(server)) return

@@ -294,3 +294,6 @@ class ErrorEventLike extends Event {
     this.error = error
   }
 }
+
+/** The realtime layer (rally.v1) as a route of a Hono app; see rallyjs/realtime. */
+export { mountRealtime } from '../../realtime/hono.js'

@@ -5,8 +5,9 @@
  * only prebuilt, and the Linux x64 build needs glibc 2.38 (`__isoc23_strtol`); Debian 12 has
  * 2.36, so the addon does not load, and rebuilding it needs clang and libFuzzer, which we do not
  * have. This engine does what we need from it with Node alone: V8's precise block coverage
- * (`Profiler.takePreciseCoverage` over an in-process inspector session, about 2,500 runs a second)
- * tells which inputs reach new blocks, or reach a block a new number of times; those inputs join
+ * (`Profiler.takePreciseCoverage` over an in-process inspector session, taken after every input:
+ * up to about 2,500 inputs a second on a trivial target) tells which inputs reach new blocks, or
+ * reach a block a new number of times (libFuzzer's hit-count buckets); those inputs join
  * the corpus and are mutated further. The targets keep Jazzer's shape (one function taking the
  * input bytes), so they can move to it when the addon loads.
  *
@@ -36,7 +37,6 @@ export interface FuzzTarget {
 }
 
 export const TARGET_NAMES = ['frames', 'http-head', 'extensions', 'close'] as const
-export type TargetName = (typeof TARGET_NAMES)[number]
 
 /**
  * A target by name (test/fuzz/targets/<name>.ts), or any module exporting `target` by path (the

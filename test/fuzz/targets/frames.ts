@@ -30,6 +30,7 @@ import { Connection, type ConnectionHandler } from '../../../src/protocol/connec
 import { ProtocolError } from '../../../src/protocol/errors.js'
 import type { MessageCompression } from '../../../src/protocol/extensions/compression.js'
 import type { FuzzTarget } from '../engine.js'
+import { expectedEvents } from './frame-oracle.js'
 
 const LIMITS = { maxMessageSize: 1024, maxFrameSize: 1024, maxFragments: 8 }
 const MASK_KEY = Uint8Array.of(0x11, 0x22, 0x33, 0x44)
@@ -257,6 +258,18 @@ async function play(config: Config, chunks: readonly Uint8Array[], waitBetween: 
   return recorder.events
 }
 
+/** The events an independent reading of RFC 6455 can predict, in its vocabulary. */
+function predictable(events: readonly string[]): string[] {
+  const out: string[] = []
+  for (const event of events) {
+    if (event.startsWith('message ') || event.startsWith('ping ') || event.startsWith('pong '))
+      out.push(event)
+    else if (event.startsWith('close received ')) out.push(`close ${event.slice('close received '.length)}`)
+    else if (event.startsWith('protocol error ')) out.push(`fail ${event.split(' ').at(-1)}`)
+  }
+  return out
+}
+
 function sameOutcome(expected: string[], actual: string[], how: string): void {
   assert.deepEqual(actual, expected, `the outcome changes when the input is ${how}`)
 }
@@ -268,6 +281,10 @@ async function run(data: Uint8Array): Promise<void> {
   // The slow codec paths (thread pool, promises) run fewer splits; the sync ones run them all.
   const threadPool = config.contextTakeover
   const reference = await play({ ...config, asyncCodec: false }, [wire], false)
+  if (!config.deflate) {
+    const rfc = expectedEvents(wire, config.side === 'server', LIMITS)
+    assert.deepEqual(predictable(reference), rfc, 'the connection disagrees with RFC 6455 (frame-oracle.ts)')
+  }
   if (config.asyncCodec || config.contextTakeover) {
     sameOutcome(reference, await play(config, [wire], false), 'inflated later')
   }

@@ -5,7 +5,9 @@
  */
 import assert from 'node:assert/strict'
 import { afterEach, describe, test } from 'node:test'
+import { ClientConnection, type ClientListener } from '../../src/client/client-connection.js'
 import { type ServerWebSocket, TimeoutError } from '../../src/index.js'
+import { PauseReason } from '../../src/node/socket-driver.js'
 import type { PreparedFrame } from '../../src/protocol/connection.js'
 import { LivenessMonitor, type Monitored } from '../../src/server/liveness.js'
 import { clientFrame, disposeAll, Op, Queue, RawClient, startServer } from '../deflate/helpers.js'
@@ -147,6 +149,61 @@ describe('LivenessMonitor: held sockets', () => {
       assert.equal(held.timedOut.all.length, 0)
     } finally {
       monitor.stop()
+    }
+  })
+})
+
+describe('client heartbeat while reading is paused on purpose', () => {
+  test('a client that paused reading does not terminate a server that answers its pings', async () => {
+    const pingsSeen = new Queue<number>()
+    const messages = new Queue<string>()
+    const { url } = await startServer<undefined>({
+      ping() {
+        pingsSeen.push(pingsSeen.all.length + 1)
+      },
+      message(ws, data) {
+        ws.send(data)
+      },
+      error() {},
+    })
+    const closed = new Queue<number>()
+    const opened = new Queue<void>()
+    let client: ClientConnection | undefined
+    const listener: ClientListener = {
+      onOpen() {
+        // Paused before the first read: the server's pongs wait unread in the kernel.
+        client!.driver!.pause(PauseReason.User)
+        opened.push()
+      },
+      onConnectFailure(message) {
+        opened.fail(new Error(message))
+      },
+      onExtensionFailure() {},
+      onMessage(data) {
+        messages.push(Buffer.from(data).toString())
+      },
+      onPing() {},
+      onPong() {},
+      onCloseFrame() {},
+      onProtocolError() {},
+      onDrain() {},
+      onClosed(info) {
+        client!.stopTimers()
+        closed.push(info.code)
+        messages.fail(new Error(`closed with ${info.code}`))
+      },
+    }
+    client = new ClientConnection(new URL(url), [], { heartbeat: { interval: 50, timeout: 50 } }, listener)
+    try {
+      await opened.next(5000, 'the client open')
+      // Several heartbeat rounds: each ping reached the server, each pong waits unread.
+      for (let i = 1; i <= ROUNDS; i++) assert.equal(await pingsSeen.next(5000, `client ping ${i}`), i)
+      assert.equal(closed.all.length, 0, 'not terminated while reading was paused')
+      client.driver!.resume(PauseReason.User)
+      client.driver!.connection.sendText('still here')
+      assert.equal(await messages.next(5000, 'the echo after resuming'), 'still here')
+    } finally {
+      client.driver?.terminate()
     }
   })
 })

@@ -440,18 +440,34 @@ export function busConformance(spec: BusUnderTest): void {
       const b = await node({ presenceTtl: 600 })
       const channel = channelName('epoch')
       await a.join(channel, { client: 'ca', user: 'ua' })
-      await a.publish(channel, { data: '1', history: KEEP })
-      const before = await a.publish(channel, { data: '2', history: KEEP })
       const gaps = new Inbox<readonly string[]>()
       b.onGap(gaps.push)
-      await b.subscribe(channel, () => {})
+      const received = new Inbox<BusPublication>()
+      await b.subscribe(channel, received.push)
+      await a.publish(channel, { data: '1', history: KEEP })
+      const before = await a.publish(channel, { data: '2', history: KEEP })
+      await received.until(2, 'the publications before the loss')
       await spec.loseHistory!()
       const afterLoss = await a.publish(channel, { data: '3', history: KEEP })
       assert.equal(afterLoss.offset, 1, 'offsets restart in the new epoch')
       assert.notEqual(afterLoss.epoch, before.epoch)
+      // The subscribed node is told, whether or not its connection dropped (a flush does not);
+      // what it missed meanwhile is in the new epoch's history, and delivery goes on.
+      assert.ok((await gaps.until(1, 'a gap report')).some((channels) => channels.includes(channel)))
       const result = await b.history(channel, { since: before })
       assert.equal(result.complete, false, 'a position from the lost epoch is never reported complete')
       assert.deepEqual(result.latest, afterLoss)
+      const missed = await b.history(channel, { since: { offset: 0, epoch: afterLoss.epoch } })
+      assert.deepEqual(
+        missed.publications.map((p) => [p.offset, p.data]),
+        [[1, '3']],
+      )
+      const later = new Inbox<BusPublication>()
+      await b.subscribe(channel, later.push)
+      const next = await a.publish(channel, { data: '4', history: KEEP })
+      const [fourth] = await later.until(1, 'the next publication')
+      assert.deepEqual([fourth!.offset, fourth!.epoch, fourth!.data], [2, next.epoch, '4'])
+      assert.ok(received.items.every((p) => p.epoch === before.epoch || p.epoch === next.epoch))
       // Presence converges again: the live node writes its members back on its next refresh.
       await eventually(
         async () => (await b.members(channel)).some((m) => m.client === 'ca'),

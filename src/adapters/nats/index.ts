@@ -466,10 +466,13 @@ export class NatsBus implements Bus {
     }
     if (publication.epoch !== feed.epoch) {
       // The stream was created again: its offsets start at 1, and all of them came after this
-      // subscription; the fill reads any that core NATS does not bring.
+      // subscription; the fill reads any that core NATS does not bring. What this node's
+      // subscribers hold belongs to the old history: the gap makes the real-time layer check.
+      const hadEpoch = feed.epoch !== ''
       feed.epoch = publication.epoch
       feed.next = 1
       feed.held.clear()
+      if (hadEpoch) for (const listener of this.#gapListeners) listener([channel])
     }
     if (publication.offset < feed.next) return
     if (feed.held.size >= MAX_HELD_BACK) this.#fill(channel, feed)
@@ -726,20 +729,33 @@ export class NatsBus implements Bus {
     await this.#writePresence(channel)
   }
 
+  /**
+   * Reads the channel's entries straight from the bucket's stream: the stream lists the subjects
+   * (one per node) under the channel's prefix, and a direct get reads each one's last value. No
+   * consumer is created per read (the KV client's `keys()` makes one, and can wait for a
+   * heartbeat when entries change while it lists them).
+   */
   async members(channel: string): Promise<readonly PresenceMember[]> {
     if (this.#closed) throw new Error('NatsBus is closed')
     await this.#online
-    const kv = await this.#bucket()
-    const keys: string[] = []
-    for await (const key of await kv.keys(`${channelToken(channel)}.*`)) keys.push(key)
-    const entries = await Promise.all(keys.map((key) => kv.get(key)))
+    await this.#bucket()
+    const jsm = await this.#manager()
+    const stream = `KV_${this.#prefix}_presence`
+    const info = await jsm.streams.info(stream, {
+      subjects_filter: `$KV.${this.#prefix}_presence.${channelToken(channel)}.*`,
+    })
+    const subjects = Object.keys(info.state.subjects ?? {})
+    const entries = await Promise.all(
+      subjects.map((subject) => jsm.direct.getMessage(stream, { last_by_subj: subject }).catch(() => null)),
+    )
     const now = Date.now()
     const members = new Map<string, PresenceMember>()
     for (const entry of entries) {
-      if (entry === null || entry.operation !== 'PUT') continue
+      // Deleted entries (a node whose last member left) keep a marker with an operation header.
+      if (entry === null || entry.header?.get('KV-Operation')) continue
       const value = entry.json<PresenceEntry>()
       // Written more than its time to live ago: its node stopped refreshing it (it died).
-      if (entry.created.getTime() + value.ttl < now) continue
+      if (entry.time.getTime() + value.ttl < now) continue
       for (const member of Object.values(value.members)) members.set(member.client, member)
     }
     return [...members.values()]

@@ -21,6 +21,7 @@
  * - **Broker restarts.** The `redis` client reconnects and resubscribes on its own; once the
  *   subscriber connection is ready again, this bus calls the gap listeners with the channels it
  *   holds, so the real-time layer recovers them from the streams (or learns the epoch changed).
+ *   A publication arriving with a new epoch (a flush without a disconnect) reports a gap too.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { createClient } from 'redis'
@@ -371,6 +372,10 @@ export class RedisBus implements Bus {
     const last = this.#lastDelivered.get(channel)
     if (last !== undefined && last.epoch === publication.epoch && publication.offset <= last.offset) return
     this.#lastDelivered.set(channel, { epoch: publication.epoch, offset: publication.offset })
+    // A new epoch on a live connection (FLUSHALL, an expired meta hash): whatever this node's
+    // subscribers hold belongs to the old history. The gap makes the real-time layer check.
+    if (last !== undefined && last.epoch !== publication.epoch)
+      for (const listener of this.#gapListeners) listener([channel])
     for (const receive of fanout.receivers) receive(publication)
   }
 

@@ -4,7 +4,7 @@
  * and a real Chromium (playwright-core, Debian's /usr/bin/chromium) loads them as plain ES
  * modules (each file only stripped of its types, as tsc's output is), connects to a realtime
  * server with the browser's own WebSocket, receives publications, and cuts a long backoff short
- * when the page hears the `online` event.
+ * when the page hears the `online` event or becomes visible again.
  */
 import assert from 'node:assert/strict'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
@@ -93,7 +93,7 @@ describe('RallyClient in browsers', () => {
       await realtime?.close()
     })
 
-    test('connects with the browser WebSocket, receives publications, retries at once when online', async () => {
+    test('connects with the browser WebSocket, receives publications, retries at once when online or visible again', async () => {
       const page = await browser.newPage()
       try {
         await page.goto(`http://127.0.0.1:${httpPort}/`)
@@ -123,14 +123,21 @@ describe('RallyClient in browsers', () => {
         await realtime.publish('feed:browser', 4)
         await page.evaluate(`window.dispatchEvent(new Event('online'))`)
         await page.waitForFunction(`window.log.includes('pub:4')`, undefined, { timeout: 10_000 })
+        // Again, with the page becoming visible instead (headless pages are always 'visible').
+        const second = (await page.evaluate('window.client.clientId')) as string
+        assert.ok(realtime.disconnect(second, DisconnectCode.ForceReconnect))
+        await page.waitForFunction(`window.client.state === 'disconnected'`, undefined, { timeout: 10_000 })
+        await realtime.publish('feed:browser', 5)
+        await page.evaluate(`document.dispatchEvent(new Event('visibilitychange'))`)
+        await page.waitForFunction(`window.log.includes('pub:5')`, undefined, { timeout: 10_000 })
         const events = await log()
         assert.deepEqual(
           events.filter((e) => e.startsWith('pub:')),
-          ['pub:1', 'pub:2', 'pub:3', 'pub:4'],
+          ['pub:1', 'pub:2', 'pub:3', 'pub:4', 'pub:5'],
         )
         assert.deepEqual(
           events.filter((e) => e.startsWith('subscribed:')),
-          ['subscribed:false', 'subscribed:true'],
+          ['subscribed:false', 'subscribed:true', 'subscribed:true'],
         )
         await page.evaluate('window.client.close()')
       } finally {

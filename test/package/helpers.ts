@@ -72,13 +72,13 @@ export function makeApp(
  * A strict tsconfig for an ES-module app on Node 20. Declaration files are not checked (that would
  * re-check all of @types/node on every run); the program's use of them is.
  */
-export function strictTsconfig(include: string[]): string {
+export function strictTsconfig(include: string[], lib = ['ES2023']): string {
   return JSON.stringify({
     compilerOptions: {
       target: 'ES2022',
       module: 'NodeNext',
       moduleResolution: 'NodeNext',
-      lib: ['ES2023'],
+      lib,
       types: ['node'],
       strict: true,
       noEmit: true,

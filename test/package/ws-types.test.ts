@@ -75,21 +75,27 @@ describe('rallyjs/ws types match @types/ws', () => {
 })
 
 describe('the WHATWG client is typed like a browser WebSocket', () => {
-  it('browser code (onmessage, addEventListener per event) compiles against rallyjs under --strict', () => {
-    const source = readFileSync(join(fixtures, 'dom-client', 'browser-code.ts'), 'utf8')
-    const changed = source.replace("'../../../../src/index.js'", "'rallyjs'")
-    assert.notEqual(changed, source)
-    const app = makeApp(
-      built.dir,
-      'browser-code',
-      { rallyjs: built.pkg, '@types/node': nodeTypes },
-      {
-        'package.json': JSON.stringify({ type: 'module' }),
-        'tsconfig.json': strictTsconfig(['*.ts']),
-        'browser-code.ts': changed,
-      },
-    )
-    const { status, output } = typeCheck(app)
-    assert.equal(status, 0, output)
-  })
+  const source = readFileSync(join(fixtures, 'dom-client', 'browser-code.ts'), 'utf8')
+  const changed = source.replace("'../../../../src/index.js'", "'rallyjs'")
+
+  for (const [name, lib] of [
+    ['Node only (lib ES2023)', ['ES2023']],
+    ['with lib DOM as well (the DOM types next to Rally’s)', ['ES2023', 'DOM']],
+  ] as const) {
+    it(`browser code (onmessage, addEventListener per event) compiles against rallyjs under --strict: ${name}`, () => {
+      assert.notEqual(changed, source)
+      const app = makeApp(
+        built.dir,
+        `browser-code-${lib.length}`,
+        { rallyjs: built.pkg, '@types/node': nodeTypes },
+        {
+          'package.json': JSON.stringify({ type: 'module' }),
+          'tsconfig.json': strictTsconfig(['*.ts'], [...lib]),
+          'browser-code.ts': changed,
+        },
+      )
+      const { status, output } = typeCheck(app)
+      assert.equal(status, 0, output)
+    })
+  }
 })

@@ -35,11 +35,11 @@ describe('fuzzing engine', () => {
   it('ends a run whose target hangs, printing the input that hung', async () => {
     const artifacts = mkdtempSync(join(tmpdir(), 'rally-fuzz-engine-'))
     const run = await runEngine(
-      ['--target', PLANTED, '--time', '60', '--seed', '1', '--timeout', '500', '--artifacts', artifacts],
+      ['--target', PLANTED, '--time', '60', '--seed', '1', '--timeout', '2000', '--artifacts', artifacts],
       { FUZZ_PLANT: 'hang' },
     )
     assert.equal(run.signal, 'SIGKILL', run.output)
-    assert.match(run.output, /no answer after 500 ms \(a hang\)/)
+    assert.match(run.output, /no answer after 2000 ms \(a hang\)/)
     assert.match(run.output, /input \(\d+ bytes, hex\): 48/)
   })
 })

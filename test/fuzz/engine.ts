@@ -531,7 +531,7 @@ async function main(): Promise<void> {
       target: { type: 'string' },
       time: { type: 'string', default: '60' },
       seed: { type: 'string' },
-      timeout: { type: 'string', default: '5000' },
+      timeout: { type: 'string', default: '10000' },
       'rss-limit-mb': { type: 'string', default: '1536' },
       artifacts: { type: 'string', default: join(tmpdir(), 'rally-fuzz') },
       'corpus-out': { type: 'string' },

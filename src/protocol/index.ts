@@ -11,6 +11,7 @@ export {
   ConnectionState,
   type Side,
 } from './connection.js'
+export { type OutputSink, type PreparedFrame } from './output-sequencer.js'
 export { HandshakeError, ProtocolError, ProtocolErrorCode, TimeoutError } from './errors.js'
 export { type FrameHeader, FrameParser, type FrameParserOptions, type FrameSink } from './frame-parser.js'
 export {

@@ -157,6 +157,8 @@ interface Link {
   readonly replies: Map<number, (reply: Reply) => void>
   silenceTimer: ReturnType<typeof setTimeout> | undefined
   silenceLimit: number
+  /** When the last message arrived (Date.now()): the silence timer measures from here. */
+  lastMessageAt: number
   connectTimer: ReturnType<typeof setTimeout> | undefined
   refreshTimer: ReturnType<typeof setTimeout> | undefined
   /** The server's disconnect advice, when it sent one before closing. */
@@ -373,6 +375,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
       replies: new Map(),
       silenceTimer: undefined,
       silenceLimit: 0,
+      lastMessageAt: 0,
       connectTimer: undefined,
       refreshTimer: undefined,
       advice: undefined,
@@ -422,7 +425,8 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     this.retriedWithFreshToken = false
     const ping = typeof result.ping === 'number' && result.ping > 0 ? result.ping : 25_000
     link.silenceLimit = (this.options.silenceLimit ?? defaultSilenceLimit)(ping)
-    this.armSilenceTimer(link)
+    link.lastMessageAt = Date.now()
+    this.armSilenceTimer(link, link.silenceLimit)
     if (typeof result.expires === 'number' && this.options.getToken !== undefined) {
       this.scheduleTokenRefresh(link, result.expires)
     }
@@ -488,8 +492,9 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   // ------------------------------------------------------------------ receiving
 
   private receive(link: Link, text: string): void {
-    // Any message proves the path alive, not only pings.
-    if (link.connected) this.armSilenceTimer(link)
+    // Any message proves the path alive, not only pings. Only the time is noted here (no timer
+    // churn per message); the timer, when it fires, measures from the last message.
+    link.lastMessageAt = Date.now()
     const decoded = decodeServerMessage(text)
     if (!decoded.ok) {
       this.emit('error', { error: new Error(`ignored a malformed server message: ${decoded.error.message}`) })
@@ -524,22 +529,28 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
         this.subscriptions.get(push.channel)?.serverUnsubscribed(push)
         return
       case 'disconnect':
-        // The close that follows carries the same code; the advice says whether to come back.
+        // The server is closing this connection and says whether to come back: act now rather
+        // than wait for a close that a broken path might never deliver.
         link.advice = { code: push.code, reason: push.reason, reconnect: push.reconnect }
+        this.dropLink(link.advice)
         return
     }
   }
 
-  private armSilenceTimer(link: Link): void {
-    clearTimer(link.silenceTimer)
+  private armSilenceTimer(link: Link, delay: number): void {
     link.silenceTimer = setTimeout(() => {
       if (this.link !== link) return
+      const silent = Date.now() - link.lastMessageAt
+      if (silent < link.silenceLimit) {
+        this.armSilenceTimer(link, link.silenceLimit - silent)
+        return
+      }
       this.dropLink({
         code: DisconnectCode.HeartbeatTimeout,
         reason: `no message from the server for ${link.silenceLimit} ms`,
         reconnect: true,
       })
-    }, link.silenceLimit)
+    }, delay)
   }
 
   // ------------------------------------------------------------------ losing the connection

@@ -77,21 +77,25 @@ describe('rallyjs/ws types match @types/ws', () => {
 describe('the WHATWG client is typed like a browser WebSocket', () => {
   const source = readFileSync(join(fixtures, 'dom-client', 'browser-code.ts'), 'utf8')
   const changed = source.replace("'../../../../src/index.js'", "'rallyjs'")
+  const commonJs = readFileSync(join(fixtures, 'dom-client', 'commonjs.cts'), 'utf8')
+  const commonJsChanged = commonJs.replace("require('../../../../src/index.js')", "require('rallyjs')")
 
   for (const [name, lib] of [
     ['Node only (lib ES2023)', ['ES2023']],
     ['with lib DOM as well (the DOM types next to Rally’s)', ['ES2023', 'DOM']],
   ] as const) {
-    it(`browser code (onmessage, addEventListener per event) compiles against rallyjs under --strict: ${name}`, () => {
+    it(`browser code (onmessage, addEventListener per event) and require('rallyjs') compile under --strict: ${name}`, () => {
       assert.notEqual(changed, source)
+      assert.notEqual(commonJsChanged, commonJs)
       const app = makeApp(
         built.dir,
         `browser-code-${lib.length}`,
         { rallyjs: built.pkg, '@types/node': nodeTypes },
         {
           'package.json': JSON.stringify({ type: 'module' }),
-          'tsconfig.json': strictTsconfig(['*.ts'], [...lib]),
+          'tsconfig.json': strictTsconfig(['*.ts', '*.cts'], [...lib]),
           'browser-code.ts': changed,
+          'commonjs.cts': commonJsChanged,
         },
       )
       const { status, output } = typeCheck(app)

@@ -147,6 +147,8 @@ export interface SessionSubscription {
   /** 'pending' until the subscribe reply is sent, then 'live'. */
   state: 'pending' | 'live'
   joinLeave: boolean
+  /** Settles when the subscribe is answered (either way). */
+  settled: Promise<void>
 }
 
 /** Commands received while `connect` is being authenticated wait, up to this many. */
@@ -156,8 +158,11 @@ export class RealtimeSession {
   /** This connection's client id (128 random bits). */
   readonly client: string
   readonly transport: SessionTransport
-  /** What the transport knew of the opening request (headers, cookies, URL), for the hooks. */
-  readonly request: unknown
+  /**
+   * What the transport knew of the opening request (headers, cookies, URL), for authenticate.
+   * Dropped once connected, so that an idle session does not keep its handshake alive.
+   */
+  request: unknown
   /** The user id the authenticate hook returned ('' until connected, or for anonymous users). */
   user = ''
   /** What the authenticate hook attached. */
@@ -330,6 +335,7 @@ export class RealtimeSession {
         }
         this.user = outcome.user
         this.info = outcome.info
+        this.request = undefined
         this.expiresAt = outcome.expiresAt
         this.state = 'connected'
         this.core.connected(this, command.session)
@@ -394,7 +400,7 @@ export class RealtimeSession {
           break
         }
         this.rateStrikes = 0
-        this.run(id, this.core.publish(this, command.channel, command.data, command.key))
+        this.run(id, this.publish(command.channel, command.data, command.key))
         break
       case 'rpc':
         this.rateStrikes = 0
@@ -413,6 +419,16 @@ export class RealtimeSession {
         this.run(id, this.core.history(this, command.channel, command.since, command.limit))
         break
     }
+  }
+
+  /**
+   * A publish sent after a subscribe to the same channel waits for that subscribe: the client
+   * then sees its own publication, as the order of its commands says.
+   */
+  private async publish(channel: string, data: unknown, key: string | undefined): Promise<unknown> {
+    const pending = this.subscriptions.get(channel)
+    if (pending?.state === 'pending') await pending.settled
+    return this.core.publish(this, channel, data, key)
   }
 
   private async refresh(token: string, now: number): Promise<RefreshResult> {
@@ -451,7 +467,11 @@ export class RealtimeSession {
       this.reply(errorReply(id, ErrorCode.LimitExceeded, message))
       return
     }
-    const subscription: SessionSubscription = { state: 'pending', joinLeave }
+    let settle = () => {}
+    const settled = new Promise<void>((resolve) => {
+      settle = resolve
+    })
+    const subscription: SessionSubscription = { state: 'pending', joinLeave, settled }
     this.subscriptions.set(channel, subscription)
     this.pendingCommands++
     let replied = false
@@ -471,7 +491,10 @@ export class RealtimeSession {
           if (!replied) this.replyError(id, error)
         },
       )
-      .finally(() => this.pendingCommands--)
+      .finally(() => {
+        this.pendingCommands--
+        settle()
+      })
   }
 
   private rpc(id: number, method: string, data: unknown, now: number): void {

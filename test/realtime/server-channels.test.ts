@@ -96,6 +96,16 @@ describe('realtime server: channels', () => {
     }
   })
 
+  test('a publish sent right after a subscribe (not awaited) reaches the publisher too', async () => {
+    const channel = 'chat:pipelined'
+    const client = await fixture.connected({ token: 'ann' })
+    client.send('subscribe', { channel })
+    const published = await client.request('publish', { channel, data: 'mine' })
+    assert.equal(published.result?.offset, 1)
+    const pub = await client.next(isPub(channel))
+    assert.equal(pub.data, 'mine')
+  })
+
   test('recovery: exactly the missed publications, then live ones, in order', async () => {
     const channel = 'chat:recover'
     const a = await fixture.connected({ token: 'ann' })

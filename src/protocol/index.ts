@@ -11,7 +11,6 @@ export {
   ConnectionState,
   type Side,
 } from './connection.js'
-export { type OutputSink, type PreparedFrame } from './output-sequencer.js'
 export { HandshakeError, ProtocolError, ProtocolErrorCode, TimeoutError } from './errors.js'
 export { type FrameHeader, FrameParser, type FrameParserOptions, type FrameSink } from './frame-parser.js'
 export {
@@ -43,4 +42,5 @@ export {
 export { DEFAULT_LIMITS, type Limits, resolveLimits } from './limits.js'
 export { applyMask, writeRandomMask } from './mask.js'
 export { isControlOpcode, isKnownOpcode, Opcode } from './opcode.js'
+export type { OutputSink, PreparedFrame } from './output-sequencer.js'
 export { isValidUtf8, Utf8Validator } from './utf8.js'

@@ -242,7 +242,14 @@ export class Coverage {
   /** How many (block, bucket) pairs have been reached in all. */
   features = 0
 
-  constructor(private readonly paths: readonly string[]) {
+  /**
+   * `paths`: which scripts count. `bucketed` false: only whether a block ran counts, not how often
+   * (for merging, where the corpus should stay small).
+   */
+  constructor(
+    private readonly paths: readonly string[],
+    private readonly bucketed = true,
+  ) {
     this.session.connect()
     // Posts on an in-process session answer synchronously.
     this.session.post('Profiler.enable')
@@ -281,7 +288,7 @@ export class Coverage {
             }
           }
           if (count === 0) continue
-          const seen = block.seen | bucket(count)
+          const seen = block.seen | (this.bucketed ? bucket(count) : 1)
           if (seen !== block.seen) {
             block.seen = seen
             this.features++
@@ -525,6 +532,36 @@ export async function replay(
   }
 }
 
+/**
+ * Adds to a target's seed corpus the inputs of `dir` (a longer run's --corpus-out) that reach
+ * blocks the corpus does not, shortest first; returns how many were added. An input that breaks
+ * an invariant is reported instead.
+ */
+export async function merge(name: string, dir: string): Promise<number> {
+  const target = await loadTarget(name)
+  const coverage = new Coverage(target.coverage, false)
+  for (const seed of readCorpus(name)) {
+    await target.run(seed.data.subarray(0, target.maxLength))
+    coverage.collect()
+  }
+  const candidates = readdirSync(dir)
+    .map((file) => new Uint8Array(readFileSync(join(dir, file))).subarray(0, target.maxLength))
+    .sort((a, b) => a.length - b.length)
+  let added = 0
+  for (const input of candidates) {
+    try {
+      await target.run(input)
+    } catch (error) {
+      throw new Error(`input ${Buffer.from(input).toString('hex')} breaks an invariant`, { cause: error })
+    }
+    if (!coverage.collect()) continue
+    const hash = createHash('sha1').update(input).digest('hex').slice(0, 16)
+    writeFileSync(join(CORPUS_ROOT, name, `found-${hash}`), input)
+    added++
+  }
+  return added
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -535,6 +572,7 @@ async function main(): Promise<void> {
       'rss-limit-mb': { type: 'string', default: '1536' },
       artifacts: { type: 'string', default: join(tmpdir(), 'rally-fuzz') },
       'corpus-out': { type: 'string' },
+      merge: { type: 'string' },
       input: { type: 'string' },
     },
   })
@@ -544,6 +582,13 @@ async function main(): Promise<void> {
     return value
   }
   const targets = values.target === undefined || values.target === 'all' ? [...TARGET_NAMES] : [values.target]
+  if (values.merge !== undefined) {
+    for (const target of targets) {
+      const added = await merge(target, join(values.merge, target))
+      console.log(`${target}: ${added} inputs added to test/fuzz/corpus/${target}`)
+    }
+    return
+  }
   if (values.input !== undefined) {
     if (targets.length !== 1) throw new RangeError('--input needs one --target')
     const problem = await replay(

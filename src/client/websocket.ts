@@ -229,13 +229,18 @@ export class WebSocket extends EventTarget {
 
   /**
    * Node extension: sends a ping (payload at most 125 bytes). The peer's answer fires a `pong`
-   * event, a MessageEvent whose `data` is the pong's payload as a Buffer.
+   * event, a MessageEvent whose `data` is the pong's payload as a Buffer. Returns what the
+   * server's `ws.ping()` returns: 'sent', 'buffered' (the socket is behind) or 'dropped' (closing
+   * has begun).
    */
-  ping(data: string | Uint8Array = ''): void {
+  ping(data: string | Uint8Array = ''): 'sent' | 'buffered' | 'dropped' {
     if (this._readyState === WebSocket.CONNECTING) {
       throw new DOMException('WebSocket is still connecting', 'InvalidStateError')
     }
-    this.client.driver?.connection.ping(typeof data === 'string' ? Buffer.from(data) : data)
+    const driver = this.client.driver
+    if (driver === undefined || !driver.connection.ping(typeof data === 'string' ? Buffer.from(data) : data))
+      return 'dropped'
+    return driver.socket.writableNeedDrain ? 'buffered' : 'sent'
   }
 
   /** Node extension: destroys the connection at once, without a closing handshake. */

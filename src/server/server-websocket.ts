@@ -4,7 +4,7 @@
  */
 import { Buffer } from 'node:buffer'
 import type { Socket } from 'node:net'
-import { type DriverListener, PauseReason, SocketDriver } from '../node/socket-driver.js'
+import { PauseReason, SocketDriver } from '../node/socket-driver.js'
 import type { PreparedFrame } from '../protocol/connection.js'
 import type { MessageCompression } from '../protocol/extensions/compression.js'
 import {
@@ -16,7 +16,6 @@ import {
   TimeoutError,
 } from '../protocol/index.js'
 import type { PreparedMessage } from '../pubsub/prepared-message.js'
-import type { Monitored } from './liveness.js'
 import type { ServerContext } from './types.js'
 
 /** What `send` did with a message: written, queued behind a slow socket, or not sent at all. */
@@ -35,7 +34,10 @@ export interface SendOptions {
 
 export type SendData = string | ArrayBuffer | ArrayBufferView
 
-export class ServerWebSocket<UserData = unknown> implements DriverListener, Monitored {
+// The DriverListener and Monitored methods are internal (stripped from the published types), so
+// the class does not declare them in an implements clause; SocketDriver's and LivenessMonitor's
+// parameter types check them where a socket is handed over.
+export class ServerWebSocket<UserData = undefined> {
   /** Whatever the `upgrade` handler returned: the place for per-connection state. */
   data: UserData
   /** The subprotocol chosen in the handshake, or "". */
@@ -52,12 +54,16 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
   private ownTopics: Set<string> | undefined
   /** Async `message` handlers not yet settled (reading pauses past `maxPendingHandlers`). */
   private pendingHandlers = 0
-  // Liveness bookkeeping (see liveness.ts).
+  /** @internal Liveness bookkeeping (see liveness.ts). */
   heartbeatMark = -1
+  /** @internal */
   heartbeatRound = 0
+  /** @internal */
   idleMark = -1
+  /** @internal */
   idleStrikes = 0
 
+  /** @internal Sockets are made by the server, after the handshake. */
   constructor(
     server: ServerContext<UserData>,
     socket: Socket,
@@ -165,6 +171,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
 
   // ------------------------------------------------------------- liveness
 
+  /** @internal */
   get receiveCount(): number {
     return this.driver.receiveCount
   }
@@ -174,10 +181,12 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     return this.driver.readingHeld
   }
 
+  /** @internal */
   sendPreparedFrame(frame: PreparedFrame): void {
     this.driver.connection.sendPrepared(frame)
   }
 
+  /** @internal */
   heartbeatTimedOut(): void {
     this.server.counters.heartbeatTimeouts++
     this.server.reportError(
@@ -188,6 +197,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     this.driver.terminate()
   }
 
+  /** @internal */
   idleTimedOut(): void {
     this.server.counters.idleTimeouts++
     this.driver.close(CloseCode.GoingAway, 'Idle timeout')
@@ -254,6 +264,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
 
   // ------------------------------------------------------------- DriverListener
 
+  /** @internal */
   onMessage(data: Uint8Array, isBinary: boolean): void {
     const stats = this.server.counters
     stats.messagesIn++
@@ -291,6 +302,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
       this.driver.resume(PauseReason.Application)
   }
 
+  /** @internal */
   onPing(data: Uint8Array): void {
     const handler = this.server.handlers.ping
     if (handler === undefined) return
@@ -301,6 +313,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     }
   }
 
+  /** @internal */
   onPong(data: Uint8Array): void {
     const handler = this.server.handlers.pong
     if (handler === undefined) return
@@ -311,17 +324,21 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     }
   }
 
+  /** @internal */
   onCloseFrame(): void {}
 
+  /** @internal */
   onProtocolError(error: ProtocolError): void {
     this.server.counters.protocolErrors++
     this.server.reportError(error, 'protocol', this)
   }
 
+  /** @internal */
   onInternalError(error: unknown): void {
     this.server.reportError(error, 'compression', this)
   }
 
+  /** @internal */
   onDrain(): void {
     const handler = this.server.handlers.drain
     if (handler === undefined) return
@@ -332,6 +349,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     }
   }
 
+  /** @internal */
   onClosed(info: CloseInfo): void {
     if (this.ownTopics !== undefined) this.server.topicRegistry.unsubscribeAll(this, this.ownTopics)
     this.server.connectionClosed(this)
@@ -347,7 +365,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     }
   }
 
-  /** Called by the server once the 101 response is written: `open`, then the first frames. */
+  /** @internal Called by the server once the 101 response is written: `open`, then the first frames. */
   start(head: Uint8Array): void {
     const handler = this.server.handlers.open
     let result: unknown
@@ -385,7 +403,7 @@ export class ServerWebSocket<UserData = unknown> implements DriverListener, Moni
     return this.driver.needsDrain ? 'buffered' : 'sent'
   }
 
-  /** The server is shutting down: 1001 Going Away (RFC 6455 7.4.1). */
+  /** @internal The server is shutting down: 1001 Going Away (RFC 6455 7.4.1). */
   goAway(): void {
     if (this.driver.connection.state === ConnectionState.OPEN)
       this.driver.close(CloseCode.GoingAway, 'Server shutting down')

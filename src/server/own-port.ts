@@ -1,0 +1,164 @@
+/**
+ * Rally's own port: a plain TCP (or TLS) server whose request heads are read by Rally's own HTTP
+ * head parser — no node:http machinery per connection, which is most of a handshake's cost. A
+ * head is bounded in size, header count (431) and time (handshakeTimeout: 408); once complete it
+ * goes to the handshake decision with the bytes that followed it (frames a client sent at once).
+ *
+ * The sockets' events go to module-level functions with the state on the socket (as in
+ * SocketDriver): reading a head allocates no closures.
+ */
+import { Buffer } from 'node:buffer'
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls'
+import { HandshakeError, HttpHeadParser, type Limits } from '../protocol/index.js'
+import { ignoreHandshakeSocketError } from './handshake-decision.js'
+import type { ServerErrorKind } from './types.js'
+import { requestFromHead, type UpgradeRequest } from './upgrade-request.js'
+
+/** What the own port needs from the server around it. */
+export interface OwnPortHost {
+  /** `close()` has begun: new connections are destroyed at once. */
+  readonly closing: boolean
+  /** A complete request head, and the bytes after it. */
+  upgrade(request: UpgradeRequest, socket: Socket, head: Buffer): void
+  reject(socket: Duplex, error: HandshakeError): void
+  fail(socket: Duplex, error: unknown): void
+  reportError(error: unknown, kind: ServerErrorKind): void
+}
+
+export interface OwnPortOptions {
+  port: number
+  host?: string | undefined
+  tls?: TlsOptions | undefined
+  limits: Limits
+  handshakeTimeout: number
+}
+
+export class OwnPort {
+  readonly listener: NetServer
+  /** Resolves once listening; rejects if listen fails (EADDRINUSE...). */
+  readonly listening: Promise<void>
+  private readonly limits: Limits
+  private readonly handshakeTimeout: number
+  private readonly host: OwnPortHost
+  /** Sockets still sending their request head (destroyed on `close()`). */
+  private readonly handshaking = new Set<Socket>()
+
+  constructor(options: OwnPortOptions, host: OwnPortHost) {
+    this.limits = options.limits
+    this.handshakeTimeout = options.handshakeTimeout
+    this.host = host
+    const listener = options.tls ? createTlsServer(options.tls) : createNetServer()
+    this.listener = listener
+    listener.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.readHead(socket))
+    // A failed TLS handshake: nothing to answer, the socket is gone.
+    if (options.tls) listener.on('tlsClientError', (_error: Error, socket: Duplex) => socket.destroy())
+    this.listening = new Promise((resolve, reject) => {
+      listener.once('error', reject)
+      listener.listen(options.port, options.host, () => {
+        listener.removeListener('error', reject)
+        // After listen, errors come from accept (EMFILE when out of file descriptors): without
+        // a listener they would crash the process. libuv keeps accepting once descriptors free.
+        listener.on('error', (error: Error) => host.reportError(error, 'accept'))
+        resolve()
+      })
+    })
+  }
+
+  /**
+   * Stops accepting: heads still arriving (slowloris) are not waited for. Resolves once the
+   * listening socket is closed — after it listened, if it was still starting (closing it before
+   * would leave the port open when listen completes).
+   */
+  close(): Promise<void> {
+    for (const socket of this.handshaking) socket.destroy()
+    const listener = this.listener
+    return this.listening.then(
+      () => new Promise<void>((resolve) => listener.close(() => resolve())),
+      () => undefined,
+    )
+  }
+
+  private readHead(socket: Socket): void {
+    socket.on('error', ignoreHandshakeSocketError)
+    if (this.host.closing) {
+      socket.destroy()
+      return
+    }
+    this.handshaking.add(socket)
+    const timer = setTimeout(onHeadTimeout, this.handshakeTimeout, socket)
+    timer.unref()
+    ;(socket as HeadReadingSocket)[kHeadReading] = {
+      port: this,
+      parser: new HttpHeadParser(this.limits),
+      timer,
+    }
+    socket.on('data', onHeadData)
+    socket.on('close', onHeadClose)
+  }
+
+  /** @internal A chunk of a request head. */
+  receiveHead(socket: Socket, reading: HeadReading, chunk: Buffer): void {
+    let request: UpgradeRequest
+    let rest: Uint8Array
+    try {
+      const result = reading.parser.push(chunk)
+      if (result === undefined) return
+      this.stopReadingHead(socket)
+      // Nothing more is read until the handshake is decided: bytes wait in the socket.
+      socket.pause()
+      request = requestFromHead(result.head, socket)
+      rest = result.rest
+    } catch (error) {
+      this.stopReadingHead(socket)
+      if (error instanceof HandshakeError) this.host.reject(socket, error)
+      else this.host.fail(socket, error)
+      return
+    }
+    // The handshake decision installs its own guard against resets.
+    socket.removeListener('error', ignoreHandshakeSocketError)
+    this.host.upgrade(request, socket, Buffer.from(rest.buffer, rest.byteOffset, rest.length))
+  }
+
+  /** @internal The head did not come in time (slowloris): 408. */
+  headTimedOut(socket: Socket): void {
+    this.stopReadingHead(socket)
+    this.host.reject(socket, new HandshakeError(408, 'Request timeout'))
+  }
+
+  /** @internal The head is read, refused, timed out, or the socket closed. */
+  stopReadingHead(socket: Socket): void {
+    const reading = (socket as HeadReadingSocket)[kHeadReading]
+    if (reading === undefined) return
+    ;(socket as HeadReadingSocket)[kHeadReading] = undefined
+    clearTimeout(reading.timer)
+    this.handshaking.delete(socket)
+    socket.removeListener('data', onHeadData)
+    socket.removeListener('close', onHeadClose)
+  }
+}
+
+/** A request head being read, kept on its socket. */
+interface HeadReading {
+  port: OwnPort
+  parser: HttpHeadParser
+  timer: NodeJS.Timeout
+}
+
+const kHeadReading = Symbol('rally.headReading')
+
+type HeadReadingSocket = Socket & { [kHeadReading]?: HeadReading | undefined }
+
+function onHeadData(this: HeadReadingSocket, chunk: Buffer): void {
+  const reading = this[kHeadReading]
+  if (reading !== undefined) reading.port.receiveHead(this, reading, chunk)
+}
+
+function onHeadClose(this: HeadReadingSocket): void {
+  this[kHeadReading]?.port.stopReadingHead(this)
+}
+
+function onHeadTimeout(socket: HeadReadingSocket): void {
+  socket[kHeadReading]?.port.headTimedOut(socket)
+}

@@ -160,6 +160,7 @@ export class ServerWebSocket<UserData = undefined> {
     this.driver.pause(PauseReason.User)
   }
 
+  /** Starts reading again after `pauseReading()` (other reasons to pause may still hold it). */
   resumeReading(): void {
     this.driver.resume(PauseReason.User)
   }
@@ -212,10 +213,12 @@ export class ServerWebSocket<UserData = undefined> {
     return this.server.topicRegistry.subscribe(this, this.ownTopics, topic)
   }
 
+  /** Unsubscribes from a topic. Returns false if not subscribed. */
   unsubscribe(topic: string): boolean {
     return this.ownTopics !== undefined && this.server.topicRegistry.unsubscribe(this, this.ownTopics, topic)
   }
 
+  /** Whether this socket is subscribed to `topic`. */
   isSubscribed(topic: string): boolean {
     return this.ownTopics?.has(topic) ?? false
   }
@@ -233,6 +236,10 @@ export class ServerWebSocket<UserData = undefined> {
     return this.server.publish(topic, data, options, this)
   }
 
+  /**
+   * Sends a ping (payload at most 125 bytes; the `pong` handler gets the answer). Returns a send
+   * status, as `send` and the client's `ping()` do: 'dropped' once closing has begun.
+   */
   ping(data: SendData = ''): SendStatus {
     return this.driver.connection.ping(toBytes(data))
       ? this.driver.needsDrain
@@ -241,6 +248,7 @@ export class ServerWebSocket<UserData = undefined> {
       : 'dropped'
   }
 
+  /** Sends an unsolicited pong (a one-way heartbeat, RFC 6455 5.5.3). Returns a send status. */
   pong(data: SendData = ''): SendStatus {
     return this.driver.connection.pong(toBytes(data))
       ? this.driver.needsDrain

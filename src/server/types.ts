@@ -46,7 +46,7 @@ export type ServerErrorKind =
   | 'accept'
 
 /** One handler object for every connection (in the spirit of Bun and uWebSockets). */
-export interface ServerHandlers<UserData> {
+export interface ServerHandlers<UserData = undefined> {
   /**
    * Runs before the 101 response: authenticate, check the origin, pick a subprotocol. Return the
    * connection's `ws.data`, or a `Response` to refuse the upgrade with its status, headers and
@@ -86,7 +86,7 @@ export interface ServerHandlers<UserData> {
   handshakeError?(error: HandshakeError, request: UpgradeRequest, socket: Duplex): boolean | undefined
 }
 
-export interface ServerOptions<UserData> extends ServerHandlers<UserData> {
+export interface ServerOptions<UserData = undefined> extends ServerHandlers<UserData> {
   /** Listen on this port (0 for any free port). Without it, attach with `handleUpgrade`. */
   port?: number
   /** Default: Node's default (all interfaces). */

@@ -23,7 +23,7 @@ const HEARTBEAT = { interval: 400, timeout: 800 }
 const BOUND = { timeout: 60_000 }
 
 /**
- * Runs `inject` (the fault schedule) while publishing numbers in batches of 5, 10 ms apart; keeps publishing until the schedule is done and at least `minimum` were sent, then heals
+ * Runs `inject` (the fault schedule) while publishing numbers in batches of 5, 25 ms apart; keeps publishing until the schedule is done and at least `minimum` were sent, then heals
  * and waits until every client has them all. Returns how many were published.
  */
 async function underFault(
@@ -40,7 +40,7 @@ async function underFault(
   while (injecting || published < minimum) {
     published++
     await harness.realtime.publish(CHANNEL, published)
-    if (published % 5 === 0) await new Promise((resolve) => setTimeout(resolve, 10))
+    if (published % 5 === 0) await new Promise((resolve) => setTimeout(resolve, 25))
   }
   await schedule
   harness.proxy.heal()

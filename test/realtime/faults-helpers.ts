@@ -73,8 +73,10 @@ function watch(url: string, ping: number): Watched {
     reconnect: { minDelay: 20, maxDelay: 250 },
     // Two pings and a margin, as the protocol's default, scaled to the test's short interval.
     silenceLimit: () => 2 * ping + 500,
-    // Generous: 200 handshakes at once on a loaded 2-core machine can take seconds.
-    connectTimeout: 10_000,
+    // Generous, as 200 handshakes at once on a loaded 2-core machine take seconds; yet short,
+    // because a connection opened into a black hole lost its handshake for good and waits out
+    // this timeout even after the path is healed.
+    connectTimeout: 5000,
     timeout: 30_000,
   })
   const subscription = client.channel(CHANNEL)

@@ -28,6 +28,7 @@ import {
   type Pub,
   type PublishResult,
   type SubscribeResult,
+  UnsubscribeCode,
 } from './protocol.js'
 import type {
   Authentication,
@@ -152,6 +153,14 @@ export class RealtimeCore implements SessionCore {
     this.heartbeat = options.heartbeat
     this.rules = new ChannelRules(options.channels as unknown as Record<string, ChannelRule>)
     this.rpcHandlers = new Map(Object.entries(options.rpc as unknown as Record<string, RpcHandler>))
+    // A bus that may have missed deliveries: the channels' subscribers resubscribe from their
+    // positions and recover the missed publications from history (or learn they cannot).
+    this.bus.onGap((channels) => {
+      for (const channel of channels) {
+        const hub = this.channels.get(channel)
+        if (hub !== undefined) this.resetChannel(hub, 'deliveries may have been missed')
+      }
+    })
     for (const [method, handler] of this.rpcHandlers) {
       if (
         typeof handler !== 'function' &&
@@ -216,29 +225,41 @@ export class RealtimeCore implements SessionCore {
     ready: (result: SubscribeResult) => void,
   ): Promise<void> {
     const rule = this.ruleOrThrow(channel)
+    // This subscription, as the session holds it: an unsubscribe (and a new subscribe) while
+    // this one awaits replaces it, and this one must then leave no trace.
+    const mine = session.subscriptions.get(channel)
+    const wanted = () => !session.isClosed && session.subscriptions.get(channel) === mine
     await this.checkSubscribe(session, channel, rule)
     if (joinLeave && rule.presence !== true)
       throw new RealtimeError(ErrorCode.NotAvailable, 'join and leave need presence on this channel')
-    if (!this.stillWanted(session, channel)) return
+    if (!wanted()) return
     const hub = this.hubFor(channel, rule)
     hub.sessions.add(session)
     const held: Held[] = []
     hub.holders.add(held)
+    let joined = false
     let history: Awaited<ReturnType<Bus['history']>>
     try {
       await hub.ready
-      if (rule.presence === true) await this.join(hub, session)
+      if (rule.presence === true && wanted()) {
+        await this.join(hub, session)
+        joined = true
+      }
       history = await this.bus.history(
         channel,
         since === undefined ? { limit: 0 } : { since, limit: this.limits.historyLimit },
       )
     } catch (error) {
       hub.holders.delete(held)
-      if (this.stillWanted(session, channel)) this.release(hub, session)
+      if (wanted()) this.release(hub, session)
       throw error
     }
     hub.holders.delete(held)
-    if (!this.stillWanted(session, channel)) return
+    if (!wanted()) {
+      // Released meanwhile; a presence entry made after that release would be a ghost.
+      if (joined) this.leave(hub, session)
+      return
+    }
     // From here to the end: one synchronous step (see the module comment).
     const latest = history.latest
     const result: SubscribeResult = { offset: latest.offset, epoch: latest.epoch }
@@ -330,6 +351,24 @@ export class RealtimeCore implements SessionCore {
     if (window !== undefined && window.size > 0) {
       this.detachedDedup.set(session.client, { window, user: session.user, at: Date.now() })
     }
+  }
+
+  /** The app ends a client's subscription: an `unsubscribed` push, then nothing more. */
+  serverUnsubscribe(session: RealtimeSession, channel: string, reason: string): boolean {
+    if (!session.subscriptions.has(channel)) return false
+    const hub = this.channels.get(channel)
+    if (hub?.sessions.has(session)) this.release(hub, session)
+    session.subscriptions.delete(channel)
+    session.send(
+      JSON.stringify({
+        push: 'unsubscribed',
+        channel,
+        code: UnsubscribeCode.Server,
+        reason,
+        resubscribe: false,
+      }),
+    )
+    return true
   }
 
   reportError(error: unknown, session?: RealtimeSession): void {
@@ -498,7 +537,7 @@ export class RealtimeCore implements SessionCore {
     const envelope = JSON.stringify({
       push: 'unsubscribed',
       channel: hub.name,
-      code: ErrorCode.NotAvailable,
+      code: UnsubscribeCode.Resubscribe,
       reason,
       resubscribe: true,
     })
@@ -574,10 +613,6 @@ export class RealtimeCore implements SessionCore {
       throw new RealtimeError(ErrorCode.NotAvailable, 'this channel has no presence')
     if (session.subscriptions.get(channel)?.state !== 'live')
       await this.checkSubscribe(session, channel, rule)
-  }
-
-  private stillWanted(session: RealtimeSession, channel: string): boolean {
-    return !session.isClosed && session.subscriptions.has(channel)
   }
 
   private async clientPublish(

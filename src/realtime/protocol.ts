@@ -142,6 +142,16 @@ export const disconnectReasons: Readonly<Record<DisconnectCode, string>> = {
   4505: 'force disconnect',
 }
 
+/** Codes of the `unsubscribed` push (the server ended a subscription on its own). */
+export const UnsubscribeCode = {
+  /** The server application unsubscribed the client; `resubscribe` is false. */
+  Server: 2000,
+  /** The channel's stream was interrupted (history reset, deliveries missed on the bus):
+   * subscribe again with `since` to recover; `resubscribe` is true. */
+  Resubscribe: 2001,
+} as const
+export type UnsubscribeCode = (typeof UnsubscribeCode)[keyof typeof UnsubscribeCode]
+
 /** Whether a client may reconnect after this close or disconnect code. */
 export function mayReconnect(code: number): boolean {
   if (code >= 4500 && code <= 4999) return false

@@ -287,6 +287,12 @@ export class Realtime<
     return true
   }
 
+  /** Ends a client's subscription from the server (an `unsubscribed` push with code 2000). */
+  unsubscribe(client: string, channel: string, reason = 'unsubscribed by the server'): boolean {
+    const session = this.core.clients.get(client)
+    return session !== undefined && this.core.serverUnsubscribe(session, channel, reason)
+  }
+
   /** Disconnects everyone (4001, reconnect elsewhere), closes the servers it created and its bus. */
   close(): Promise<void> {
     this.closing ??= (async () => {

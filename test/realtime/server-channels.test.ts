@@ -106,6 +106,27 @@ describe('realtime server: channels', () => {
     assert.equal(pub.data, 'mine')
   })
 
+  test('the app unsubscribes a client: an unsubscribed push (2000), then nothing more from the channel', async () => {
+    const client = fixture.client()
+    const connected = await client.connect({ token: 'ann' })
+    await client.request('subscribe', { channel: 'chat:kick' })
+    await client.request('subscribe', { channel: 'chat:stay' })
+    assert.equal(fixture.realtime.unsubscribe(connected.result?.client as string, 'chat:kick', 'bye'), true)
+    const push = await client.next((e) => e.push === 'unsubscribed')
+    assert.deepEqual(push, {
+      push: 'unsubscribed',
+      channel: 'chat:kick',
+      code: 2000,
+      reason: 'bye',
+      resubscribe: false,
+    })
+    await fixture.realtime.publish('chat:kick', 'not for you')
+    await fixture.realtime.publish('chat:stay', 'for you')
+    await client.next(isPub('chat:stay'))
+    assert.deepEqual(client.pubOffsets('chat:kick'), [])
+    assert.equal((await client.request('unsubscribe', { channel: 'chat:kick' })).error?.code, 115)
+  })
+
   test('recovery: exactly the missed publications, then live ones, in order', async () => {
     const channel = 'chat:recover'
     const a = await fixture.connected({ token: 'ann' })

@@ -35,6 +35,11 @@ const DEFAULT_HEARTBEAT = { interval: 30_000, timeout: 10_000 }
 /** Errors the peer causes, routine on the Internet: not printed without an `error` handler. */
 const ROUTINE_ERRORS: ReadonlySet<ServerErrorKind> = new Set(['protocol', 'timeout', 'transport'])
 
+/** What a server does with an error when the application has no `error` handler. */
+export function printUnlessRoutine(error: unknown, kind: ServerErrorKind): void {
+  if (!ROUTINE_ERRORS.has(kind)) console.error(error)
+}
+
 export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, HandshakeHost<UserData> {
   readonly handlers: ServerHandlers<UserData>
   readonly driverOptions: DriverOptions
@@ -160,7 +165,7 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
     if (handler === undefined) {
       // A peer's faults (protocol violations, silence, resets) are routine; the application
       // hears of them only if it listens. Our own failures are printed.
-      if (!ROUTINE_ERRORS.has(kind)) console.error(error)
+      printUnlessRoutine(error, kind)
       return
     }
     try {

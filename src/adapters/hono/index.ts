@@ -23,6 +23,7 @@ import { defineWebSocketHelper, WSContext, type WSEvents } from 'hono/ws'
 import { CloseEvent } from '../../client/events.js'
 import { endAndRelease } from '../../node/end-and-release.js'
 import { upgradeRequiredConnection } from '../../server/handshake-decision.js'
+import { printUnlessRoutine } from '../../server/lifecycle.js'
 import { RallyServer } from '../../server/server.js'
 import type { ServerWebSocket } from '../../server/server-websocket.js'
 import type { ServerErrorKind, ServerOptions, UpgradeContext } from '../../server/types.js'
@@ -116,7 +117,7 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
     kind: ServerErrorKind,
   ) {
     if (serverOptions.error !== undefined) serverOptions.error(error, ws, kind)
-    else if (kind !== 'protocol' && kind !== 'timeout' && kind !== 'transport') console.error(error)
+    else printUnlessRoutine(error, kind)
   }
 
   const rally = new RallyServer<HonoConnection>({

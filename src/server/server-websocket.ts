@@ -177,7 +177,7 @@ export class ServerWebSocket<UserData = undefined> {
     return this.driver.receiveCount
   }
 
-  /** Reading is paused on purpose: liveness checks hold off (see liveness.ts). */
+  /** @internal Reading is paused on purpose: liveness checks hold off (see liveness.ts). */
   get readingHeld(): boolean {
     return this.driver.readingHeld
   }

@@ -80,6 +80,30 @@ describe('an async upgrade whose socket closes while the application decides', (
     assert.equal(second.readyState, 1)
     assert.deepEqual(server.stats().handshakeRejections, {})
   })
+
+  it('counts no 503 for it when handshakeTimeout passes', async () => {
+    const sockets = new EventQueue<Socket>()
+    const { server, port } = await startServer({
+      handshakeTimeout: 100,
+      upgrade(request) {
+        sockets.push(request.socket)
+        return new Promise<undefined>(() => {})
+      },
+    })
+    const gone = await RawClient.connect(port)
+    gone.write(handshakeRequest())
+    const goneSide = await sockets.next(2000, 'the first upgrade call')
+    const goneClosed = once(goneSide, 'close', 2000)
+    gone.destroy()
+    await goneClosed
+    // A second handshake that stays, started later with the same timeout: its 503 proves that
+    // the first one's timer, had it been left running, would have fired by now (timers of equal
+    // duration fire in the order they were set).
+    const stays = await RawClient.connect(port)
+    stays.write(handshakeRequest())
+    assert.equal((await stays.readHead(2000)).status, 503)
+    assert.deepEqual(server.stats().handshakeRejections, { '503': 1 })
+  })
 })
 
 describe('socket errors', () => {

@@ -1,18 +1,43 @@
 /**
  * What RFC 6455 says a connection must make of a byte stream, written from the RFC for the frames
  * fuzz target (not from the code under test): the messages, control frames and close it delivers,
- * and the close code it fails with, if any. Without extensions only.
+ * and the close code it fails with, if any; with permessage-deflate without context takeover too
+ * (RFC 7692 6: RSV1 marks a compressed message, on its first frame only, never on control frames).
  *
  * It reads the stream as the connection must: a fault is found as soon as the bytes that show it
  * have arrived (a frame header's first two bytes, a declared length, the first byte that cannot
  * continue UTF-8), so a stream that ends inside a frame still fails if what arrived is wrong.
  */
 import { Buffer } from 'node:buffer'
+import { constants, inflateRawSync } from 'node:zlib'
 
 export interface OracleLimits {
   maxMessageSize: number
   maxFrameSize: number
   maxFragments: number
+}
+
+/**
+ * permessage-deflate negotiated (each message compressed on its own). The limits on compressed
+ * sizes are the implementation's policy, not the RFC's, so the caller gives them.
+ */
+export interface OracleDeflate {
+  /** Largest frame, compressed or not, once deflate is negotiated. */
+  frameLimit: number
+  /** Largest compressed message, by its declared frame lengths. */
+  compressedMessageLimit: number
+}
+
+/** Inflates one message (RFC 7692 7.2.2: append 00 00 FF FF); a close code when it cannot. */
+function inflate(compressed: Uint8Array, maxSize: number): Uint8Array | number {
+  try {
+    return inflateRawSync(Buffer.concat([compressed, Uint8Array.of(0, 0, 0xff, 0xff)]), {
+      finishFlush: constants.Z_SYNC_FLUSH,
+      maxOutputLength: Math.max(1, maxSize),
+    })
+  } catch (error) {
+    return (error as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? 1009 : 1007
+  }
 }
 
 const CONTINUATION = 0x0
@@ -35,7 +60,12 @@ function isSendableCode(code: number): boolean {
  * The events, as `message text <hex>`, `message binary <hex>`, `ping <hex>`, `pong <hex>`,
  * `close <code> <reason as JSON>` and `fail <close code>`.
  */
-export function expectedEvents(wire: Uint8Array, expectMasked: boolean, limits: OracleLimits): string[] {
+export function expectedEvents(
+  wire: Uint8Array,
+  expectMasked: boolean,
+  limits: OracleLimits,
+  deflate?: OracleDeflate,
+): string[] {
   const events: string[] = []
   let offset = 0
   // The data message being received.
@@ -43,6 +73,7 @@ export function expectedEvents(wire: Uint8Array, expectMasked: boolean, limits: 
   let messageLength = 0
   let fragments = 0
   let messageParts: Uint8Array[] = []
+  let compressed = false
   let utf8 = new TextDecoder('utf-8', { fatal: true })
 
   const fail = (code: number): string[] => {
@@ -59,8 +90,10 @@ export function expectedEvents(wire: Uint8Array, expectMasked: boolean, limits: 
     const masked = (b1 & 0x80) !== 0
     const length7 = b1 & 0x7f
     const isControl = opcode >= 0x8
-    // 5.2: reserved bits without an extension; unknown opcodes. 5.1: masking by direction.
-    if ((b0 & 0x70) !== 0) return fail(1002)
+    // 5.2: reserved bits without an extension (RFC 7692 6: RSV1 with deflate); unknown opcodes.
+    // 5.1: masking by direction.
+    const rsv1 = (b0 & 0x40) !== 0
+    if ((b0 & (deflate === undefined ? 0x70 : 0x30)) !== 0) return fail(1002)
     if (![CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG].includes(opcode)) return fail(1002)
     if (masked !== expectMasked) return fail(1002)
     // 5.5: control frames are never fragmented and carry at most 125 bytes.
@@ -77,7 +110,9 @@ export function expectedEvents(wire: Uint8Array, expectMasked: boolean, limits: 
       if (top >= 0x80000000) return fail(1002)
       length = top * 2 ** 32 + view.getUint32(4)
     }
-    if (!isControl && length > limits.maxFrameSize) return fail(1009)
+    if (!isControl && length > (deflate?.frameLimit ?? limits.maxFrameSize)) return fail(1009)
+    // RFC 7692 6.1: no RSV1 on control frames, nor on "non-first fragments of a data message".
+    if (rsv1 && (isControl || opcode === CONTINUATION)) return fail(1002)
     const key = masked ? wire.subarray(offset + headerLength - 4, offset + headerLength) : undefined
     if (!isControl) {
       // 5.4: a continuation needs a message to continue; a new message waits for the last one.
@@ -88,10 +123,12 @@ export function expectedEvents(wire: Uint8Array, expectMasked: boolean, limits: 
         messageLength = 0
         fragments = 0
         messageParts = []
+        compressed = rsv1
         utf8 = new TextDecoder('utf-8', { fatal: true })
       }
       if (++fragments > limits.maxFragments) return fail(1009)
-      if (messageLength + length > limits.maxMessageSize) return fail(1009)
+      const messageLimit = compressed ? deflate!.compressedMessageLimit : limits.maxMessageSize
+      if (messageLength + length > messageLimit) return fail(1009)
       messageLength += length
     }
     const start = offset + headerLength
@@ -100,8 +137,8 @@ export function expectedEvents(wire: Uint8Array, expectMasked: boolean, limits: 
     if (key !== undefined) for (let i = 0; i < payload.length; i++) payload[i]! ^= key[i % 4]!
     if (!isControl) {
       messageParts.push(payload)
-      // 8.1: text that cannot be UTF-8 fails as soon as it is seen.
-      if (messageOpcode === TEXT) {
+      // 8.1: text that cannot be UTF-8 fails as soon as it is seen (once inflated, if compressed).
+      if (messageOpcode === TEXT && !compressed) {
         try {
           utf8.decode(payload, { stream: true })
         } catch {
@@ -136,14 +173,26 @@ export function expectedEvents(wire: Uint8Array, expectMasked: boolean, limits: 
       continue
     }
     if (!fin) continue
-    if (messageOpcode === TEXT) {
+    let data: Uint8Array = Buffer.concat(messageParts)
+    if (compressed) {
+      const inflated = inflate(data, limits.maxMessageSize)
+      if (typeof inflated === 'number') return fail(inflated)
+      data = inflated
+      if (messageOpcode === TEXT) {
+        try {
+          new TextDecoder('utf-8', { fatal: true }).decode(data)
+        } catch {
+          return fail(1007)
+        }
+      }
+    } else if (messageOpcode === TEXT) {
       try {
         utf8.decode()
       } catch {
         return fail(1007)
       }
     }
-    events.push(`message ${messageOpcode === TEXT ? 'text' : 'binary'} ${hex(Buffer.concat(messageParts))}`)
+    events.push(`message ${messageOpcode === TEXT ? 'text' : 'binary'} ${hex(data)}`)
     messageOpcode = 0
   }
   return events

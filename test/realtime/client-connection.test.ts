@@ -6,7 +6,12 @@
  */
 import assert from 'node:assert/strict'
 import { after, afterEach, describe, test } from 'node:test'
-import type { ConnectionState } from '../../src/realtime/client/index.js'
+import { WebSocket } from '../../src/index.js'
+import {
+  type ConnectionState,
+  type TransportFactory,
+  webSocketTransport,
+} from '../../src/realtime/client/index.js'
 import { DisconnectCode, disconnectPush, ErrorCode, errorReply } from '../../src/realtime/protocol.js'
 import { FaultProxy } from '../support/fault-proxy.js'
 import { FakeRealtimeServer, type FakeServerOptions } from './client-fake-server.js'
@@ -224,5 +229,33 @@ describe('RallyClient tokens', () => {
     const closed = await nextEvent(client, 'closed')
     assert.equal(closed.code, DisconnectCode.TokenExpired)
     assert.equal(fake.commandsNamed('connect').length, 1)
+  })
+})
+
+describe('RallyClient transports', () => {
+  test('a transport that fails before opening gives way to the next; the one that connects is kept', async () => {
+    const fake = await startFake()
+    let brokenOpens = 0
+    // Stands for a transport this network blocks: it never opens.
+    const blocked: TransportFactory = {
+      name: 'blocked',
+      open(_url, events) {
+        brokenOpens++
+        queueMicrotask(() => events.onClose({ code: 1006, reason: 'blocked here', failedToOpen: true }))
+        return { send: () => false, close: () => {} }
+      },
+    }
+    const client = newRallyClient(fake.url, { transports: [blocked, webSocketTransport(WebSocket)] })
+    const first = nextEvent(client, 'disconnected')
+    const connected = nextEvent(client, 'connected')
+    client.connect()
+    assert.equal((await first).reason, 'blocked here')
+    assert.equal((await connected).transport, 'websocket')
+    assert.equal(brokenOpens, 1)
+    // After a drop, the working transport is used again, not the blocked one.
+    const again = nextEvent(client, 'connected')
+    for (const connection of fake.connections) connection.ws.terminate()
+    assert.equal((await again).transport, 'websocket')
+    assert.equal(brokenOpens, 1)
   })
 })

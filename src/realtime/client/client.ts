@@ -101,7 +101,10 @@ export interface RallyClientOptions {
   getToken?: () => string | Promise<string>
   /** The WebSocket constructor; default the runtime's global one (pass Rally's in Node 20). */
   WebSocket?: WebSocketConstructor
-  /** Transports tried in order; default a WebSocket transport. */
+  /**
+   * Transports, in order of preference; default a WebSocket transport. One that fails before
+   * opening gives way to the next for the following attempt, until one connects; that one is kept.
+   */
   transports?: TransportFactory[]
   /** Backoff between reconnection attempts; `false` never reconnects. */
   reconnect?: BackoffOptions | false
@@ -163,6 +166,8 @@ interface Link {
   refreshTimer: ReturnType<typeof setTimeout> | undefined
   /** The server's disconnect advice, when it sent one before closing. */
   advice: DisconnectReason | undefined
+  /** The transport opened (a failure before that may mean this transport cannot work here). */
+  opened: boolean
 }
 
 let instanceCounter = 0
@@ -197,6 +202,10 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   private readonly keyPrefix: string
   private keyCounter = 0
   private browserListeners: (() => void) | undefined
+  /** Which of `transports` the next attempt uses. */
+  private transportIndex = 0
+  /** The transport that connected, once one has: kept from then on. */
+  private workingTransport: number | undefined
 
   constructor(url: string, options: RallyClientOptions = {}) {
     super()
@@ -365,8 +374,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   }
 
   private openTransport(): void {
-    // Only the first transport for now; fallbacks (SSE, long polling) are chosen here later.
-    const factory = this.transports[0]!
+    const factory = this.transports[this.transportIndex]!
     const link: Link = {
       transport: undefined as unknown as Transport,
       transportName: factory.name,
@@ -379,6 +387,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
       connectTimer: undefined,
       refreshTimer: undefined,
       advice: undefined,
+      opened: false,
     }
     this.link = link
     const connectTimeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
@@ -392,7 +401,9 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     }, connectTimeout)
     ;(link as { transport: Transport }).transport = factory.open(this.url, {
       onOpen: () => {
-        if (this.link === link) this.sendConnect(link)
+        if (this.link !== link) return
+        link.opened = true
+        this.sendConnect(link)
       },
       onMessage: (text) => {
         if (this.link === link) this.receive(link, text)
@@ -420,6 +431,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     clearTimer(link.connectTimer)
     link.connectTimer = undefined
     link.connected = true
+    this.workingTransport = this.transportIndex
     this._clientId = result.client
     this.connectedAt = this.now()
     this.retriedWithFreshToken = false
@@ -555,7 +567,18 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
 
   // ------------------------------------------------------------------ losing the connection
 
+  /**
+   * A transport that never worked for this client and failed before opening (a proxy that
+   * refuses WebSockets, a runtime without it) gives way to the next one in `transports` for the
+   * next attempt; one that has connected once is kept, since its later failures are the network's.
+   */
+  private chooseNextTransport(link: Link): void {
+    if (link.opened || this.transports.length < 2 || this.workingTransport !== undefined) return
+    this.transportIndex = (this.transportIndex + 1) % this.transports.length
+  }
+
   private transportClosed(link: Link, info: TransportClose): void {
+    this.chooseNextTransport(link)
     const reason: DisconnectReason = link.advice ?? {
       code: info.code,
       reason: info.reason || (info.failedToOpen ? 'could not connect' : 'connection closed'),
@@ -569,6 +592,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   private dropLink(reason: DisconnectReason): void {
     const link = this.link
     if (link === undefined) return
+    this.chooseNextTransport(link)
     this.teardownLink(link)
     link.transport.close(reason.code >= 4000 && reason.code <= 4999 ? reason.code : 1000)
     this.connectionEnded(reason)

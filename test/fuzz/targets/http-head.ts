@@ -8,6 +8,8 @@
  * - the head and the bytes after it are the same whether the input comes at once, split at any
  *   point, or one byte at a time; a head over `maxHeaderBytes` fails with 431 as soon as it is;
  * - field names are lower-case tokens and no value holds CR, LF or NUL (RFC 9110 5.5);
+ * - the request object an `upgrade` handler sees (requestFromHead) builds and reads without
+ *   throwing; only a request line ending in exactly HTTP/1.1 is accepted (RFC 9112 2.3);
  * - a request that validates gets a 101 response that our own client accepts.
  */
 import assert from 'node:assert/strict'

@@ -548,6 +548,7 @@ export async function merge(name: string, dir: string): Promise<number> {
     .map((file) => new Uint8Array(readFileSync(join(dir, file))).subarray(0, target.maxLength))
     .sort((a, b) => a.length - b.length)
   let added = 0
+  mkdirSync(join(CORPUS_ROOT, name), { recursive: true })
   for (const input of candidates) {
     try {
       await target.run(input)

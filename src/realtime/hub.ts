@@ -197,9 +197,6 @@ export class RealtimeCore implements SessionCore {
     this.pendingSessions.delete(session)
     this.sessions.add(session)
     this.clients.set(session.client, session)
-    const member: Member = { client: session.client, user: session.user }
-    if (session.info !== undefined) member.info = session.info
-    this.publisherInfo.set(session, JSON.stringify(member))
     // A client reconnecting names its previous client id: its publish keys carry over, so a
     // retried publish is not published twice — for the same user only.
     let window: DedupWindow | undefined
@@ -214,7 +211,8 @@ export class RealtimeCore implements SessionCore {
         if (owner !== undefined && owner.user === session.user) window = this.dedup.get(previous)
       }
     }
-    this.dedup.set(session.client, window ?? new DedupWindow(this.limits.dedupKeys, this.limits.dedupTtl))
+    // Otherwise the window is made on the first keyed publish.
+    if (window !== undefined) this.dedup.set(session.client, window)
   }
 
   async subscribe(
@@ -291,14 +289,19 @@ export class RealtimeCore implements SessionCore {
     data: unknown,
     key: string | undefined,
   ): Promise<PublishResult> {
-    const window = this.dedup.get(session.client)
-    if (key !== undefined && window !== undefined) {
-      const earlier = window.get(key, Date.now())
+    if (key !== undefined) {
+      let window = this.dedup.get(session.client)
+      if (window === undefined) {
+        window = new DedupWindow(this.limits.dedupKeys, this.limits.dedupTtl)
+        this.dedup.set(session.client, window)
+      }
+      const keys = window
+      const earlier = keys.get(key, Date.now())
       if (earlier !== undefined) return earlier
       const attempt = this.clientPublish(session, channel, data)
-      window.set(key, attempt, Date.now())
+      keys.set(key, attempt, Date.now())
       // A refused or failed publish did not happen: a retry with the same key may try again.
-      attempt.catch(() => window.delete(key, attempt))
+      attempt.catch(() => keys.delete(key, attempt))
       return attempt
     }
     return this.clientPublish(session, channel, data)
@@ -630,7 +633,12 @@ export class RealtimeCore implements SessionCore {
     const text = JSON.stringify(value)
     if (encoder.encode(text).length > this.limits.maxMessageSize)
       throw new RealtimeError(ErrorCode.MessageTooBig, `data larger than ${this.limits.maxMessageSize} bytes`)
-    const info = this.publisherInfo.get(session)
+    let info = this.publisherInfo.get(session)
+    if (info === undefined) {
+      // Built on the first publish and kept: a publishing client's info is the same every time.
+      info = JSON.stringify(this.memberOf(session))
+      this.publisherInfo.set(session, info)
+    }
     const position = await this.bus.publish(channel, {
       data: text,
       ...(info === undefined ? {} : { info }),

@@ -168,7 +168,15 @@ export class RealtimeSession {
   /** What the authenticate hook attached. */
   info: unknown
   /** App state for this connection (free to use in hooks). */
-  data: Record<string, unknown> = {}
+  get data(): Record<string, unknown> {
+    this.appData ??= {}
+    return this.appData
+  }
+  set data(value: Record<string, unknown>) {
+    this.appData = value
+  }
+  // Made on first use, like the others below: an idle session should cost little memory.
+  private appData: Record<string, unknown> | undefined
   /** This session's channels. */
   readonly subscriptions = new Map<string, SessionSubscription>()
   private state: SessionState = 'connecting'
@@ -177,11 +185,11 @@ export class RealtimeSession {
   private lastPing: number
   private awaitingPongSince: number | undefined
   private expiresAt: number | undefined
-  private queued: RequestCommand[] = []
+  private queued: RequestCommand[] | undefined
   private pendingCommands = 0
   private pendingRpcs = 0
   /** RPC ids in flight and when each times out. */
-  private readonly rpcDeadlines = new Map<number, number>()
+  private rpcDeadlines: Map<number, number> | undefined
   private rateStrikes = 0
   private readonly commandBucket: TokenBucket
   private readonly publishBucket: TokenBucket
@@ -241,6 +249,7 @@ export class RealtimeSession {
     }
     if (this.state === 'authenticating') {
       // A client may send its subscribes right after connect, without waiting: keep them.
+      this.queued ??= []
       if (this.queued.length < MAX_QUEUED_DURING_CONNECT) this.queued.push(command)
       else this.disconnect(DisconnectCode.TooManyRequests, 'too many commands before connect finished')
       return
@@ -274,7 +283,7 @@ export class RealtimeSession {
       this.awaitingPongSince ??= now
       this.transport.send('{"push":"ping"}')
     }
-    if (this.rpcDeadlines.size > 0) {
+    if (this.rpcDeadlines !== undefined && this.rpcDeadlines.size > 0) {
       for (const [id, deadline] of this.rpcDeadlines) {
         if (now < deadline) continue
         this.rpcDeadlines.delete(id)
@@ -309,8 +318,8 @@ export class RealtimeSession {
   private finish(): void {
     if (this.state === 'closed') return
     this.state = 'closed'
-    this.queued = []
-    this.rpcDeadlines.clear()
+    this.queued = undefined
+    this.rpcDeadlines = undefined
     this.core.closed(this)
   }
 
@@ -346,8 +355,8 @@ export class RealtimeSession {
         }
         if (outcome.expiresAt !== undefined) result.expires = Math.max(0, outcome.expiresAt - now)
         this.reply({ id: command.id, result })
-        const queued = this.queued
-        this.queued = []
+        const queued = this.queued ?? []
+        this.queued = undefined
         for (const next of queued) {
           if (this.state !== 'connected') break
           this.dispatch(next, now)
@@ -507,6 +516,7 @@ export class RealtimeSession {
     this.pendingCommands++
     // The deadline is kept here and checked by tick(): a handler that never settles costs the
     // client a Timeout reply, and its late result is dropped.
+    this.rpcDeadlines ??= new Map()
     this.rpcDeadlines.set(id, now + limits.rpcTimeout)
     this.core.rpc(this, method, data).then(
       (result) => {
@@ -521,7 +531,7 @@ export class RealtimeSession {
   /** Whether the RPC still waits for its answer (it has not timed out). */
   private rpcSettled(id: number): boolean {
     this.pendingCommands--
-    if (!this.rpcDeadlines.delete(id)) return false
+    if (this.rpcDeadlines?.delete(id) !== true) return false
     this.pendingRpcs--
     return true
   }

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
+import { createServer as createHttpServer, IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, describe, it } from 'node:test'
 import WebSocketDefault, {
@@ -147,6 +148,36 @@ describe('rallyjs/ws: the export carries the API, as ws', () => {
     assert.ok(socket instanceof Tagged)
     assert.equal(socket.tag, 'tagged')
     assert.ok(wss.clients.has(socket))
+  })
+
+  it("'upgrade' and 'unexpected-response' carry an http.IncomingMessage, as in ws", async () => {
+    const { url } = await echoServer()
+    const ws = connect(url)
+    const [upgrade] = await within(nextEvent<[IncomingMessage]>(ws, 'upgrade'), 5000, 'upgrade')
+    assert.ok(upgrade instanceof IncomingMessage)
+    assert.equal(upgrade.statusCode, 101)
+    assert.equal(upgrade.headers.upgrade, 'websocket')
+    assert.equal(upgrade.httpVersion, '1.1')
+    const refusing = createHttpServer()
+    refusing.on('upgrade', (_request, socket) => {
+      socket.end('HTTP/1.1 403 Forbidden\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n')
+    })
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve))
+    try {
+      const refused = connect(`ws://127.0.0.1:${(refusing.address() as AddressInfo).port}`)
+      const [, response] = await within(
+        nextEvent<[unknown, IncomingMessage]>(refused, 'unexpected-response'),
+        5000,
+        'unexpected-response',
+      )
+      assert.ok(response instanceof IncomingMessage)
+      assert.equal(response.statusCode, 403)
+      assert.equal(response.statusMessage, 'Forbidden')
+      assert.deepEqual(response.headers['set-cookie'], ['a=1', 'b=2'])
+    } finally {
+      refusing.closeAllConnections()
+      await new Promise((resolve) => refusing.close(resolve))
+    }
   })
 
   it('new WebSocket(null) outside a server throws a clear TypeError', () => {

@@ -5,13 +5,7 @@
  * constructors throw a clear TypeError when one of them asks for behaviour Rally lacks.
  */
 import type { Buffer } from 'node:buffer'
-import type {
-  ClientRequestArgs,
-  Server as HttpServer,
-  IncomingHttpHeaders,
-  IncomingMessage,
-  OutgoingHttpHeaders,
-} from 'node:http'
+import type { ClientRequestArgs, Server as HttpServer, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { ConnectionOptions as TlsConnectOptions } from 'node:tls'
 import type { ZlibOptions } from 'node:zlib'
@@ -196,12 +190,11 @@ export interface AddressInfo {
   port: number
 }
 
-/** What the `upgrade` and `unexpected-response` events carry: the response's status and headers. */
-export interface UpgradeResponse {
-  statusCode: number
-  statusMessage: string
-  headers: IncomingHttpHeaders
-}
+/**
+ * What the `upgrade` and `unexpected-response` events carry, as in ws: an `http.IncomingMessage`
+ * with the response's status line and headers (its body is not read: it ends at once).
+ */
+export type UpgradeResponse = IncomingMessage
 
 /** What `unexpected-response` carries as the request. */
 export interface UpgradeRequest {

@@ -5,7 +5,7 @@
  */
 import { Buffer } from 'node:buffer'
 import { EventEmitter } from 'node:events'
-import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import { type ClientRequest, IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
 import type { Duplex, DuplexOptions } from 'node:stream'
 import {
   ClientConnection,
@@ -488,11 +488,38 @@ export class WebSocket extends EventEmitter {
     return this.backend.kind === 'client' ? this.backend.client.driver : undefined
   }
 
+  /**
+   * The handshake's response as ws passes it to `upgrade` and `unexpected-response`: an
+   * http.IncomingMessage on the connection's socket, with the status line and headers. Rally reads
+   * no response body, so the message ends at once.
+   */
+  private responseMessage(status: number, head: HttpHead): IncomingMessage {
+    const socket = this.backend.kind === 'client' ? this.backend.client.socket : undefined
+    const response = new IncomingMessage(socket as NonNullable<typeof socket>)
+    response.statusCode = status
+    response.statusMessage = head.startLine[2]
+    const version = /^HTTP\/(\d)\.(\d)$/.exec(head.startLine[0])
+    response.httpVersionMajor = Number(version?.[1] ?? 1)
+    response.httpVersionMinor = Number(version?.[2] ?? 1)
+    response.httpVersion = `${response.httpVersionMajor}.${response.httpVersionMinor}`
+    const headers: Record<string, string | string[]> = {}
+    const rawHeaders: string[] = []
+    for (const [name, values] of Object.entries(head.fields)) {
+      // node:http's convention: set-cookie as a list, other repeated fields joined with ", ".
+      headers[name] = name === 'set-cookie' ? [...values] : values.join(', ')
+      for (const value of values) rawHeaders.push(name, value)
+    }
+    response.headers = headers
+    response.rawHeaders = rawHeaders
+    response.push(null)
+    return response
+  }
+
   private clientListener(): ClientListener {
     return {
       onOpen: (response: HttpHead) => {
         this.state = WebSocket.OPEN
-        this.emit('upgrade', responseLike(101, response))
+        this.emit('upgrade', this.responseMessage(101, response))
         this.emit('open')
       },
       onConnectFailure: (message: string, error: unknown, response: HttpHead | undefined) => {
@@ -502,7 +529,7 @@ export class WebSocket extends EventEmitter {
           const status = response === undefined ? 0 : Number(response.startLine[1])
           if (response !== undefined && status !== 101 && this.listenerCount('unexpected-response') > 0) {
             const request: types.UpgradeRequest = { method: 'GET', url: this.url }
-            this.emit('unexpected-response', request, responseLike(status, response))
+            this.emit('unexpected-response', request, this.responseMessage(status, response))
           } else {
             this.emit('error', error instanceof Error ? error : new Error(message))
           }
@@ -681,13 +708,6 @@ function adaptListener(
 }
 
 // ------------------------------------------------------------- helpers
-
-/** What ws passes as the `upgrade` / `unexpected-response` response: status and headers. */
-function responseLike(status: number, head: HttpHead): types.UpgradeResponse {
-  const headers: Record<string, string> = {}
-  for (const [name, values] of Object.entries(head.fields)) headers[name] = values.join(', ')
-  return { statusCode: status, statusMessage: head.startLine[2], headers }
-}
 
 /** ws's own option names, handled above: never passed to tls.connect. */
 const KNOWN_WS_CLIENT_FIELDS = new Set([

@@ -203,7 +203,6 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
       socket.on('error', ignore)
       const slot: UpgradeSlot = {}
       const env = { incoming: request, outgoing: undefined, [UPGRADE_SLOT]: slot }
-      const refusal: RefusalProgress = { headSent: false }
       Promise.resolve()
         .then(() => app.fetch(toRequest(request), env))
         .then(async (response) => {
@@ -215,7 +214,7 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
             return
           }
           // Middleware or the route refused: its response goes out as is.
-          await writeResponse(socket, response, refusal)
+          await writeResponse(socket, response)
         })
         // Anything failing on the way — the app throwing, a refusal whose body stream errors —
         // ends here, never as an unhandled rejection: 500 if nothing was sent yet, otherwise
@@ -223,7 +222,7 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
         // is released.
         .catch((error: unknown) => {
           reportError(error, undefined, 'handshake')
-          if (refusal.headSent) socket.destroy()
+          if (socket.writableEnded || socket.destroyed) socket.destroy()
           else endAndRelease(socket, plainResponse(500, 'Internal Server Error'))
         })
     })
@@ -260,12 +259,7 @@ function toRequest(request: IncomingMessage): Request {
   return new Request(url, { method: request.method, headers })
 }
 
-/** How far a refusal got: once its head is out, a failure can only cut the connection. */
-interface RefusalProgress {
-  headSent: boolean
-}
-
-async function writeResponse(socket: Duplex, response: Response, progress: RefusalProgress): Promise<void> {
+async function writeResponse(socket: Duplex, response: Response): Promise<void> {
   // The body is read whole before anything is written (refusals are small): a body that fails
   // leaves the socket untouched for the 500.
   const body = Buffer.from(await response.arrayBuffer())
@@ -276,7 +270,6 @@ async function writeResponse(socket: Duplex, response: Response, progress: Refus
       head += `${name}: ${value}\r\n`
   })
   head += `Content-Length: ${body.length}\r\n\r\n`
-  progress.headSent = true
   endAndRelease(socket, Buffer.concat([Buffer.from(head, 'latin1'), body]))
 }
 

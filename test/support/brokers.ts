@@ -14,6 +14,23 @@ import { join } from 'node:path'
 export const REDIS_SERVER = '/usr/bin/redis-server'
 export const NATS_SERVER = '/usr/sbin/nats-server'
 
+/**
+ * Brokers still running. A test process that ends without stopping them (a timed-out test, an
+ * uncaught error) kills them on its way out, so that no broker outlives its test file.
+ */
+const running = new Set<ChildProcess>()
+const killRunning = () => {
+  for (const child of running) child.kill('SIGKILL')
+}
+process.once('exit', killRunning)
+// The test runner ends a file whose test timed out with a signal; exit as it asked, brokers first.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    killRunning()
+    process.exit(128 + (signal === 'SIGTERM' ? 15 : 2))
+  })
+}
+
 /** How long a broker may take to accept connections before its start counts as failed. */
 const READY_TIMEOUT_MS = 15_000
 
@@ -119,6 +136,8 @@ async function startBroker(spec: BrokerSpec): Promise<Broker> {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     child = started
+    running.add(started)
+    started.once('exit', () => running.delete(started))
     // Kept for the error message when the broker does not come up; bounded.
     const keep = (chunk: Buffer) => {
       if (output.length < 16_384) output += chunk.toString()

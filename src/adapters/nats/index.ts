@@ -360,13 +360,30 @@ export class NatsBus implements Bus {
   /** The channel's current position, read from the server (never from the cache). */
   async #position(channel: string): Promise<StreamPosition & { first: number; policy: string }> {
     await this.#online
-    this.#streams.delete(channel)
-    const state = await this.#stream(channel, undefined)
     const jsm = await this.#manager()
-    const info = await jsm.streams.info(state.name)
-    state.epoch = epochOf(info)
+    const name = this.#streamName(channel)
+    let info: StreamInfo
+    try {
+      info = await jsm.streams.info(name)
+    } catch (error) {
+      if (!isNotFound(error)) throw error
+      // No stream yet: create it (no history until a publication brings a policy), so that the
+      // epoch given now is the one the first publication gets.
+      this.#streams.delete(channel)
+      await this.#stream(channel, undefined)
+      info = await jsm.streams.info(name)
+    }
+    const epoch = epochOf(info)
+    const cached = this.#streams.get(channel)
+    // A cached stream from another epoch was deleted and created again: forget it.
+    cached?.then(
+      (state) => {
+        if (state.epoch !== epoch && this.#streams.get(channel) === cached) this.#streams.delete(channel)
+      },
+      () => {},
+    )
     return {
-      epoch: state.epoch,
+      epoch,
       offset: info.state.last_seq,
       first: info.state.messages === 0 ? info.state.last_seq + 1 : info.state.first_seq,
       policy: info.config.description ?? '',

@@ -262,8 +262,13 @@ export class RedisBus implements Bus {
   static async connect(options: RedisBusOptions = {}): Promise<RedisBus> {
     if (options.clients) return new RedisBus(options, options.clients, false)
     const url = options.url ?? 'redis://127.0.0.1:6379'
-    // Quick, capped retries: a bus that waits long after Redis came back delays recovery.
-    const reconnectStrategy = (retries: number) => Math.min(50 * 2 ** retries, 1000)
+    // Quick, capped retries once connected: a bus that waits long after Redis came back delays
+    // recovery. Before the first connection, a few attempts only: a wrong URL fails `connect`.
+    let connected = false
+    const reconnectStrategy = (retries: number, cause: Error) => {
+      if (!connected && retries >= 3) return cause
+      return Math.min(50 * 2 ** retries, 1000)
+    }
     const commands = createClient({ url, socket: { reconnectStrategy } })
     const subscriber = commands.duplicate()
     // Errors during reconnection are reported as events; without a listener they would crash.
@@ -272,6 +277,7 @@ export class RedisBus implements Bus {
     subscriber.on('error', onError)
     try {
       await Promise.all([commands.connect(), subscriber.connect()])
+      connected = true
     } catch (error) {
       commands.destroy()
       subscriber.destroy()
@@ -589,9 +595,21 @@ export class RedisBus implements Bus {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#refreshTimer)
+    // Clients of the caller's stay open: leave nothing subscribed on them.
+    const releases = this.#ownsClients
+      ? []
+      : [
+          ...[...this.#publications].map(([channel, fanout]) =>
+            this.#unsubscribeCommand(tagged(this.#prefix, channel, 'pub'), fanout.listener),
+          ),
+          ...[...this.#events].map(([channel, fanout]) =>
+            this.#unsubscribeCommand(tagged(this.#prefix, channel, 'event'), fanout.listener),
+          ),
+        ]
     this.#publications.clear()
     this.#events.clear()
     this.#gapListeners.clear()
+    await Promise.allSettled(releases)
     if (this.#ownsClients) await Promise.allSettled([this.#commands.close(), this.#subscriber.close()])
   }
 }

@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import ts from 'typescript'
 import { collectSnippets } from '../../scripts/check-snippets.mjs'
-import { type CloseEvent, WebSocket } from '../../src/index.js'
+import { WebSocket } from '../../src/index.js'
 import { type Installed, packAndInstall, ROOT, run } from './pack.js'
 
 const PEERS = [
@@ -32,6 +32,7 @@ const PEERS = [
   '@nats-io/transport-node',
   '@nats-io/jetstream',
   '@nats-io/kv',
+  'zod',
   '@types/node',
   'typescript',
 ]
@@ -163,20 +164,30 @@ function within<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-/** Connects, sends "hello", and resolves with the first message the server sends. */
-async function probe(port: number, path: string): Promise<string> {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, [], { headers: PROBE_HEADERS })
+/**
+ * Connects, sends "hello", and resolves with the server's answer: its first message, or the code
+ * of a close it starts (a protocol server may answer a stranger's "hello" that way). A refused
+ * upgrade or a dropped connection (1006) is no answer.
+ */
+async function probe(port: number, path: string, protocols: string[]): Promise<string> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`, protocols, { headers: PROBE_HEADERS })
   try {
     return await new Promise<string>((resolve, reject) => {
       ws.addEventListener('open', () => ws.send('hello'))
-      ws.addEventListener('message', (event) => resolve(String((event as MessageEvent).data)))
-      ws.addEventListener('close', (event) =>
-        reject(new Error(`closed before any message: ${(event as CloseEvent).code}`)),
-      )
+      ws.addEventListener('message', (event) => resolve(`message ${String(event.data)}`))
+      ws.addEventListener('close', (event) => {
+        if (event.code === 1006) reject(new Error(`no answer: connection failed or dropped (1006)`))
+        else resolve(`close ${event.code}`)
+      })
     })
   } finally {
     ws.close()
   }
+}
+
+/** Where a snippet serves WebSockets: its `path: '/x'` option or first `.get('/x'` route, else /. */
+function servedPath(code: string): string {
+  return /(?:\bpath:\s*|\.get\(\s*)'(\/[^']*)'/.exec(code)?.[1] ?? '/'
 }
 
 const snippets = collectSnippets(ROOT).filter((snippet) => snippet.mode !== 'fragment')
@@ -262,9 +273,17 @@ describe('README and docs snippets, installed from the packed tarball in a fresh
             )
           })
         }
+      } else if (snippet.mode !== 'run') {
+        // JavaScript that cannot run here (browser code, a remote server): its syntax at least.
+        it('is valid JavaScript (node --check)', async () => {
+          const file = `out/${snippet.name}.${/\brequire\(/.test(snippet.code) ? 'cjs' : 'js'}`
+          await run(process.execPath, ['--check', file], { cwd: dir })
+        })
       }
       if (snippet.mode !== 'run') return
-      const path = snippet.code.includes("'/realtime'") ? '/realtime' : '/'
+      const path = servedPath(snippet.code)
+      // The realtime layer speaks its own subprotocol; other servers ignore or accept the offer.
+      const protocols = snippet.code.includes("'rallyjs/realtime'") ? ['rally.v1'] : []
       const files =
         snippet.language === 'ts'
           ? ([
@@ -283,7 +302,11 @@ describe('README and docs snippets, installed from the packed tarball in a fresh
               assert.deepEqual(started.exit, { code: 0, signal: null }, `${snippet.id}:\n${started.stderr}`)
               return
             }
-            const answer = await within(probe(started.port, path), 10_000, `${snippet.id} ${label}: answer`)
+            const answer = await within(
+              probe(started.port, path, protocols),
+              10_000,
+              `${snippet.id} ${label}: answer`,
+            )
             assert.ok(answer.length > 0)
           } finally {
             if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')

@@ -66,7 +66,8 @@ export interface RealtimeOptions<
   /**
    * Runs on `connect`: the transport's request (for a WebSocket, the upgrade request: headers,
    * cookies, URL) and the token the client sent. Return `{ user, info?, expiresAt? }` or
-   * `{ refuse: reason }`. Default: everyone is let in as user ''.
+   * `{ refuse: reason }`. Default: everyone is let in as user ''. It runs again for `refresh`
+   * (a new token on the same connection), with `request` undefined.
    */
   authenticate?: (
     request: unknown,

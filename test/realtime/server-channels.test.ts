@@ -6,9 +6,15 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
+import type { StandardSchemaV1 } from '@standard-schema/spec'
 import * as v from 'valibot'
 import { z } from 'zod'
-import { createRealtime, type Realtime, RealtimeError } from '../../src/realtime/index.js'
+import {
+  createRealtime,
+  type Realtime,
+  RealtimeError,
+  type StandardSchema,
+} from '../../src/realtime/index.js'
 import { type Envelope, Fixture } from './server-helpers.js'
 
 const isPub = (channel: string) => (e: Envelope) => e.push === 'pub' && e.channel === channel
@@ -56,7 +62,9 @@ describe('realtime server: channels', () => {
     const message: Schema['channels']['typed:*'] = { text: 'hi' }
     // @ts-expect-error: the typed channel's data has a string text
     const wrongMessage: Schema['channels']['typed:*'] = { text: 5 }
-    void [sum, wrongSum, greeting, message, wrongMessage]
+    // Any Standard Schema implementation fits the rule's schema type.
+    const fromSpec: StandardSchema = z.string() satisfies StandardSchemaV1<string>
+    void [sum, wrongSum, greeting, message, wrongMessage, fromSpec]
     fixture = await new Fixture(realtime as unknown as Realtime).start()
   })
   after(() => fixture.stop())

@@ -14,8 +14,12 @@ describe('realtime server: connect', () => {
   before(async () => {
     fixture = await new Fixture({
       authenticate(request, token) {
-        requests.push(String((request as { headers: Record<string, string> }).headers['x-test'] ?? ''))
+        // On refresh the opening request is gone (undefined): only the token counts.
+        if (request !== undefined)
+          requests.push(String((request as { headers: Record<string, string> }).headers['x-test'] ?? ''))
         if (token === 'expired') return { refuse: 'token expired', code: 'token expired' }
+        if (token?.startsWith('short:'))
+          return { user: 'sam', expiresAt: Date.now() + Number(token.slice(6)) }
         if (token !== undefined && token !== 'good') return { refuse: 'bad token' }
         return { user: token === 'good' ? 'ann' : '', info: { name: 'Ann' } }
       },
@@ -60,6 +64,23 @@ describe('realtime server: connect', () => {
     const disconnect = await client.next((e) => e.push === 'disconnect')
     assert.equal(disconnect.reconnect, true)
     assert.equal((await client.whenClosed()).code, 4006)
+  })
+
+  test('a token that expires: refresh extends it, otherwise 4006', async () => {
+    const refreshed = fixture.client()
+    const reply = await refreshed.connect({ token: 'short:300' })
+    const expires = reply.result?.expires as number
+    assert.ok(expires > 0 && expires <= 1000, `expires ${expires}`)
+    const refresh = await refreshed.request('refresh', { token: 'short:60000' })
+    assert.ok((refresh.result?.expires as number) > 1000, JSON.stringify(refresh))
+    const otherUser = await refreshed.request('refresh', { token: 'good' })
+    assert.equal(otherUser.error?.code, 101)
+    const lapsing = fixture.client()
+    await lapsing.connect({ token: 'short:100' })
+    const disconnect = await lapsing.next((e) => e.push === 'disconnect', 3000)
+    assert.deepEqual(disconnect, { push: 'disconnect', code: 4006, reason: 'token expired', reconnect: true })
+    // The refreshed one outlived the lapsed one's expiry and is still served.
+    assert.equal((await refreshed.request('subscribe', { channel: 'chat:refreshed' })).error, undefined)
   })
 
   test('the authenticate hook sees the upgrade request', async () => {
@@ -130,5 +151,14 @@ describe('realtime server: connect', () => {
     const client = fixture.client()
     await client.opened
     assert.equal((await client.whenClosed()).code, 4004)
+  })
+
+  test('closing the realtime server tells clients to reconnect elsewhere (4001)', async () => {
+    const own = await new Fixture({ channels: {} }).start()
+    const client = await own.connected()
+    await own.stop()
+    const disconnect = await client.next((e) => e.push === 'disconnect')
+    assert.equal(disconnect.reconnect, true)
+    assert.equal((await client.whenClosed()).code, 4001)
   })
 })

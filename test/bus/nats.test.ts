@@ -141,3 +141,10 @@ describe('NatsBus: order and completeness when core NATS does not bring a public
     assert.deepEqual(gaps, [[channel]])
   })
 })
+
+test('NatsBus.connect fails when no server listens', async () => {
+  const stopped = await startNats()
+  const url = stopped.url
+  await stopped.stop()
+  await assert.rejects(NatsBus.connect({ servers: url }))
+})

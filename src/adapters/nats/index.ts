@@ -153,6 +153,23 @@ function isNotFound(error: unknown): boolean {
   return error instanceof JetStreamApiError && (error.code === 10059 || error.status === 404)
 }
 
+/**
+ * Calls every receiver; one that throws does not keep the value from the others, nor break the
+ * client's message loop: its error is rethrown on its own (an uncaught exception, as it would be
+ * with no bus in between).
+ */
+function handToAll<T>(receivers: Iterable<(value: T) => void>, value: T): void {
+  for (const receive of receivers) {
+    try {
+      receive(value)
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error
+      })
+    }
+  }
+}
+
 /** The Rally cluster bus on NATS. Create it with `await NatsBus.connect({ servers })`. */
 export class NatsBus implements Bus {
   readonly nodeId = randomBytes(9).toString('base64url')
@@ -501,7 +518,7 @@ export class NatsBus implements Bus {
     for (let next = feed.held.get(feed.next); next !== undefined; next = feed.held.get(feed.next)) {
       feed.held.delete(feed.next)
       feed.next++
-      for (const receive of feed.receivers) receive(next)
+      handToAll(feed.receivers, next)
     }
     if (feed.held.size === 0) {
       clearTimeout(feed.fillTimer)
@@ -659,7 +676,7 @@ export class NatsBus implements Bus {
         callback: (error, message) => {
           if (error !== null) return
           const event: BusEvent = { channel, data: message.string() }
-          for (const receiver of receivers) receiver(event)
+          handToAll(receivers, event)
         },
       })
       feed = { receivers, subscription, ready: this.#nc.flush() }

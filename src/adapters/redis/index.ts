@@ -236,6 +236,23 @@ function tagged(prefix: string, channel: string, suffix: string): string {
   return `${prefix}:{${channel}}:${suffix}`
 }
 
+/**
+ * Calls every receiver; one that throws does not keep the value from the others, nor break the
+ * client's message loop: its error is rethrown on its own (an uncaught exception, as it would be
+ * with no bus in between).
+ */
+function handToAll<T>(receivers: Iterable<(value: T) => void>, value: T): void {
+  for (const receive of receivers) {
+    try {
+      receive(value)
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error
+      })
+    }
+  }
+}
+
 /** The Rally cluster bus on Redis. Create it with `await RedisBus.connect({ url })`. */
 export class RedisBus implements Bus {
   readonly nodeId = randomBytes(9).toString('base64url')
@@ -382,7 +399,7 @@ export class RedisBus implements Bus {
     // subscribers hold belongs to the old history. The gap makes the real-time layer check.
     if (last !== undefined && last.epoch !== publication.epoch)
       for (const listener of this.#gapListeners) listener([channel])
-    for (const receive of fanout.receivers) receive(publication)
+    handToAll(fanout.receivers, publication)
   }
 
   #parsePublication(channel: string, message: Buffer): BusPublication | undefined {
@@ -520,7 +537,7 @@ export class RedisBus implements Bus {
       tagged(this.#prefix, channel, 'event'),
       (message) => ({ channel, data: message.toString('utf8') }),
       (event) => {
-        for (const receiver of this.#events.get(channel)?.receivers ?? []) receiver(event)
+        handToAll(this.#events.get(channel)?.receivers ?? [], event)
       },
       receive,
     )

@@ -433,6 +433,20 @@ export function busConformance(spec: BusUnderTest): void {
       assert.equal(await a.memberCount(channel), 1)
     })
 
+    test('presence: a node whose last member leaves shows none, and can join again', async () => {
+      const a = await node()
+      const b = spec.shared ? await node() : a
+      const channel = channelName('presence-empty')
+      await a.join(channel, { client: 'only', user: 'u' })
+      assert.equal(await b.memberCount(channel), 1)
+      await a.leave(channel, 'only')
+      await a.leave(channel, 'only') // leaving twice is harmless
+      assert.deepEqual(await b.members(channel), [])
+      assert.equal(await b.memberCount(channel), 0)
+      await a.join(channel, { client: 'only', user: 'u', info: { again: true } })
+      assert.deepEqual(await b.members(channel), [{ client: 'only', user: 'u', info: { again: true } }])
+    })
+
     test('the epoch changes when the broker loses its history', {
       skip: !spec.loseHistory && 'no broker to flush',
     }, async () => {

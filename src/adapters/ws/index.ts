@@ -6,19 +6,12 @@
  * import WebSocket, { WebSocketServer } from 'rallyjs/ws'
  * // CommonJS: const WebSocket = require('rallyjs/ws'); new WebSocket.Server({ port })
  * ```
+ *
+ * The class carries the rest of the API as ws's export does (`WebSocket.Server`,
+ * `WebSocket.WebSocketServer`, `WebSocket.createWebSocketStream`), for a default import and for
+ * require(): index.cjs hands out this same class.
  */
-import { createWebSocketStream } from './stream.js'
-import { WebSocket } from './websocket.js'
-import { WebSocketServer } from './websocket-server.js'
-
-// As ws does on its export: the class carries the rest of the API, so that `WebSocket.Server`,
-// `WebSocket.WebSocketServer` and `WebSocket.createWebSocketStream` work from a default import
-// and from require() (index.cjs hands out this same class).
-WebSocket.Server = WebSocketServer
-WebSocket.WebSocketServer = WebSocketServer
-WebSocket.WebSocket = WebSocket
-WebSocket.createWebSocketStream = createWebSocketStream
-
+export { createWebSocketStream } from './stream.js'
 export type {
   AddressInfo,
   CertMeta,
@@ -40,6 +33,9 @@ export type {
   VerifyClientInfo,
   WebSocketEventMap,
 } from './types.js'
-export type { BinaryType, ClientWebSocketOptions } from './websocket.js'
-export type { WebSocketServerOptions } from './websocket-server.js'
-export { createWebSocketStream, WebSocket, WebSocket as default, WebSocketServer, WebSocketServer as Server }
+export { type BinaryType, type ClientWebSocketOptions, WebSocket, WebSocket as default } from './websocket.js'
+export {
+  WebSocketServer as Server,
+  WebSocketServer,
+  type WebSocketServerOptions,
+} from './websocket-server.js'

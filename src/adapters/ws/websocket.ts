@@ -17,8 +17,9 @@ import {
 import { PauseReason, type SocketDriver } from '../../node/socket-driver.js'
 import { CloseCode, type CloseInfo, type HttpHead, type ProtocolError } from '../../protocol/index.js'
 import type { SendData, SendStatus, ServerWebSocket } from '../../server/server-websocket.js'
+import { createWebSocketStream } from './stream.js'
 import type * as types from './types.js'
-import type { WebSocketServer } from './websocket-server.js'
+import { WebSocketServer } from './websocket-server.js'
 
 export type BinaryType = 'nodebuffer' | 'arraybuffer' | 'fragments'
 
@@ -80,11 +81,21 @@ export class WebSocket extends EventEmitter {
   declare readonly OPEN: 1
   declare readonly CLOSING: 2
   declare readonly CLOSED: 3
-  // Set in index.ts, as ws sets them on its export: `new WebSocket.Server({ port })`.
-  declare static Server: typeof WebSocketServer
-  declare static WebSocketServer: typeof WebSocketServer
-  declare static WebSocket: typeof WebSocket
-  declare static createWebSocketStream: (websocket: WebSocket, options?: DuplexOptions) => Duplex
+  // The rest of the API on the class, as ws puts it on its export: `new WebSocket.Server({ port })`
+  // from a default import or require(). Getters, read when used: no module-level side effect
+  // (the package says `sideEffects: false`), and the import cycle with the server is harmless.
+  static get Server(): typeof WebSocketServer {
+    return WebSocketServer
+  }
+  static get WebSocketServer(): typeof WebSocketServer {
+    return WebSocketServer
+  }
+  static get WebSocket(): typeof WebSocket {
+    return WebSocket
+  }
+  static get createWebSocketStream(): (websocket: WebSocket, options?: DuplexOptions) => Duplex {
+    return createWebSocketStream
+  }
 
   binaryType: BinaryType = 'nodebuffer'
   /**

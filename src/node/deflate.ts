@@ -347,54 +347,59 @@ function compact(message: Buffer): Buffer {
 }
 
 /**
- * Joins a stream's output chunks into one message. With a `capacity` (inflating), chunks after
- * the first are copied as they arrive into one buffer of that size: a 16 KiB copy per thread-pool
- * round trip, rather than megabytes joined on the event loop at the end (tens of milliseconds for
- * 16 MiB into fresh memory). A single chunk is used as it is; past the capacity, or without one,
- * the chunks are joined at the end.
+ * Joins a stream's output chunks into one message. Up to SYNC_INFLATE_OUTPUT_LIMIT they are
+ * joined at the end (a copy that small is cheap). Past it, with a `capacity` (inflating), they
+ * are copied as they arrive into one buffer of that size: a 16 KiB copy per thread-pool round
+ * trip, rather than megabytes joined on the event loop at the end (tens of milliseconds for
+ * 16 MiB into fresh memory). Past the capacity, or without one, they are joined at the end.
  */
 class OutputAssembler {
   private readonly capacity: number
-  private first: Buffer | undefined
+  private pieces: Buffer[] = []
+  private length = 0
   private joined: Buffer | undefined
-  private joinedLength = 0
-  private chunks: Buffer[] | undefined
+  private overflow: Buffer[] | undefined
 
   constructor(capacity: number) {
     this.capacity = capacity
   }
 
   add(chunk: Buffer): void {
-    if (this.chunks !== undefined) {
-      this.chunks.push(chunk)
-    } else if (this.first === undefined && this.joined === undefined) {
-      this.first = chunk
-    } else {
-      if (this.joined === undefined) {
-        const first = this.first!
-        this.first = undefined
-        if (first.length + chunk.length > this.capacity) {
-          this.chunks = [first, chunk]
-          return
-        }
-        this.joined = Buffer.allocUnsafe(this.capacity)
-        this.joined.set(first, 0)
-        this.joinedLength = first.length
-      }
-      if (this.joinedLength + chunk.length > this.capacity) {
-        this.chunks = [this.joined.subarray(0, this.joinedLength), chunk]
-        this.joined = undefined
-        return
-      }
-      this.joined.set(chunk, this.joinedLength)
-      this.joinedLength += chunk.length
+    if (this.overflow !== undefined) {
+      this.overflow.push(chunk)
+      return
     }
+    const offset = this.length
+    this.length += chunk.length
+    if (this.joined !== undefined) {
+      if (this.length <= this.capacity) this.joined.set(chunk, offset)
+      else {
+        this.overflow = [this.joined.subarray(0, offset), chunk]
+        this.joined = undefined
+      }
+      return
+    }
+    this.pieces.push(chunk)
+    if (this.capacity === 0 || this.length <= SYNC_INFLATE_OUTPUT_LIMIT) return
+    if (this.length > this.capacity) {
+      this.overflow = this.pieces
+      return
+    }
+    const joined = Buffer.allocUnsafe(this.capacity)
+    let at = 0
+    for (const piece of this.pieces) {
+      joined.set(piece, at)
+      at += piece.length
+    }
+    this.joined = joined
+    this.pieces = []
   }
 
   finish(): Buffer {
-    if (this.chunks !== undefined) return Buffer.concat(this.chunks)
-    if (this.joined !== undefined) return compact(this.joined.subarray(0, this.joinedLength))
-    return this.first ?? Buffer.alloc(0)
+    if (this.overflow !== undefined) return Buffer.concat(this.overflow)
+    if (this.joined !== undefined) return this.joined.subarray(0, this.length)
+    if (this.pieces.length === 1) return this.pieces[0]!
+    return Buffer.concat(this.pieces, this.length)
   }
 }
 

@@ -25,7 +25,7 @@ import { syncBuiltinESMExports } from 'node:module'
 import { performance } from 'node:perf_hooks'
 import { afterEach, test } from 'node:test'
 import zlib from 'node:zlib'
-import { SYNC_INFLATE_OUTPUT_LIMIT } from '../../src/node/deflate.js'
+import { DeflateCodec, SYNC_INFLATE_OUTPUT_LIMIT } from '../../src/node/deflate.js'
 import {
   clientFrame,
   deflate,
@@ -144,4 +144,36 @@ test('16 KiB that inflate to 16 MiB do not hold the event loop (inflated off it)
     median < BOUND_MS,
     `the median message held the event loop ${median.toFixed(1)} ms more than idle`,
   )
+})
+
+test('context takeover: messages below, within and past the up-front output buffer arrive intact', async () => {
+  const codec = new DeflateCodec({
+    compress: { noContextTakeover: false, windowBits: 15 },
+    decompress: { noContextTakeover: false, windowBits: 15 },
+    threshold: 0,
+    level: 1,
+    memLevel: 8,
+  })
+  const peer = new DeflateCodec({
+    compress: { noContextTakeover: false, windowBits: 15 },
+    decompress: { noContextTakeover: false, windowBits: 15 },
+    threshold: 0,
+    level: 1,
+    memLevel: 8,
+  })
+  try {
+    // 100 KiB: joined at the end; 5 MiB: copied as it comes into the up-front buffer; 70 MiB:
+    // past that buffer's 64 MiB cap (the limit here is 80 MiB), joined at the end again.
+    for (const size of [100 * KiB, 5 * MiB, 70 * MiB]) {
+      const data = Buffer.alloc(size)
+      for (let i = 0; i < size; i += 4096) data.writeUInt32BE(i, i)
+      const compressed = await peer.compress(data)
+      const inflated = await codec.decompress([compressed], compressed.length, 80 * MiB)
+      assert.equal(inflated.length, size)
+      assert.ok(Buffer.from(inflated).equals(data), `${size} bytes intact`)
+    }
+  } finally {
+    codec.close()
+    peer.close()
+  }
 })

@@ -109,20 +109,30 @@ if size > 0 then
   local fields = {'t', now, 'x', expiry, 'd', ARGV[2]}
   if ARGV[3] ~= '' then table.insert(fields, 'i'); table.insert(fields, ARGV[3]) end
   redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', unpack(fields))
-  local keep = nil
+  -- Age trimming: usually the oldest entry is still alive and one read of one entry settles it;
+  -- otherwise expired entries go by chunks of 16 up to the first live one.
+  local count, keep, dropped = 1, nil, false
   while keep == nil do
-    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 16)
+    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', count)
     if #oldest == 0 then break end
-    for _, entry in ipairs(oldest) do
+    for index, entry in ipairs(oldest) do
       local f = entry[2]
       for i = 1, #f, 2 do
         if f[i] == 'x' and (f[i + 1] == '0' or tonumber(f[i + 1]) > nowMs) then keep = entry[1] end
       end
-      if keep ~= nil then break end
+      if keep ~= nil then
+        if index > 1 then dropped = true end
+        break
+      end
     end
-    if keep == nil then redis.call('XTRIM', KEYS[2], 'MINID', oldest[#oldest][1] .. '1') end
+    if keep == nil then
+      -- Every entry read has expired. Ids are <offset>-0: MINID <last offset + 1>-0 drops them.
+      local last = tonumber(string.match(oldest[#oldest][1], '^(%d+)'))
+      redis.call('XTRIM', KEYS[2], 'MINID', string.format('%.0f', last + 1) .. '-0')
+    end
+    count = 16
   end
-  if keep ~= nil then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
+  if dropped then redis.call('XTRIM', KEYS[2], 'MINID', keep) end
   if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
 else
   redis.call('DEL', KEYS[2])

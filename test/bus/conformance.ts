@@ -201,6 +201,10 @@ export function busConformance(spec: BusUnderTest): void {
       assert.equal(fromStart.complete, true)
 
       const otherEpoch = await reader.history(channel, { since: { offset: 3, epoch: `${epoch}-not` } })
+      const future = await reader.history(channel, { since: { offset: 11, epoch } })
+      assert.equal(future.complete, false, 'a position past the latest is not a position of this history')
+      assert.deepEqual(future.publications, [])
+
       assert.equal(otherEpoch.complete, false, 'a position from another epoch cannot be recovered')
       assert.deepEqual(otherEpoch.publications, [])
       assert.deepEqual(otherEpoch.latest, { offset: 10, epoch })

@@ -113,6 +113,8 @@ class ChannelHub {
   readonly holders = new Set<Held[]>()
   /** Sessions that already have every offset up to the value, waiting to join the fan-out. */
   readonly catchingUp = new Map<RealtimeSession, number>()
+  /** Sessions in this channel's presence (joined on the bus by this node). */
+  readonly present = new Set<RealtimeSession>()
   /** Live sessions that asked for join and leave pushes. */
   readonly joinLeave = new Set<RealtimeSession>()
   stopBus: (() => Promise<void>) | undefined
@@ -126,6 +128,9 @@ class ChannelHub {
 }
 
 const encoder = new TextEncoder()
+
+/** Idempotency windows kept for clients gone (until they reconnect or the window expires). */
+const MAX_DETACHED_DEDUP = 10_000
 
 export class RealtimeCore implements SessionCore {
   readonly limits: RealtimeLimits
@@ -353,6 +358,12 @@ export class RealtimeCore implements SessionCore {
     this.dedup.delete(session.client)
     if (window !== undefined && window.size > 0) {
       this.detachedDedup.set(session.client, { window, user: session.user, at: Date.now() })
+      // Bounded in count as well as in time: connections churning faster than the window
+      // expires cannot grow it without limit (the oldest go first).
+      if (this.detachedDedup.size > MAX_DETACHED_DEDUP) {
+        const oldest = this.detachedDedup.keys().next().value
+        if (oldest !== undefined) this.detachedDedup.delete(oldest)
+      }
     }
   }
 
@@ -560,12 +571,15 @@ export class RealtimeCore implements SessionCore {
   }
 
   private async join(hub: ChannelHub, session: RealtimeSession): Promise<void> {
+    hub.present.add(session)
     const member = this.memberOf(session)
     await this.bus.join(hub.name, member)
     await this.bus.emit({ channel: hub.name, data: JSON.stringify({ type: 'join', member }) })
   }
 
   private leave(hub: ChannelHub, session: RealtimeSession): void {
+    // Only a member that joined leaves: no leave push for a subscription that never got that far.
+    if (!hub.present.delete(session)) return
     const member = this.memberOf(session)
     const done = this.bus
       .leave(hub.name, session.client)
@@ -589,8 +603,7 @@ export class RealtimeCore implements SessionCore {
   private refreshPresence(): void {
     for (const hub of this.channels.values()) {
       if (hub.rule.presence !== true) continue
-      for (const session of hub.sessions) {
-        if (session.subscriptions.get(hub.name)?.state !== 'live') continue
+      for (const session of hub.present) {
         this.bus.join(hub.name, this.memberOf(session)).catch((error: unknown) => this.reportError(error))
       }
     }

@@ -149,6 +149,16 @@ function policyKey(policy: HistoryPolicy): string {
   })
 }
 
+/** The history size in a stream's description (0 when it is not one of this bus's policies). */
+function policySize(description: string): number {
+  try {
+    const size = (JSON.parse(description) as Partial<HistoryPolicy>).size
+    return typeof size === 'number' ? size : 0
+  } catch {
+    return 0
+  }
+}
+
 function isNotFound(error: unknown): boolean {
   return error instanceof JetStreamApiError && (error.code === 10059 || error.status === 404)
 }
@@ -269,8 +279,10 @@ export class NatsBus implements Bus {
         const feed = this.#feeds.get(channel)
         if (feed === undefined) return
         const position = await this.#retryWhileRecovering(() => this.#position(channel))
+        // Deliveries go on while the position is read; never go back to an offset delivered.
+        const sameEpoch = feed.epoch === position.epoch
         feed.epoch = position.epoch
-        feed.next = position.offset + 1
+        feed.next = sameEpoch ? Math.max(feed.next, position.offset + 1) : position.offset + 1
         for (const offset of feed.held.keys()) if (offset < feed.next) feed.held.delete(offset)
         this.#drain(channel, feed)
       }),
@@ -645,7 +657,7 @@ export class NatsBus implements Bus {
     const position = await this.#retryWhileRecovering(() => this.#position(channel))
     const latest: StreamPosition = { epoch: position.epoch, offset: position.offset }
     const limit = Math.max(0, Math.min(query.limit ?? this.#historyCap, this.#historyCap))
-    const keepsHistory = (JSON.parse(position.policy || '{"size":0}') as HistoryPolicy).size > 0
+    const keepsHistory = policySize(position.policy) > 0
     const since = query.since
     if (since !== undefined && (since.epoch !== latest.epoch || since.offset > latest.offset))
       return { publications: [], latest, complete: false }

@@ -72,6 +72,34 @@ describe('rallyjs/ws types match @types/ws', () => {
     const { status, output } = typeCheck(app)
     assert.equal(status, 0, output)
   })
+  it('…and from a classic CommonJS TypeScript setup (module commonjs, moduleResolution node10)', () => {
+    // node10 resolution does not read `exports`: package.json's typesVersions points it at the
+    // same declarations (the CommonJS one for rallyjs/ws).
+    const legacy = toRally(corpus['cjs.cts']).replace(/require\('node:http'\)/, "require('http')")
+    const app = makeApp(
+      built.dir,
+      'legacy-commonjs',
+      { rallyjs: built.pkg, '@types/node': nodeTypes },
+      {
+        'package.json': JSON.stringify({}),
+        'tsconfig.json': JSON.stringify({
+          compilerOptions: {
+            target: 'ES2022',
+            module: 'commonjs',
+            moduleResolution: 'node10',
+            types: ['node'],
+            strict: true,
+            noEmit: true,
+            skipLibCheck: true,
+          },
+          include: ['*.ts'],
+        }),
+        'legacy.ts': legacy,
+      },
+    )
+    const { status, output } = typeCheck(app)
+    assert.equal(status, 0, output)
+  })
 })
 
 describe('the WHATWG client is typed like a browser WebSocket', () => {

@@ -123,4 +123,36 @@ describe('realtime server: mounting', () => {
       await new Promise((resolve) => http.close(resolve))
     }
   })
+
+  test('handleUpgrade from any node:http server; Rally server options pass through (allowedOrigins)', async () => {
+    const realtime = createRealtime({ channels: { 'feed:*': {} }, onError: () => {} })
+    const http = createHttpServer()
+    http.on('upgrade', (request, socket, head) => realtime.handleUpgrade(request, socket, head))
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+    const guarded = await realtime.listen({
+      port: 0,
+      host: '127.0.0.1',
+      allowedOrigins: ['https://app.example'],
+    })
+    try {
+      const port = (http.address() as AddressInfo).port
+      const c = client(`ws://127.0.0.1:${port}/any`)
+      assert.equal((await c.connect()).result?.version, 1)
+      const refused = await upgradeRequest(guarded.port!, '/', {
+        'Sec-WebSocket-Protocol': 'rally.v1',
+        Origin: 'https://evil.example',
+      })
+      assert.equal(refused.status, 403)
+      const allowed = await upgradeRequest(guarded.port!, '/', {
+        'Sec-WebSocket-Protocol': 'rally.v1',
+        Origin: 'https://app.example',
+      })
+      assert.equal(allowed.status, 101)
+      if (allowed.kind === 'upgrade') allowed.socket.destroy()
+    } finally {
+      await realtime.close()
+      http.closeAllConnections()
+      await new Promise((resolve) => http.close(resolve))
+    }
+  })
 })

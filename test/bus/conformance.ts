@@ -162,6 +162,55 @@ export function busConformance(spec: BusUnderTest): void {
       }
     })
 
+    test('three nodes publishing at once on three channels: every node sees each channel 1…N in order, once', {
+      skip: !spec.shared && 'one process: no second node shares this bus',
+    }, async () => {
+      const nodes = [await node(), await node(), await node()]
+      const channels = [channelName('many-a'), channelName('many-b'), channelName('many-c')]
+      const perNode = 30
+      const inboxes = new Map<string, Inbox<BusPublication>>()
+      for (const [n, bus] of nodes.entries())
+        for (const channel of channels) {
+          const inbox = new Inbox<BusPublication>()
+          inboxes.set(`${n} ${channel}`, inbox)
+          await bus.subscribe(channel, inbox.push)
+        }
+      await Promise.all(
+        nodes.flatMap((bus, n) =>
+          channels.map(async (channel) => {
+            for (let i = 0; i < perNode; i++)
+              await bus.publish(channel, { data: JSON.stringify(`${n}:${i}`) })
+          }),
+        ),
+      )
+      const total = perNode * nodes.length
+      for (const channel of channels) {
+        const seen = new Map<number, string>()
+        for (const n of nodes.keys()) {
+          const received = await inboxes
+            .get(`${n} ${channel}`)!
+            .until(total, `publications on ${channel} at node ${n}`)
+          assert.deepEqual(
+            offsetsOf(received),
+            Array.from({ length: total }, (_, i) => i + 1),
+          )
+          for (const p of received) {
+            // The same offset carries the same publication on every node.
+            if (!seen.has(p.offset)) seen.set(p.offset, p.data)
+            assert.equal(p.data, seen.get(p.offset))
+          }
+        }
+        // Each publisher's publications keep their order within the channel.
+        for (const n of nodes.keys()) {
+          const mine = [...seen.values()].filter((data) => data.startsWith(`"${n}:`))
+          assert.deepEqual(
+            mine,
+            Array.from({ length: perNode }, (_, i) => JSON.stringify(`${n}:${i}`)),
+          )
+        }
+      }
+    })
+
     test('history: since, limit and complete; the latest position; the same from another node', async () => {
       const bus = await node()
       const reader = spec.shared ? await node() : bus

@@ -30,6 +30,7 @@ describe('realtime server: channels', () => {
       channels: {
         'chat:*': { publish: true, history: { size: 100, ttl: 60_000 }, presence: true },
         'short:*': { publish: true, history: { size: 3, ttl: 60_000 } },
+        'long:*': { history: { size: 2000, ttl: 60_000 } },
         'news:*': {},
         'private:*': { subscribe: (session, channel) => channel === `private:${session.user}` },
         'typed:*': {
@@ -163,6 +164,24 @@ describe('realtime server: channels', () => {
     const live = await again.next(isPub(channel))
     assert.equal(live.offset, 9)
     assert.deepEqual(again.pubOffsets(channel), [9])
+  })
+
+  test('recovery: 1000 missed publications come back in the one subscribe reply', async () => {
+    const channel = 'long:catch-up'
+    const first = await fixture.realtime.publish(channel, 0)
+    for (let i = 1; i <= 1000; i++) await fixture.realtime.publish(channel, i)
+    const client = await fixture.connected()
+    const reply = await client.request('subscribe', {
+      channel,
+      since: { offset: first.offset, epoch: first.epoch },
+    })
+    assert.equal(reply.result?.recovered, true)
+    const recovered = publications(reply)
+    assert.equal(recovered.length, 1000)
+    assert.deepEqual(
+      recovered.map((p) => p.data),
+      Array.from({ length: 1000 }, (_, i) => i + 1),
+    )
   })
 
   test('recovery: recovered false when history was trimmed or the epoch changed', async () => {

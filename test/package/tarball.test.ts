@@ -15,6 +15,7 @@ interface Manifest {
   version: string
   bin: Record<string, string>
   exports: Record<string, Target>
+  typesVersions?: Record<string, Record<string, string[]>>
 }
 
 const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Manifest
@@ -30,12 +31,18 @@ describe('the packed tarball, installed in a fresh folder', () => {
 
   after(() => installed?.remove())
 
-  it('ships every file that package.json exports and names as bin', () => {
+  it('ships every file that package.json exports, maps in typesVersions and names as bin', () => {
     // Conditions nest ({ require: { types, default } }): every leaf is a file.
     const leaves = (target: Target): string[] =>
       typeof target === 'string' ? [target] : Object.values(target).flatMap(leaves)
     const targets = Object.values(manifest.exports).flatMap(leaves)
     targets.push(...Object.values(manifest.bin))
+    for (const map of Object.values(manifest.typesVersions ?? {}))
+      targets.push(
+        ...Object.values(map)
+          .flat()
+          .filter((path) => !path.includes('*')),
+      )
     const missing = targets.map((target) => posix.normalize(target)).filter((path) => !shipped.has(path))
     assert.deepEqual(missing, [])
   })

@@ -287,7 +287,10 @@ export class RealtimeSession {
       for (const [id, deadline] of this.rpcDeadlines) {
         if (now < deadline) continue
         this.rpcDeadlines.delete(id)
+        // The call no longer counts against either limit: a handler that never settles must not
+        // use up the connection's allowance for good.
         this.pendingRpcs--
+        this.pendingCommands--
         this.reply(errorReply(id, ErrorCode.Timeout, `no result within ${this.core.limits.rpcTimeout} ms`))
       }
     }
@@ -530,9 +533,10 @@ export class RealtimeSession {
 
   /** Whether the RPC still waits for its answer (it has not timed out). */
   private rpcSettled(id: number): boolean {
-    this.pendingCommands--
+    // Already answered with a timeout (and uncounted then), or the session is over.
     if (this.rpcDeadlines?.delete(id) !== true) return false
     this.pendingRpcs--
+    this.pendingCommands--
     return true
   }
 

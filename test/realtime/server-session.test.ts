@@ -116,6 +116,28 @@ describe('realtime session (sans-I/O)', () => {
     assert.equal(transport.sent.filter((e) => e.id === 2).length, 1)
   })
 
+  test('RPCs that never settle do not use up the connection: each times out and frees its slot', async () => {
+    const { session, transport } = setup(
+      { rpcTimeout: 100, pendingRpcs: 1, pendingCommands: 2 },
+      {
+        never: () => new Promise(() => {}),
+      },
+    )
+    await connect(session)
+    let now = 0
+    for (let id = 10; id < 15; id++) {
+      session.receive(JSON.stringify({ id, cmd: 'rpc', method: 'never' }), now)
+      await turn()
+      now += 100
+      session.tick(now)
+      assert.equal(
+        (transport.sent.find((e) => e.id === id)?.error as { code: number })?.code,
+        114,
+        `rpc ${id}`,
+      )
+    }
+  })
+
   test('rate limits refill with the time passed in', async () => {
     const { session, transport } = setup({ publishRate: 1 })
     await connect(session)

@@ -1,0 +1,539 @@
+/**
+ * The realtime layer over plain HTTP, for paths where WebSockets do not get through (a proxy that
+ * strips `Upgrade`, one that buffers): Server-Sent Events with POSTs, and long polling with POSTs.
+ * Both drive the same sans-I/O session as a WebSocket (session.ts); only the carriage differs.
+ *
+ * Routes, under the realtime base path `P` (the WebSocket's own path, so one URL serves all):
+ * - `POST P/open` (header `X-Rally-Transport: sse | long-polling`) → `{ session, token }`. The
+ *   opening request is what the authenticate hook sees (cookies, headers), as a WebSocket's upgrade.
+ * - `GET P/sse?session=S` → `text/event-stream`: each envelope is one event whose `id` is its
+ *   sequence number; `Last-Event-ID` (header, or `lastEventId` in the query for clients that
+ *   cannot set headers) resumes after what the client has.
+ * - `GET P/poll?session=S&ack=N` → `{ "first": F, "messages": [...] }`, held until there is
+ *   something to send or `pollTimeout`; `ack` is the last sequence number the client received,
+ *   so a response lost on the way is sent again by the next poll.
+ * - `POST P/send?session=S&ack=N` (header `X-Rally-Token`) with a JSON array of envelopes → 204;
+ *   replies come on the stream or the next poll, in order with every push.
+ *
+ * Everything sent to a session stays in its replay buffer until the client acknowledges it (`ack`
+ * on polls and POSTs, `Last-Event-ID` on a resumed stream), bounded by `maxQueuedBytes`: a client
+ * that stops reading is disconnected (4003) and its buffer freed.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { DisconnectCode } from '../protocol.js'
+import type { Realtime } from '../server.js'
+import type { RealtimeSession, SessionTransport } from '../session.js'
+
+export type HttpTransportKind = 'sse' | 'long-polling'
+
+export interface CorsOptions {
+  /** Origins allowed to call the transports from a page of another origin; '*' for any. */
+  origins: '*' | readonly string[] | ((origin: string) => boolean)
+  /** Send `Access-Control-Allow-Credentials: true` (cookies on cross-origin requests). Default false. */
+  credentials?: boolean
+}
+
+export interface HttpTransportOptions {
+  /** The realtime base path (the WebSocket's path). Default '/realtime'. */
+  path?: string
+  /** Which transports to serve. Default both. */
+  transports?: readonly HttpTransportKind[]
+  /** Ms a poll is held when there is nothing to send. Default 25000 (below common proxy limits of 30–60 s). */
+  pollTimeout?: number
+  /** Ms between comment lines on an idle SSE stream, so that idle proxies keep it. Default 15000. */
+  sseHeartbeat?: number
+  /** Ms without any request (and no open stream or poll) after which a session ends. Default 45000. */
+  sessionTimeout?: number
+  /** Bytes of envelopes not yet acknowledged per session; beyond, disconnect 4003. Default 4 MiB. */
+  maxQueuedBytes?: number
+  /** Largest POST body in bytes; 413 beyond. Default: 4 × the realtime maxMessageSize. */
+  maxBodySize?: number
+  /** Open sessions per client IP address; 429 beyond. Default 64. */
+  maxSessionsPerIp?: number
+  /** Cross-origin access; default none (same origin only). */
+  cors?: CorsOptions
+}
+
+const DEFAULTS = {
+  path: '/realtime',
+  pollTimeout: 25_000,
+  sseHeartbeat: 15_000,
+  sessionTimeout: 45_000,
+  maxQueuedBytes: 4 * 1024 * 1024,
+  maxSessionsPerIp: 64,
+}
+
+/** A stored envelope: its sequence number is `first + index` in the buffer. */
+interface HttpSession {
+  readonly id: string
+  readonly token: string
+  readonly kind: HttpTransportKind
+  readonly ip: string
+  readonly transport: HttpSessionTransport
+  session: RealtimeSession | undefined
+  /** Envelopes sent and not yet acknowledged, oldest first; `first` is the oldest's sequence number. */
+  buffer: string[]
+  first: number
+  queuedBytes: number
+  /** The live SSE stream, or the held poll. */
+  reader: ServerResponse | undefined
+  /** The sequence number after the last one written to the live SSE stream. */
+  streamed: number
+  pollTimer: ReturnType<typeof setTimeout> | undefined
+  lastRequestAt: number
+  /** The session ended; what remains in the buffer can still be collected, then the entry goes. */
+  closed: boolean
+}
+
+class HttpSessionTransport implements SessionTransport {
+  entry: HttpSession | undefined
+  constructor(
+    readonly kind: HttpTransportKind,
+    private readonly owner: HttpTransports,
+  ) {}
+  send(envelope: string): void {
+    if (this.entry !== undefined) this.owner.enqueue(this.entry, envelope)
+  }
+  close(): void {
+    if (this.entry !== undefined) this.owner.ended(this.entry)
+  }
+}
+
+/** The JSON answer for a request on a session that is gone: the client opens a new one. */
+const RECONNECT = JSON.stringify({ error: 'unknown or expired session', advice: 'reconnect' })
+
+export class HttpTransports {
+  readonly path: string
+  private readonly realtime: Realtime
+  private readonly kinds: ReadonlySet<HttpTransportKind>
+  private readonly pollTimeout: number
+  private readonly sseHeartbeat: number
+  private readonly sessionTimeout: number
+  private readonly maxQueuedBytes: number
+  private readonly maxBodySize: number
+  private readonly maxSessionsPerIp: number
+  private readonly cors: CorsOptions | undefined
+  private readonly sessions = new Map<string, HttpSession>()
+  private readonly sessionsPerIp = new Map<string, number>()
+  private readonly timer: ReturnType<typeof setInterval>
+  private lastHeartbeat = Date.now()
+
+  // biome-ignore lint/suspicious/noExplicitAny: any realtime, whatever its channel and RPC types
+  constructor(realtime: Realtime<any, any>, options: HttpTransportOptions = {}) {
+    this.realtime = realtime
+    this.path = (options.path ?? DEFAULTS.path).replace(/\/+$/, '')
+    this.kinds = new Set(options.transports ?? ['sse', 'long-polling'])
+    this.pollTimeout = options.pollTimeout ?? DEFAULTS.pollTimeout
+    this.sseHeartbeat = options.sseHeartbeat ?? DEFAULTS.sseHeartbeat
+    this.sessionTimeout = options.sessionTimeout ?? DEFAULTS.sessionTimeout
+    this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULTS.maxQueuedBytes
+    this.maxBodySize = options.maxBodySize ?? realtime.core.limits.maxMessageSize * 4
+    this.maxSessionsPerIp = options.maxSessionsPerIp ?? DEFAULTS.maxSessionsPerIp
+    this.cors = options.cors
+    for (const [name, value] of Object.entries({
+      pollTimeout: this.pollTimeout,
+      sseHeartbeat: this.sseHeartbeat,
+      sessionTimeout: this.sessionTimeout,
+      maxQueuedBytes: this.maxQueuedBytes,
+      maxBodySize: this.maxBodySize,
+      maxSessionsPerIp: this.maxSessionsPerIp,
+    })) {
+      if (!(value > 0)) throw new RangeError(`HttpTransports: ${name} must be a positive number`)
+    }
+    const period = Math.max(10, Math.min(1000, this.sseHeartbeat / 4, this.sessionTimeout / 4))
+    this.timer = setInterval(() => this.tick(Date.now()), period)
+    this.timer.unref()
+  }
+
+  /** Open sessions (for tests and metrics). */
+  get size(): number {
+    return this.sessions.size
+  }
+
+  /**
+   * Serves a request if it is one of the transports' (true), else leaves it alone (false) so
+   * that the app's own handler answers it.
+   */
+  handle(request: IncomingMessage, response: ServerResponse): boolean {
+    const url = request.url ?? '/'
+    const query = url.indexOf('?')
+    const pathname = query === -1 ? url : url.slice(0, query)
+    if (!pathname.startsWith(`${this.path}/`)) return false
+    const route = pathname.slice(this.path.length + 1)
+    if (route !== 'open' && route !== 'sse' && route !== 'poll' && route !== 'send') return false
+    const params = new URLSearchParams(query === -1 ? '' : url.slice(query + 1))
+    if (!this.applyCors(request, response)) {
+      answer(response, 403, { error: 'origin not allowed' })
+      return true
+    }
+    if (request.method === 'OPTIONS') {
+      response.writeHead(204).end()
+      return true
+    }
+    try {
+      if (route === 'open') this.open(request, response)
+      else if (route === 'send') this.receive(request, response, params)
+      else this.read(request, response, params, route)
+    } catch (error) {
+      this.realtime.core.reportError(error, undefined as unknown as RealtimeSession)
+      if (!response.headersSent) answer(response, 500, { error: 'internal error' })
+      else response.destroy()
+    }
+    return true
+  }
+
+  /** Ends every session's held request and the timer (the realtime's close() ends the sessions). */
+  close(): void {
+    clearInterval(this.timer)
+    for (const entry of [...this.sessions.values()]) {
+      entry.session?.transportClosed()
+      this.forget(entry)
+    }
+  }
+
+  // ---------------------------------------------------------------- the server's side of a session
+
+  /** @internal The session sent an envelope. */
+  enqueue(entry: HttpSession, envelope: string): void {
+    if (entry.closed) return
+    entry.buffer.push(envelope)
+    entry.queuedBytes += envelope.length
+    if (entry.queuedBytes > this.maxQueuedBytes) {
+      // The client stopped reading (or acknowledging): as a WebSocket whose buffer overflows,
+      // it is disconnected rather than grown without bound, and what it had queued is freed.
+      const session = entry.session
+      entry.first += entry.buffer.length
+      entry.streamed = Math.max(entry.streamed, entry.first)
+      entry.buffer = []
+      entry.queuedBytes = 0
+      session?.disconnect(DisconnectCode.SlowConsumer, 'the client did not read its messages')
+      return
+    }
+    this.flush(entry)
+  }
+
+  /** @internal The session ended (disconnect): deliver what remains, then forget it. */
+  ended(entry: HttpSession): void {
+    if (entry.closed) return
+    entry.closed = true
+    this.flush(entry)
+  }
+
+  private flush(entry: HttpSession): void {
+    const reader = entry.reader
+    if (reader === undefined) return
+    if (entry.kind === 'sse') {
+      const last = entry.first + entry.buffer.length
+      if (entry.streamed < last) {
+        let chunk = ''
+        for (let seq = Math.max(entry.streamed, entry.first); seq < last; seq++)
+          chunk += `id: ${seq}\ndata: ${entry.buffer[seq - entry.first]}\n\n`
+        entry.streamed = last
+        reader.write(chunk)
+      }
+      if (entry.closed) {
+        entry.reader = undefined
+        reader.end()
+        this.forget(entry)
+      }
+      return
+    }
+    if (entry.buffer.length > 0 || entry.closed) this.answerPoll(entry)
+  }
+
+  private answerPoll(entry: HttpSession): void {
+    const reader = entry.reader
+    if (reader === undefined) return
+    entry.reader = undefined
+    if (entry.pollTimer !== undefined) clearTimeout(entry.pollTimer)
+    entry.pollTimer = undefined
+    // Envelopes are JSON already: the body is built by joining them, no parse and re-encode.
+    const body = `{"first":${entry.first},"messages":[${entry.buffer.join(',')}]}`
+    reader.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body)
+    // A closed session's last messages are delivered once; a lost response leaves the client
+    // with "reconnect" on its next poll, and recovery fills in what it missed.
+    if (entry.closed) this.forget(entry)
+  }
+
+  private acknowledge(entry: HttpSession, ack: number): boolean {
+    const last = entry.first + entry.buffer.length - 1
+    // Below what is held is fine (a request that left before a newer one acknowledged more);
+    // beyond what was sent is a client bug.
+    if (!Number.isSafeInteger(ack) || ack < 0 || ack > last) return false
+    const drop = Math.min(entry.buffer.length, ack - entry.first + 1)
+    if (drop > 0) {
+      for (let i = 0; i < drop; i++) entry.queuedBytes -= entry.buffer[i]!.length
+      entry.buffer = entry.buffer.slice(drop)
+      entry.first = ack + 1
+    }
+    return true
+  }
+
+  private forget(entry: HttpSession): void {
+    entry.closed = true
+    entry.transport.entry = undefined
+    if (entry.pollTimer !== undefined) clearTimeout(entry.pollTimer)
+    entry.pollTimer = undefined
+    const reader = entry.reader
+    entry.reader = undefined
+    if (reader !== undefined) {
+      if (reader.headersSent) reader.end()
+      else answer(reader, 404, RECONNECT)
+    }
+    entry.buffer = []
+    entry.queuedBytes = 0
+    if (this.sessions.delete(entry.id)) {
+      const count = (this.sessionsPerIp.get(entry.ip) ?? 1) - 1
+      if (count > 0) this.sessionsPerIp.set(entry.ip, count)
+      else this.sessionsPerIp.delete(entry.ip)
+    }
+  }
+
+  private tick(now: number): void {
+    const heartbeat = now - this.lastHeartbeat >= this.sseHeartbeat
+    if (heartbeat) this.lastHeartbeat = now
+    for (const entry of this.sessions.values()) {
+      if (entry.reader !== undefined) {
+        entry.lastRequestAt = now
+        // A comment line: EventSource ignores it, proxies see traffic.
+        if (heartbeat && entry.kind === 'sse') entry.reader.write(':\n\n')
+        continue
+      }
+      if (now - entry.lastRequestAt >= this.sessionTimeout) {
+        entry.session?.transportClosed()
+        this.forget(entry)
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  private open(request: IncomingMessage, response: ServerResponse): void {
+    if (request.method !== 'POST') return void answer(response, 405, { error: 'open takes POST' })
+    // A custom header makes a cross-origin open a preflighted request, refused unless CORS allows.
+    const kind = request.headers['x-rally-transport']
+    if (kind !== 'sse' && kind !== 'long-polling')
+      return void answer(response, 400, { error: 'X-Rally-Transport must be sse or long-polling' })
+    if (!this.kinds.has(kind)) return void answer(response, 404, { error: `${kind} is not served here` })
+    const ip = request.socket.remoteAddress ?? ''
+    const count = this.sessionsPerIp.get(ip) ?? 0
+    if (count >= this.maxSessionsPerIp)
+      return void answer(response, 429, { error: 'too many sessions from this address' })
+    // Drain (and ignore) a body: open carries none.
+    request.resume()
+    const transport = new HttpSessionTransport(kind, this)
+    const entry: HttpSession = {
+      // 128 random bits each: neither can be guessed from another session's.
+      id: randomBytes(16).toString('base64url'),
+      token: randomBytes(16).toString('base64url'),
+      kind,
+      ip,
+      transport,
+      session: undefined,
+      buffer: [],
+      first: 1,
+      queuedBytes: 0,
+      reader: undefined,
+      streamed: 1,
+      pollTimer: undefined,
+      lastRequestAt: Date.now(),
+      closed: false,
+    }
+    transport.entry = entry
+    this.sessions.set(entry.id, entry)
+    this.sessionsPerIp.set(ip, count + 1)
+    entry.session = this.realtime.openSession(transport, request)
+    answer(response, 200, { session: entry.id, token: entry.token })
+  }
+
+  private lookup(params: URLSearchParams, response: ServerResponse): HttpSession | undefined {
+    const entry = this.sessions.get(params.get('session') ?? '')
+    if (entry === undefined || (entry.closed && entry.buffer.length === 0)) {
+      answer(response, 404, RECONNECT)
+      return undefined
+    }
+    entry.lastRequestAt = Date.now()
+    return entry
+  }
+
+  private read(
+    request: IncomingMessage,
+    response: ServerResponse,
+    params: URLSearchParams,
+    route: 'sse' | 'poll',
+  ): void {
+    if (request.method !== 'GET') return void answer(response, 405, { error: `${route} takes GET` })
+    const entry = this.lookup(params, response)
+    if (entry === undefined) return
+    const kind: HttpTransportKind = route === 'sse' ? 'sse' : 'long-polling'
+    if (entry.kind !== kind)
+      return void answer(response, 400, { error: `this session was opened for ${entry.kind}` })
+    const ackText =
+      route === 'sse'
+        ? ((request.headers['last-event-id'] as string | undefined) ?? params.get('lastEventId') ?? undefined)
+        : (params.get('ack') ?? undefined)
+    const ack = ackText === undefined || ackText === '' ? entry.first - 1 : Number(ackText)
+    if (!this.acknowledge(entry, ack))
+      return void answer(response, 400, { error: `acknowledgement ${ackText} is outside what was sent` })
+    // One reader per session: the newer request wins and the older one is told why it ended.
+    const previous = entry.reader
+    entry.reader = undefined
+    if (previous !== undefined) {
+      if (entry.pollTimer !== undefined) clearTimeout(entry.pollTimer)
+      entry.pollTimer = undefined
+      if (previous.headersSent) {
+        previous.end('event: replaced\ndata: another reader took this session\n\n')
+      } else answer(previous, 409, { error: 'another poll took this session' })
+    }
+    response.on('close', () => {
+      if (entry.reader === response) {
+        entry.reader = undefined
+        if (entry.pollTimer !== undefined) clearTimeout(entry.pollTimer)
+        entry.pollTimer = undefined
+        entry.lastRequestAt = Date.now()
+      }
+    })
+    entry.reader = response
+    if (route === 'sse') {
+      response.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        // no-transform: a proxy must not compress or rewrite the stream (compression buffers).
+        'cache-control': 'no-cache, no-transform',
+        // nginx: pass each event on at once instead of buffering the response.
+        'x-accel-buffering': 'no',
+      })
+      response.socket?.setNoDelay(true)
+      // The ready event has no id (it does not move Last-Event-ID) and proves the first bytes
+      // got through: a client that never sees it is behind a buffering proxy.
+      response.write('retry: 1000\n\nevent: ready\ndata: {}\n\n')
+      entry.streamed = entry.first
+      this.flush(entry)
+      return
+    }
+    if (entry.buffer.length > 0 || entry.closed) {
+      this.answerPoll(entry)
+      return
+    }
+    entry.pollTimer = setTimeout(() => this.answerPoll(entry), this.pollTimeout)
+  }
+
+  private receive(request: IncomingMessage, response: ServerResponse, params: URLSearchParams): void {
+    if (request.method !== 'POST') return void answer(response, 405, { error: 'send takes POST' })
+    const entry = this.lookup(params, response)
+    if (entry === undefined) return void request.resume()
+    // The session's token in a header: a cross-site form or image cannot set one, and a
+    // cross-origin fetch that does is preflighted, so cookies alone never let another site post.
+    if (request.headers['x-rally-token'] !== entry.token) {
+      request.resume()
+      return void answer(response, 403, { error: 'missing or wrong X-Rally-Token' })
+    }
+    const declared = Number(request.headers['content-length'] ?? 0)
+    if (declared > this.maxBodySize) {
+      request.resume()
+      return void answer(response, 413, { error: `bodies are limited to ${this.maxBodySize} bytes` })
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    let refused = false
+    request.on('data', (chunk: Buffer) => {
+      if (refused) return
+      size += chunk.length
+      if (size > this.maxBodySize) {
+        refused = true
+        answer(response, 413, { error: `bodies are limited to ${this.maxBodySize} bytes` })
+        return
+      }
+      chunks.push(chunk)
+    })
+    request.on('error', () => response.destroy())
+    request.on('end', () => {
+      if (refused) return
+      let envelopes: unknown
+      try {
+        envelopes = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+      } catch {
+        return void answer(response, 400, { error: 'the body must be a JSON array of envelopes' })
+      }
+      if (!Array.isArray(envelopes) || envelopes.some((e) => e === null || typeof e !== 'object'))
+        return void answer(response, 400, { error: 'the body must be a JSON array of envelopes' })
+      const ackText = params.get('ack')
+      if (ackText !== null && !this.acknowledge(entry, Number(ackText)))
+        return void answer(response, 400, { error: `acknowledgement ${ackText} is outside what was sent` })
+      const session = entry.session
+      const now = Date.now()
+      // Re-encoded one by one: the session measures and decodes each envelope as a WebSocket
+      // message, so the same limits (maxMessageSize → 113) apply.
+      if (session !== undefined)
+        for (const envelope of envelopes) session.receive(JSON.stringify(envelope), now)
+      response.writeHead(204).end()
+    })
+  }
+
+  private applyCors(request: IncomingMessage, response: ServerResponse): boolean {
+    const origin = request.headers.origin
+    if (origin === undefined || this.cors === undefined) return true
+    const { origins, credentials } = this.cors
+    const allowed =
+      origins === '*' ? true : typeof origins === 'function' ? origins(origin) : origins.includes(origin)
+    if (!allowed) return false
+    response.setHeader('access-control-allow-origin', origins === '*' && !credentials ? '*' : origin)
+    response.setHeader('vary', 'Origin')
+    if (credentials) response.setHeader('access-control-allow-credentials', 'true')
+    if (request.method === 'OPTIONS') {
+      response.setHeader('access-control-allow-methods', 'GET, POST')
+      response.setHeader(
+        'access-control-allow-headers',
+        'content-type, x-rally-token, x-rally-transport, last-event-id',
+      )
+      response.setHeader('access-control-max-age', '600')
+    }
+    return true
+  }
+}
+
+function answer(response: ServerResponse, status: number, body: object | string): void {
+  if (response.headersSent) {
+    response.end()
+    return
+  }
+  const text = typeof body === 'string' ? body : JSON.stringify(body)
+  response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(text)
+}
+
+/**
+ * Serves SSE and long polling (`handle`) and WebSocket upgrades at the same base path of a
+ * node:http server; requests that are neither go to `fallback` (default 404).
+ */
+export function attachTransports(
+  // biome-ignore lint/suspicious/noExplicitAny: any realtime, whatever its channel and RPC types
+  realtime: Realtime<any, any>,
+  httpServer: HttpServer,
+  options: HttpTransportOptions = {},
+): HttpTransports {
+  const transports = new HttpTransports(realtime, options)
+  realtime.attach(httpServer, { path: transports.path })
+  httpServer.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    if (!transports.handle(request, response) && httpServer.listenerCount('request') === 1)
+      answer(response, 404, { error: 'not found' })
+  })
+  httpServer.on('close', () => transports.close())
+  return transports
+}
+
+/** A node:http server on `port` with every realtime transport at `path`. */
+export async function listenTransports(
+  // biome-ignore lint/suspicious/noExplicitAny: any realtime, whatever its channel and RPC types
+  realtime: Realtime<any, any>,
+  options: HttpTransportOptions & { port: number; host?: string },
+): Promise<{ server: HttpServer; transports: HttpTransports; port: number }> {
+  const server = createServer()
+  const transports = attachTransports(realtime, server, options)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port, options.host, () => resolve())
+  })
+  return { server, transports, port: (server.address() as AddressInfo).port }
+}

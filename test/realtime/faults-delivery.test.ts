@@ -10,7 +10,7 @@ import { describe, test } from 'node:test'
 import { DisconnectCode } from '../../src/realtime/protocol.js'
 import {
   allAdvance,
-  allSubscribed,
+  allResubscribed,
   CHANNEL,
   describeFailures,
   eventually,
@@ -31,7 +31,7 @@ async function underFault(
   minimum: number,
   inject: (harness: Harness) => Promise<void>,
 ): Promise<number> {
-  await eventually(() => allSubscribed(harness.clients), 20_000, 'every client to subscribe')
+  await allResubscribed(harness.clients, 20_000, 'every client to subscribe')
   let published = 0
   let injecting = true
   const schedule = inject(harness).finally(() => {
@@ -96,7 +96,7 @@ describe(`${CLIENTS} clients, numbered publications, faults injected repeatedly`
     await withHarness(async (harness) => {
       const expected = await underFault(harness, 300, async ({ proxy, clients }) => {
         for (let round = 0; round < 3; round++) {
-          await eventually(() => allSubscribed(clients), 20_000, 'every client to resubscribe')
+          await allResubscribed(clients, 20_000, 'every client to resubscribe')
           const before = disconnectCounts(harness)
           assert.equal(proxy.cutAll(), CLIENTS)
           await allDisconnectedAgain(harness, before, 'the cut')
@@ -108,41 +108,61 @@ describe(`${CLIENTS} clients, numbered publications, faults injected repeatedly`
     })
   })
 
-  test('black hole both ways (only heartbeats notice), twice', BOUND, async () => {
+  test(
+    'black hole on the established connections, both ways (only heartbeats notice), twice',
+    BOUND,
+    async () => {
+      await withHarness(async (harness) => {
+        const expected = await underFault(harness, 300, async ({ proxy, clients }) => {
+          for (let round = 0; round < 2; round++) {
+            await allResubscribed(clients, 20_000, 'every client to resubscribe')
+            const before = disconnectCounts(harness)
+            // As when NAT entries expire: these paths are dead, new connections work. (Dead ones of
+            // the previous round may still be open, until the server's heartbeat drops them.)
+            assert.ok(proxy.blackHoleEstablished('both') >= CLIENTS)
+            await allDisconnectedAgain(harness, before, 'the black hole')
+          }
+        })
+        assertExact(harness, expected)
+        assert.ok(harness.proxy.counters.swallowed.downstream > 0)
+        // Nobody closed these connections: each client's own heartbeat judged the path dead.
+        for (const watched of harness.clients) {
+          assert.ok(
+            watched.disconnectCodes.filter((code) => code === DisconnectCode.HeartbeatTimeout).length >= 2,
+            `${watched.client.clientId}: ${watched.disconnectCodes.join(',')}`,
+          )
+        }
+      })
+    },
+  )
+
+  test('black hole on the established connections, server → client only, twice', BOUND, async () => {
     await withHarness(async (harness) => {
       const expected = await underFault(harness, 300, async ({ proxy, clients }) => {
         for (let round = 0; round < 2; round++) {
-          await eventually(() => allSubscribed(clients), 20_000, 'every client to resubscribe')
+          await allResubscribed(clients, 20_000, 'every client to resubscribe')
           const before = disconnectCounts(harness)
-          proxy.blackHole('both')
-          await allDisconnectedAgain(harness, before, 'the black hole')
-          proxy.heal()
+          proxy.blackHoleEstablished('downstream')
+          await allDisconnectedAgain(harness, before, 'the one-way black hole')
         }
       })
       assertExact(harness, expected)
-      assert.ok(harness.proxy.counters.swallowed.downstream > 0)
-      // Nobody closed these connections: each client's own heartbeat judged the path dead.
-      for (const watched of harness.clients) {
-        assert.ok(
-          watched.disconnectCodes.filter((code) => code === DisconnectCode.HeartbeatTimeout).length >= 2,
-          `${watched.client.clientId}: ${watched.disconnectCodes.join(',')}`,
-        )
-      }
     })
   })
 
-  test('black hole server → client only, twice', BOUND, async () => {
+  test('black hole on the whole path, new connections too, until healed', BOUND, async () => {
     await withHarness(async (harness) => {
       const expected = await underFault(harness, 300, async ({ proxy, clients }) => {
-        for (let round = 0; round < 2; round++) {
-          await eventually(() => allSubscribed(clients), 20_000, 'every client to resubscribe')
-          const before = disconnectCounts(harness)
-          proxy.blackHole('downstream')
-          await allDisconnectedAgain(harness, before, 'the one-way black hole')
-          proxy.heal()
-        }
+        await allResubscribed(clients, 20_000, 'every client to subscribe')
+        const before = disconnectCounts(harness)
+        proxy.blackHole('both')
+        await allDisconnectedAgain(harness, before, 'the black hole')
+        // Reconnection attempts fall into it too; every client stays away until it is healed.
+        proxy.heal()
       })
       assertExact(harness, expected)
+      for (const watched of harness.clients)
+        assert.ok(watched.disconnectCodes.includes(DisconnectCode.HeartbeatTimeout))
     })
   })
 
@@ -150,7 +170,7 @@ describe(`${CLIENTS} clients, numbered publications, faults injected repeatedly`
     await withHarness(async (harness) => {
       const expected = await underFault(harness, 300, async ({ proxy, clients }) => {
         for (const direction of ['downstream', 'upstream', 'downstream', 'upstream'] as const) {
-          await eventually(() => allSubscribed(clients), 20_000, 'every client to resubscribe')
+          await allResubscribed(clients, 20_000, 'every client to resubscribe')
           const before = disconnectCounts(harness)
           proxy.halfOpen(direction)
           await allDisconnectedAgain(harness, before, `the half-open ${direction} connection`)
@@ -168,7 +188,7 @@ describe(`${CLIENTS} clients, numbered publications, faults injected repeatedly`
           // Hold the delay until 50 more publications crossed it to every client.
           await allAdvance(clients, 50, 'publications through the delay')
           proxy.delay(0)
-          await eventually(() => allSubscribed(clients), 20_000, 'every client to be subscribed')
+          await allResubscribed(clients, 20_000, 'every client to be subscribed')
         }
       })
       assertExact(harness, expected)
@@ -190,7 +210,7 @@ describe(`${CLIENTS} clients, numbered publications, faults injected repeatedly`
             '1 MB through the drip',
           )
           proxy.slowDrip(undefined, 5, 'downstream')
-          await eventually(() => allSubscribed(clients), 20_000, 'every client to be subscribed')
+          await allResubscribed(clients, 20_000, 'every client to be subscribed')
         }
       })
       assertExact(harness, expected)

@@ -31,6 +31,7 @@ export interface Watched {
   disconnects: number
   /** The code of each disconnection, in order (4002: the client's heartbeat judged the path dead). */
   disconnectCodes: number[]
+  lastDisconnectReason: string
 }
 
 export interface HarnessOptions {
@@ -69,14 +70,14 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
 function watch(url: string, ping: number): Watched {
   const client = new RallyClient(url, {
     WebSocket,
-    // Short delays keep the test quick; the jitter still spreads the crowd.
-    reconnect: { minDelay: 20, maxDelay: 250 },
+    // Short delays keep the test quick; the jitter spreads the crowd's reconnections.
+    reconnect: { minDelay: 50, maxDelay: 1000 },
     // Two pings and a margin, as the protocol's default, scaled to the test's short interval.
     silenceLimit: () => 2 * ping + 500,
-    // Generous, as 200 handshakes at once on a loaded 2-core machine take seconds; yet short,
-    // because a connection opened into a black hole lost its handshake for good and waits out
-    // this timeout even after the path is healed.
-    connectTimeout: 5000,
+    // The default: 200 handshakes at once on a loaded 2-core machine take seconds, and a shorter
+    // timeout turns that into a storm of retries. A connection opened into a black hole lost its
+    // handshake for good and waits this out after the path is healed.
+    connectTimeout: 10_000,
     timeout: 30_000,
   })
   const subscription = client.channel(CHANNEL)
@@ -88,6 +89,7 @@ function watch(url: string, ping: number): Watched {
     subscribed: [],
     disconnects: 0,
     disconnectCodes: [],
+    lastDisconnectReason: '',
   }
   let allowGap = false
   subscription.on('subscribed', ({ recovered, wasRecovering }) => {
@@ -104,9 +106,10 @@ function watch(url: string, ping: number): Watched {
     allowGap = false
     watched.received.push(value)
   })
-  client.on('disconnected', ({ code }) => {
+  client.on('disconnected', ({ code, reason }) => {
     watched.disconnects++
     watched.disconnectCodes.push(code)
+    watched.lastDisconnectReason = `${code} ${reason}`
   })
   client.connect()
   return watched
@@ -119,6 +122,23 @@ export async function eventually(condition: () => boolean, ms: number, what: str
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
+}
+
+/** How many clients are in each connection/subscription state, and their last disconnect reasons. */
+export function describeStates(clients: readonly Watched[]): string {
+  const counts = new Map<string, number>()
+  for (const w of clients) {
+    const key = `${w.client.state}/${w.subscription.state} (last: ${w.lastDisconnectReason || 'none'})`
+    counts.set(key, (counts.get(key) ?? 0) + 1)
+  }
+  return [...counts].map(([key, count]) => `${count} × ${key}`).join('\n')
+}
+
+/** Waits until every client is connected and subscribed; the error says who is not. */
+export function allResubscribed(clients: readonly Watched[], ms: number, what: string): Promise<void> {
+  return eventually(() => allSubscribed(clients), ms, what).catch((error: Error) => {
+    throw new Error(`${error.message}\n${describeStates(clients)}`)
+  })
 }
 
 export function allSubscribed(clients: readonly Watched[]): boolean {

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import {
-  allSubscribed,
+  allResubscribed,
   CHANNEL,
   describeFailures,
   eventually,
@@ -42,7 +42,7 @@ describe(`${CLIENTS} clients: explicit signals instead of silent holes`, () => {
     async () => {
       await withHarness(5, async (harness) => {
         const { proxy, clients } = harness
-        await eventually(() => allSubscribed(clients), 20_000, 'every client to subscribe')
+        await allResubscribed(clients, 20_000, 'every client to subscribe')
         await publishRange(harness, 1, 10)
         await eventually(() => clients.every((w) => w.received.length === 10), 20_000, 'publications 1..10')
         // Everyone is cut off and kept away while 40 publications go by; history keeps 5.
@@ -55,7 +55,7 @@ describe(`${CLIENTS} clients: explicit signals instead of silent holes`, () => {
         )
         await publishRange(harness, 11, 50)
         proxy.heal()
-        await eventually(() => allSubscribed(clients), 30_000, 'every client to resubscribe')
+        await allResubscribed(clients, 30_000, 'every client to resubscribe')
         for (const watched of clients) {
           assert.deepEqual(watched.subscribed.at(-1), { recovered: false, wasRecovering: true })
           // Nothing from the gap was delivered: no partial history passed off as complete.
@@ -81,7 +81,7 @@ describe(`${CLIENTS} clients: explicit signals instead of silent holes`, () => {
   test('presence converges after faults: no ghost after the heartbeat timeout', BOUND, async () => {
     await withHarness(100, async (harness) => {
       const { proxy, clients, realtime } = harness
-      await eventually(() => allSubscribed(clients), 20_000, 'every client to subscribe')
+      await allResubscribed(clients, 20_000, 'every client to subscribe')
       const ids = (): string[] => clients.map((w) => w.client.clientId!).sort()
       let members = await realtime.presence(CHANNEL)
       assert.deepEqual(members.map((m) => m.client).sort(), ids())
@@ -92,7 +92,7 @@ describe(`${CLIENTS} clients: explicit signals instead of silent holes`, () => {
         20_000,
         'every client to notice the cut',
       )
-      await eventually(() => allSubscribed(clients), 30_000, 'every client to resubscribe')
+      await allResubscribed(clients, 30_000, 'every client to resubscribe')
       await presenceEquals(harness, ids, 'presence after the cut')
       // A black hole: no close reaches the server; only its heartbeat can remove the members.
       proxy.blackHole('both')
@@ -104,11 +104,7 @@ describe(`${CLIENTS} clients: explicit signals instead of silent holes`, () => {
       members = await realtime.presence(CHANNEL)
       assert.deepEqual(members, [], 'no ghost members while every path is dead')
       proxy.heal()
-      await eventually(
-        () => allSubscribed(clients),
-        30_000,
-        'every client to resubscribe after the black hole',
-      )
+      await allResubscribed(clients, 30_000, 'every client to resubscribe after the black hole')
       await presenceEquals(harness, ids, 'presence after the black hole')
     })
   })

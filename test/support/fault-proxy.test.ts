@@ -200,6 +200,23 @@ describe('FaultProxy', () => {
     assert.equal(proxy.counters.forwarded.downstream, 0)
   })
 
+  test('blackHoleEstablished kills the connections open now and lets new ones through', async () => {
+    const { proxy, target } = await setup()
+    const old = await connectThrough(proxy, target)
+    assert.equal(proxy.blackHoleEstablished('both'), 1)
+    old.client.write('lost')
+    const fresh = await connectThrough(proxy, target)
+    const up = readBytes(fresh.server, 5)
+    fresh.client.write('fresh')
+    assert.equal((await up).data.toString(), 'fresh')
+    const down = readBytes(fresh.client, 4)
+    fresh.server.write('back')
+    assert.equal((await down).data.toString(), 'back')
+    while (proxy.counters.swallowed.upstream < 4) await new Promise((r) => setImmediate(r))
+    assert.ok(!old.client.destroyed && !old.server.destroyed, 'the dead connection is kept')
+    assert.equal(proxy.counters.active, 2)
+  })
+
   test('halfOpen ends one direction (a FIN to its receiver); the other keeps flowing', async () => {
     const { proxy, target } = await setup()
     const { client, server } = await connectThrough(proxy, target)

@@ -7,8 +7,10 @@
  * - `cutAll()`: every relayed connection is reset at once (both ends see it close).
  * - `delay(ms, direction)`: each chunk is held `ms` before it is forwarded (order kept).
  * - `blackHole(direction)`: bytes in that direction are swallowed silently and the connection is
- *   kept, as when a NAT entry expires or a cable is pulled: no end sees a close, only an
- *   application heartbeat can notice.
+ *   kept, as when a cable is pulled: no end sees a close, only an application heartbeat can
+ *   notice. New connections fall into it too (their handshakes are swallowed).
+ * - `blackHoleEstablished(direction)`: the same for the connections open now only, as when a NAT
+ *   entry expires: those paths are dead, while new connections work.
  * - `halfOpen(direction)`: the proxy ends that direction (a FIN to its receiver) on the current
  *   connections and swallows what is sent that way afterwards; the other direction still flows.
  * - `slowDrip(bytes, tickMs, direction)`: at most `bytes` are forwarded per tick.
@@ -64,6 +66,8 @@ class Lane {
   private sourceEnded = false
   /** This direction is finished (ended or half-opened): later bytes are swallowed. */
   private closed = false
+  /** Black-holed on its own (blackHoleEstablished), apart from the proxy-wide faults. */
+  ownBlackHole = false
 
   constructor(
     private readonly proxy: FaultProxy,
@@ -74,7 +78,7 @@ class Lane {
     source.on('data', (chunk: Buffer) => this.receive(chunk))
     source.on('end', () => {
       // A FIN swallowed by a black hole is never seen by the other end, as on a dead path.
-      if (this.faults.blackHole || this.closed) return
+      if (this.blackHoled || this.closed) return
       this.sourceEnded = true
       this.pump()
     })
@@ -84,8 +88,12 @@ class Lane {
     return this.proxy.faultsFor(this.direction)
   }
 
+  private get blackHoled(): boolean {
+    return this.ownBlackHole || this.faults.blackHole
+  }
+
   private receive(chunk: Buffer): void {
-    if (this.closed || this.faults.blackHole) {
+    if (this.closed || this.blackHoled) {
       this.proxy.counters.swallowed[this.direction] += chunk.length
       return
     }
@@ -120,7 +128,7 @@ class Lane {
     this.clearTimer()
     if (this.closed || this.waitingForDrain || this.destination.destroyed) return
     const faults = this.faults
-    if (faults.blackHole) {
+    if (this.blackHoled) {
       this.discard()
       return
     }
@@ -306,6 +314,17 @@ export class FaultProxy extends EventEmitter {
     }
   }
 
+  /** Swallows every byte in a direction on the connections open now; new ones are not affected. */
+  blackHoleEstablished(which: Directions = 'both'): number {
+    for (const relay of this.relays) {
+      for (const direction of directionsOf(which)) {
+        relay.lanes[direction].ownBlackHole = true
+        relay.lanes[direction].discard()
+      }
+    }
+    return this.relays.size
+  }
+
   /** Ends one direction of every current connection (a FIN to its receiver); the other still flows. */
   halfOpen(which: Directions): number {
     for (const relay of this.relays)
@@ -329,12 +348,15 @@ export class FaultProxy extends EventEmitter {
     this.refusing = on
   }
 
-  /** Removes every standing fault (delay, black hole, drip, refusal); cut connections stay cut. */
+  /** Removes every standing fault (delay, black holes, drip, refusal); cut connections stay cut. */
   heal(): void {
     this.refusing = false
     for (const direction of DIRECTIONS) {
       this.faults[direction] = { delayMs: 0, blackHole: false, drip: undefined }
-      for (const relay of this.relays) relay.lanes[direction].pump()
+      for (const relay of this.relays) {
+        relay.lanes[direction].ownBlackHole = false
+        relay.lanes[direction].pump()
+      }
     }
   }
 

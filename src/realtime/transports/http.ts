@@ -153,6 +153,13 @@ export class HttpTransports {
     return this.sessions.size
   }
 
+  /** Streams and polls held open now. */
+  get readers(): number {
+    let count = 0
+    for (const entry of this.sessions.values()) if (entry.reader !== undefined) count++
+    return count
+  }
+
   /**
    * Serves a request if it is one of the transports' (true), else leaves it alone (false) so
    * that the app's own handler answers it.

@@ -74,10 +74,36 @@ describe('rally bench', () => {
   })
 
   it("passes the other arguments through and exits with the benchmark's code", async () => {
-    // bench/run.ts rejects an unknown argument before building or starting anything, with 1.
-    const { code, stderr } = await rally(join(ROOT, 'src/cli/main.ts'), ['bench', '--no-such-option'], dir)
-    assert.equal(code, 1, stderr)
-    assert.match(stderr, /unknown argument --no-such-option/)
+    // bench/run.ts rejects an unknown argument before building or starting anything: one line
+    // naming it, exit 2 (a usage error, as the CLI's own).
+    const { code, stdout, stderr } = await rally(
+      join(ROOT, 'src/cli/main.ts'),
+      ['bench', '--no-such-option'],
+      dir,
+    )
+    assert.equal(code, 2, stderr)
+    assert.equal(stdout, '')
+    assert.equal(stderr, 'bench: unknown argument --no-such-option (see --help)\n')
+  })
+
+  it('rejects a bad value with one line naming the flag and the reason, exit 2', async () => {
+    const main = join(ROOT, 'src/cli/main.ts')
+    const cases: [string[], RegExp][] = [
+      [['--reps', '0'], /^bench: --reps must be a positive integer, not "0"\n$/],
+      [['--duration', 'soon'], /^bench: --duration must be a number of seconds > 0/],
+      [
+        ['--only', 'echo-32,no-such-scenario'],
+        /^bench: --only: unknown id no-such-scenario; known: echo-32,/,
+      ],
+      [['--servers', 'nginx'], /^bench: --servers: unknown id nginx; known: ws,/],
+      [['--reps'], /^bench: --reps needs a value/],
+    ]
+    for (const [args, expected] of cases) {
+      const { code, stderr } = await rally(main, ['bench', ...args], dir)
+      assert.equal(code, 2, `${args.join(' ')}: ${stderr}`)
+      assert.match(stderr, expected)
+      assert.equal(stderr.trim().split('\n').length, 1, stderr)
+    }
   })
 
   it('without bench/ (an installed package): says how to run it and exits 2', async () => {

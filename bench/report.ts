@@ -1,0 +1,451 @@
+/**
+ * The report: the terminal table, the targets table, docs/benchmarks.md and its chart
+ * (docs/benchmarks.svg), and what they say about the machine.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { availableParallelism, cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import type { Options } from './cli-options.js'
+import { NOTES, ROOT } from './paths.js'
+import { type Kind, OFFER_BROWSER, OFFER_FAIR, type Scenario } from './scenarios.js'
+import type { ScenarioResult, ServerSummary, Spread } from './stats.js'
+
+export function si(value: number): string {
+  if (!Number.isFinite(value)) return '–'
+  const abs = Math.abs(value)
+  if (abs >= 1e9) return `${(value / 1e9).toFixed(2)}G`
+  if (abs >= 1e6) return `${(value / 1e6).toFixed(2)}M`
+  if (abs >= 1e4) return `${(value / 1e3).toFixed(1)}k`
+  if (abs >= 1e3) return `${(value / 1e3).toFixed(2)}k`
+  if (abs >= 100) return value.toFixed(0)
+  return value.toFixed(1)
+}
+
+export function micros(value: number): string {
+  if (!Number.isFinite(value)) return '–'
+  if (value >= 10_000) return `${(value / 1000).toFixed(1)} ms`
+  if (value >= 1000) return `${(value / 1000).toFixed(2)} ms`
+  return `${value.toFixed(value >= 100 ? 0 : 1)} µs`
+}
+
+export function bytes(value: number): string {
+  if (!Number.isFinite(value)) return '–'
+  if (value >= 10 * 1024) return `${(value / 1024).toFixed(1)} KiB`
+  return `${value.toFixed(0)} B`
+}
+
+export function mebibytes(kib: number): string {
+  return Number.isFinite(kib) ? `${(kib / 1024).toFixed(1)} MiB` : '–'
+}
+
+export function ratio(value: number): string {
+  return Number.isFinite(value) ? `${value.toFixed(2)}×` : '–'
+}
+
+export function spreadText(s: Spread, format: (v: number) => string): string {
+  if (s.n === 0) return '–'
+  if (s.n === 1) return format(s.median)
+  return `${format(s.median)} [${format(s.min)}–${format(s.max)}]`
+}
+
+export function headlineFormat(kind: Kind): (v: number) => string {
+  return kind === 'latency' ? micros : kind === 'memory' ? bytes : si
+}
+
+export function headlineName(scenario: Scenario): string {
+  if (scenario.kind === 'latency') return 'p50 round trip'
+  if (scenario.kind === 'memory') return 'bytes per connection'
+  return `${scenario.units} per server CPU-s`
+}
+
+export function lowerIsBetter(kind: Kind): boolean {
+  return kind !== 'throughput'
+}
+
+/**
+ * Whether a ratio meets its target (≥ for higher-is-better figures, ≤ otherwise). By direction
+ * rather than by kind: server RSS is lower-is-better in a throughput scenario.
+ */
+export function meets(lower: boolean, value: number, target: number): boolean {
+  return lower ? value <= target : value >= target
+}
+
+export function targetText(lower: boolean, target: number | undefined): string {
+  if (target === undefined) return '—'
+  return `${lower ? '≤' : '≥'} ${target}×`
+}
+
+export function pad(text: string, width: number, right = false): string {
+  const length = [...text].length
+  if (length >= width) return text
+  return right ? ' '.repeat(width - length) + text : text + ' '.repeat(width - length)
+}
+
+export function terminalTable(results: ScenarioResult[]): string {
+  const lines: string[] = []
+  for (const { scenario, summary } of results) {
+    lines.push('')
+    lines.push(
+      `${scenario.title}  (${headlineName(scenario)}${lowerIsBetter(scenario.kind) ? ', lower is better' : ''})`,
+    )
+    const format = headlineFormat(scenario.kind)
+    const header =
+      scenario.kind === 'memory'
+        ? ['server', 'bytes/conn', 'Rally/this']
+        : [
+            'server',
+            headlineName(scenario),
+            `${scenario.unit}/s`,
+            'p50',
+            'p99',
+            'srv CPU',
+            'lg CPU',
+            'srv RSS',
+            'Rally/this',
+            'Rally/this raw',
+            'Rally/this RSS',
+          ]
+    const rows = summary.map((s) => {
+      if (scenario.kind === 'memory')
+        return [s.label, spreadText(s.headline, format), s.ratio ? spreadText(s.ratio, ratio) : '']
+      return [
+        s.label,
+        spreadText(s.headline, format),
+        si(s.perSecond.median),
+        micros(s.p50.median),
+        micros(s.p99.median),
+        `${(s.serverCpuUtil.median * 100).toFixed(0)}%`,
+        `${(s.loadgenCpuUtil.median * 100).toFixed(0)}%`,
+        s.rss ? mebibytes(s.rss.median) : '–',
+        s.ratio ? spreadText(s.ratio, ratio) : '',
+        s.ratioPerSecond ? ratio(s.ratioPerSecond.median) : '',
+        s.ratioRss ? ratio(s.ratioRss.median) : '',
+      ]
+    })
+    const widths = header.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...r[i]!].length)))
+    lines.push(`  ${header.map((h, i) => pad(h, widths[i]!)).join('  ')}`)
+    for (const row of rows) lines.push(`  ${row.map((c, i) => pad(c, widths[i]!, i > 0)).join('  ')}`)
+  }
+  return lines.join('\n')
+}
+
+/** The peer a target "vs ws" is checked against: ws with bufferutil where it ran. */
+export function wsPeer(summary: ServerSummary[]): ServerSummary | undefined {
+  return summary.find((s) => s.id === 'ws-native') ?? summary.find((s) => s.id === 'ws')
+}
+
+export function targetsTable(results: ScenarioResult[]): string[] {
+  const rows: string[] = [
+    '| scenario | figure | Rally vs ws + bufferutil | target | Rally vs raw `net` | target |',
+    '| --- | --- | --- | --- | --- | --- |',
+  ]
+  for (const { scenario, summary } of results) {
+    const ws = wsPeer(summary)
+    const raw = summary.find((s) => s.id === 'raw')
+    const lower = lowerIsBetter(scenario.kind)
+    const cell = (value: Spread | undefined, target: number | undefined, lowerWins: boolean): string => {
+      if (value === undefined || value.n === 0) return '—'
+      const mark = target === undefined ? '' : meets(lowerWins, value.median, target) ? ' ✅' : ' ❌'
+      return `${spreadText(value, ratio)}${mark}`
+    }
+    rows.push(
+      `| ${scenario.title} | ${headlineName(scenario)} | ${cell(ws?.ratio, scenario.targets?.vsWs, lower)} | ${targetText(lower, scenario.targets?.vsWs)} | ${cell(raw?.ratio, scenario.targets?.vsRaw, lower)} | ${targetText(lower, scenario.targets?.vsRaw)} |`,
+    )
+    // A memory target on a throughput scenario gets a row of its own, right under the scenario's,
+    // so that the figure column names what is compared. Checked against ws only, like the issue.
+    if (scenario.targets?.rssVsWs !== undefined) {
+      rows.push(
+        `| ${scenario.title} | server RSS, peak in the measured window | ${cell(ws?.ratioRss, scenario.targets.rssVsWs, true)} | ${targetText(true, scenario.targets.rssVsWs)} | — | — |`,
+      )
+    }
+  }
+  return rows
+}
+
+export function detailTables(results: ScenarioResult[]): string[] {
+  const out: string[] = []
+  for (const { scenario, summary } of results) {
+    const format = headlineFormat(scenario.kind)
+    out.push(`### ${scenario.title}`, '')
+    out.push(
+      `${scenario.note}. Headline: ${headlineName(scenario)}${lowerIsBetter(scenario.kind) ? ' (lower is better)' : ''}.`,
+      '',
+    )
+    if (scenario.kind === 'memory') {
+      out.push(
+        '| server | bytes per connection | Rally/this | RSS before → after (median run) |',
+        '| --- | --- | --- | --- |',
+      )
+      for (const s of summary) {
+        const samples = results.find((r) => r.scenario === scenario)!.samples[s.id] ?? []
+        const mid = samples.slice().sort((a, b) => a.headline - b.headline)[samples.length >> 1]
+        const rss =
+          mid === undefined
+            ? '–'
+            : `${((mid.rssBeforeKiB ?? 0) / 1024).toFixed(1)} → ${((mid.rssAfterKiB ?? 0) / 1024).toFixed(1)} MiB`
+        out.push(
+          `| ${s.label} | ${spreadText(s.headline, format)} | ${s.ratio ? spreadText(s.ratio, ratio) : ''} | ${rss} |`,
+        )
+      }
+    } else {
+      out.push(
+        `| server | ${headlineName(scenario)} | ${scenario.units}/s | p50 | p99 | server CPU | loadgen CPU | server RSS | Rally/this (${scenario.kind === 'latency' ? 'p50' : 'per CPU-s'}) | Rally/this (${scenario.units}/s) | Rally/this (RSS) |`,
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      )
+      for (const s of summary) {
+        out.push(
+          `| ${s.label} | ${spreadText(s.headline, format)} | ${spreadText(s.perSecond, si)} | ${micros(s.p50.median)} | ${micros(s.p99.median)} | ${(s.serverCpuUtil.median * 100).toFixed(0)}% | ${(s.loadgenCpuUtil.median * 100).toFixed(0)}% | ${s.rss ? spreadText(s.rss, mebibytes) : '–'} | ${s.ratio ? spreadText(s.ratio, ratio) : ''} | ${s.ratioPerSecond ? spreadText(s.ratioPerSecond, ratio) : ''} | ${s.ratioRss ? spreadText(s.ratioRss, ratio) : ''} |`,
+        )
+      }
+    }
+    out.push('')
+  }
+  return out
+}
+
+// ------------------------------------------------------------------ chart
+
+export function escapeXml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+}
+
+export const PEER_COLORS: Record<string, string> = {
+  ws: '#9aa5b1',
+  'ws-native': '#52606d',
+  'ws-prepared': '#7b8794',
+  raw: '#d97706',
+}
+
+/**
+ * Horizontal bars, one group per scenario, one bar per peer: how many times better Rally did —
+ * Rally/peer for throughput, peer/Rally for latency and memory — so that right of 1× is Rally's
+ * side everywhere. Whiskers: min–max of the pairwise ratios. Ticks: the targets, same orientation.
+ */
+export function chartSvg(results: ScenarioResult[]): string {
+  const width = 900
+  const left = 330
+  const right = 60
+  const barHeight = 14
+  const gap = 4
+  const groupGap = 18
+  const top = 56
+  let maxValue = 1.5
+  const groups = results.map(({ scenario, summary }) => {
+    const invert = lowerIsBetter(scenario.kind)
+    const bars = summary
+      .filter((s) => s.ratio !== undefined && s.ratio.n > 0)
+      .map((s) => {
+        const r = s.ratio!
+        const f = (v: number): number => (invert ? 1 / v : v)
+        const lo = Math.min(f(r.min), f(r.max))
+        const hi = Math.max(f(r.min), f(r.max))
+        const target =
+          s.id === 'raw'
+            ? scenario.targets?.vsRaw
+            : s.id === wsPeer(summary)?.id
+              ? scenario.targets?.vsWs
+              : undefined
+        return {
+          id: s.id,
+          label: s.label,
+          value: f(r.median),
+          lo,
+          hi,
+          target: target === undefined ? undefined : f(target),
+        }
+      })
+    for (const bar of bars) maxValue = Math.max(maxValue, bar.hi, bar.target ?? 0)
+    return { scenario, bars }
+  })
+  // Log scale, bars drawn from 1×: ratios of 0.7× and 10× both stay readable.
+  let minValue = 0.5
+  for (const group of groups)
+    for (const bar of group.bars) minValue = Math.min(minValue, bar.lo, bar.target ?? 1)
+  minValue = 2 ** Math.floor(Math.log2(minValue))
+  maxValue = 2 ** Math.ceil(Math.log2(maxValue * 1.05))
+  const plotWidth = width - left - right
+  const span = Math.log(maxValue) - Math.log(minValue)
+  const x = (v: number): number =>
+    left + ((Math.log(Math.min(Math.max(v, minValue), maxValue)) - Math.log(minValue)) / span) * plotWidth
+  let height = top
+  for (const group of groups) height += group.bars.length * (barHeight + gap) + groupGap
+  height += 40
+  const out: string[] = []
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12" role="img" aria-labelledby="chart-title">`,
+    '<title id="chart-title">Rally compared with ws, ws with bufferutil and a raw node:net server, per scenario</title>',
+  )
+  out.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`)
+  out.push(
+    `<text x="20" y="20" font-size="14" font-weight="600">How many times better Rally did than each peer (median; whiskers: min–max of the pairwise ratios)</text>`,
+  )
+  out.push(
+    `<text x="20" y="38" fill="#52606d">Throughput: Rally/peer per server CPU-second. Latency, memory: peer/Rally. Right of 1× favours Rally. Log scale. ◆ target.</text>`,
+  )
+  // Grid.
+  const ticks = [0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64].filter((v) => v >= minValue && v <= maxValue)
+  for (const v of ticks) {
+    const gx = x(v)
+    const one = v === 1
+    out.push(
+      `<line x1="${gx}" y1="${top - 6}" x2="${gx}" y2="${height - 34}" stroke="${one ? '#1f2933' : '#e4e7eb'}" stroke-width="${one ? 1.5 : 1}"/>`,
+    )
+    out.push(`<text x="${gx}" y="${height - 20}" text-anchor="middle" fill="#52606d">${v}×</text>`)
+  }
+  let y = top
+  for (const { scenario, bars } of groups) {
+    const groupHeight = bars.length * (barHeight + gap)
+    out.push(
+      `<text x="${left - 160}" y="${y + groupHeight / 2 + 4}" text-anchor="end" font-weight="600">${escapeXml(shortTitle(scenario))}</text>`,
+    )
+    for (const bar of bars) {
+      const color = PEER_COLORS[bar.id] ?? '#52606d'
+      out.push(
+        `<text x="${left - 8}" y="${y + barHeight - 3}" text-anchor="end" fill="#3e4c59">vs ${escapeXml(bar.label)}</text>`,
+      )
+      out.push(
+        `<rect x="${Math.min(x(1), x(bar.value))}" y="${y}" width="${Math.max(1, Math.abs(x(bar.value) - x(1)))}" height="${barHeight}" fill="${color}" rx="2"/>`,
+      )
+      const wy = y + barHeight / 2
+      out.push(
+        `<line x1="${x(bar.lo)}" y1="${wy}" x2="${x(bar.hi)}" y2="${wy}" stroke="#1f2933" stroke-width="1"/>`,
+      )
+      out.push(`<line x1="${x(bar.lo)}" y1="${wy - 4}" x2="${x(bar.lo)}" y2="${wy + 4}" stroke="#1f2933"/>`)
+      out.push(`<line x1="${x(bar.hi)}" y1="${wy - 4}" x2="${x(bar.hi)}" y2="${wy + 4}" stroke="#1f2933"/>`)
+      if (bar.target !== undefined) {
+        const tx = x(bar.target)
+        out.push(
+          `<path d="M${tx} ${wy - 6} L${tx + 5} ${wy} L${tx} ${wy + 6} L${tx - 5} ${wy} Z" fill="#2563eb" opacity="0.85"/>`,
+        )
+      }
+      out.push(
+        `<text x="${Math.min(Math.max(x(bar.hi), x(1)), width - right) + 6}" y="${y + barHeight - 3}" fill="#1f2933">${bar.value.toFixed(2)}×</text>`,
+      )
+      y += barHeight + gap
+    }
+    y += groupGap
+  }
+  out.push('</svg>')
+  return `${out.join('\n')}\n`
+}
+
+export function shortTitle(scenario: Scenario): string {
+  const titles: Record<string, string> = {
+    'echo-32': 'echo 32 B',
+    'echo-16k': 'echo 16 KiB',
+    'rtt-32': 'RTT p50, 1 conn',
+    'deflate-1k': 'echo 1 KiB deflate',
+    'deflate-1k-defaults': '1 KiB deflate, defaults',
+    'broadcast-1k': 'broadcast → 1,000',
+    'broadcast-10k': 'broadcast → 10,000',
+    handshake: 'handshakes',
+    'idle-10k': `idle memory, ${(scenario.connections ?? 0).toLocaleString('en-US')}`,
+    'idle-max': `idle memory, ${(scenario.connections ?? 0).toLocaleString('en-US')}`,
+  }
+  return titles[scenario.id] ?? scenario.id
+}
+
+// ------------------------------------------------------------------ machine, report
+
+export interface Machine {
+  cpus: number
+  cpuModel: string
+  memoryGiB: number
+  node: string
+  ws: string
+  kernel: string
+  openFiles: number
+  pinned: boolean
+  loadAverageBefore: string
+}
+
+export function machineInfo(options: Options, openFiles: number): Machine {
+  let model = cpus()[0]?.model ?? 'unknown'
+  try {
+    const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')
+    const match = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)
+    if (match !== null) model = match[1]!.trim()
+  } catch {
+    // Not Linux.
+  }
+  let kernel = ''
+  try {
+    kernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()
+  } catch {
+    kernel = process.platform
+  }
+  let load = ''
+  try {
+    load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')
+  } catch {
+    load = '?'
+  }
+  const wsVersion = (
+    JSON.parse(readFileSync(join(ROOT, 'node_modules', 'ws', 'package.json'), 'utf8')) as { version: string }
+  ).version
+  return {
+    cpus: availableParallelism(),
+    cpuModel: model,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    ws: wsVersion,
+    kernel,
+    openFiles,
+    pinned: options.pin,
+    loadAverageBefore: load,
+  }
+}
+
+export function markdown(
+  results: ScenarioResult[],
+  machine: Machine,
+  options: Options,
+  startedAt: Date,
+  seconds: number,
+): string {
+  const out: string[] = []
+  out.push('# Benchmarks', '')
+  out.push(
+    `Generated by \`npm run bench${options.reps === 5 ? '' : ` -- --reps ${options.reps}`}\` (bench/run.ts; \`rally bench\` from a clone runs the same) on ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC in ${Math.round(seconds / 60)} minutes. Do not edit by hand: run it again. Raw results: \`bench/results/bench.json\` (not committed).`,
+    '',
+  )
+  out.push(
+    'Rally side by side with `ws` (plain, and with `bufferutil`), `ws` with a pre-framed broadcast buffer, and a raw `node:net` server that completes the handshake and then echoes bytes unmodified — the upper limit of one Node.js thread on this machine. Ratios are Rally/peer computed repetition by repetition in the same run; the headline figure is work per server CPU-second.',
+    '',
+  )
+  out.push('## Summary against the targets of issue 7', '')
+  out.push(...targetsTable(results), '')
+  out.push('![Rally compared with each peer](benchmarks.svg)', '')
+  out.push('## Results', '')
+  out.push(
+    `Median [min–max] of ${options.reps} interleaved repetitions (${options.memoryReps} for memory at 10,000 connections, 2 at the most connections). ${options.duration} s measured after ${options.warmup} s of warm-up per repetition. "server CPU" is the server's CPU time over wall time in the measured window (100% = one core); "loadgen CPU" the same for the load generator, which shows it had headroom. "server RSS" is the server's resident set at its peak in the measured window (see Method).`,
+    '',
+  )
+  out.push(...detailTables(results))
+  out.push('## Method', '')
+  out.push(
+    '- **Load generator**: `bench/loadgen/loadgen.c`, one thread, epoll, non-blocking sockets, built by the runner with the machine’s `cc -O2`. It does the HTTP upgrade itself and sends frames built once at start (masked, as clients must); it parses every frame it receives (headers split across reads, extended lengths; masked frames from the raw server are accepted). Latency comes from a log-linear histogram (error < 1.6%).',
+    '- **Servers** (`bench/servers/`): each a child process on a free port of 127.0.0.1, started with `node --expose-gc --import tsx`, source-mapped stack traces off (tsx turns them on; mapping the stack of every socket error would cost each server several percent of a handshake). Rally runs with `heartbeat: false` (ws has no heartbeat) and `decodeText: false` (ws hands text over as a Buffer too), so neither decodes text in an echo. `ws` plain runs with `WS_NO_BUFFER_UTIL=1 WS_NO_UTF_8_VALIDATE=1`; “ws + bufferutil” without them (on Node ≥ 18.14 ws validates UTF-8 with `buffer.isUtf8` either way, so only masking changes). The raw server writes back what it reads: the client’s masked frames return as they are, and the load generator accepts them from this peer.',
+    '- **Pinning**: with two or more cores the server runs on CPU 0 and the load generator on CPU 1 (`taskset`). The machine is shared with other work, so throughput moves with it; CPU time per unit of work moves much less, which is why it is the headline.',
+    '- **CPU time**: the load generator reads the server’s utime+stime (all threads, zlib’s thread pool included) from `/proc/PID/stat` and its own from `getrusage` at the edges of the measured window.',
+    '- **Server RSS** (throughput and latency scenarios): the peak of the server’s resident set over the measured window, which the load generator reads from `/proc/PID/statm` (the count `VmRSS` shows: heap, buffers, zlib’s memory, code) at both edges of the window and every 50 ms in between; the raw results keep the values at the edges too. The peak rather than the end, since memory held only under load (compression state, write backlogs) counts as much. A server is started once for all the scenarios with the same server arguments and repetitions follow one another, so the figure includes what its heap kept from the runs before; each deflate scenario has servers of its own. Rally/peer is taken pair by pair, like the other ratios.',
+    '- **Echo**: every connection keeps a window of messages in flight; each echo is timed against its send time (a per-connection ring: echoes return in order) and replaced at once.',
+    `- **permessage-deflate**: the client sends 1 KiB of JSON-like text compressed once at start (raw deflate, no context takeover, RSV1), so every message is the same bytes. “no context takeover”: the client offers \`${OFFER_FAIR}\`, Rally runs with \`perMessageDeflate: true\` (no context takeover, level 1, threshold 1024 by default) and ws with the same parameters (\`serverNoContextTakeover\`, \`clientNoContextTakeover\`, level 1, memLevel 8, threshold 1024). “defaults”: both servers with \`perMessageDeflate: true\` and the offer browsers send, \`${OFFER_BROWSER}\`; ws then keeps a compressor per connection (context takeover, zlib’s default level), Rally does not.`,
+    '- **Broadcast**: subscribers connect on `/sub`, then one publisher on `/pub`. The publisher sends 64-byte messages that carry their send time (CLOCK_MONOTONIC); the server publishes each to every subscriber (Rally `server.publish(topic, data)`; ws `for (const client of wss.clients) client.send(data)`; ws pre-framed: `WebSocket.Sender.frame()` once, the same Buffer written to each `ws._socket`; raw: framed once, one write per subscriber of what arrived in one read). Closed loop: 8 broadcasts in flight, counted in deliveries, so the server is busy without buffering without bound. Latency: arrival time minus send time, the same clock on both sides.',
+    '- **Handshakes**: 32 concurrent slots connect, send an upgrade request, check the 101 and its `Sec-WebSocket-Accept`, then reset the connection (SO_LINGER 0, so no TIME_WAIT) and start over. The reset costs every server an `ECONNRESET` error object, about a tenth of a handshake’s CPU. Client ports are chosen by the load generator in turn (the kernel’s search for a free port slows down with tens of thousands of connections to one address).',
+    '- **Idle memory**: a fresh server; full GC (twice), VmRSS from `/proc/PID/status`; open N connections and wait until all are upgraded; wait 1 s, full GC, VmRSS again. (after − before) ÷ N. Kernel socket buffers are not in RSS and are the same for every server.',
+    '- **Statistics**: servers are interleaved within each repetition, the order reversed every other repetition (A B C D, D C B A, …). Ratios Rally/peer are taken within a repetition, then summarized: median [min–max].',
+    '',
+  )
+  out.push('## Machine', '')
+  out.push(
+    `- ${machine.cpus} CPUs: ${machine.cpuModel}; ${machine.memoryGiB} GiB; Linux ${machine.kernel}`,
+    `- Node.js ${machine.node}; ws ${machine.ws}; open-file limit ${machine.openFiles}`,
+    `- Pinned: ${machine.pinned ? 'server on CPU 0, load generator on CPU 1' : 'no'}; load average at the start: ${machine.loadAverageBefore}`,
+    '',
+  )
+  if (existsSync(NOTES)) {
+    out.push(readFileSync(NOTES, 'utf8').trim(), '')
+  }
+  return out.join('\n')
+}

@@ -1,0 +1,266 @@
+/**
+ * The servers under test and the scenarios, in the order they run: scenarios with the same server
+ * arguments follow one another, so that they share servers.
+ */
+import type { Options } from './cli-options.js'
+
+export type ServerId = 'rally' | 'ws' | 'ws-native' | 'ws-prepared' | 'raw'
+export type Kind = 'throughput' | 'latency' | 'memory'
+
+/**
+ * Every scenario id, in the order they run: scenarios with the same server arguments follow one
+ * another, so that they share servers.
+ */
+export const SCENARIO_IDS = [
+  'echo-32',
+  'echo-16k',
+  'rtt-32',
+  'broadcast-1k',
+  'broadcast-10k',
+  'handshake',
+  'deflate-1k',
+  'deflate-1k-defaults',
+  'idle-10k',
+  'idle-max',
+]
+
+export interface ServerSpec {
+  label: string
+  script: string
+  args: string[]
+  /** Environment changes: undefined deletes the variable. */
+  env: Record<string, string | undefined>
+}
+
+export const NO_NATIVE = { WS_NO_BUFFER_UTIL: '1', WS_NO_UTF_8_VALIDATE: '1' }
+export const NATIVE = { WS_NO_BUFFER_UTIL: undefined, WS_NO_UTF_8_VALIDATE: undefined }
+
+export const SERVERS: Record<ServerId, ServerSpec> = {
+  rally: { label: 'Rally', script: 'rally.ts', args: [], env: NO_NATIVE },
+  ws: { label: 'ws', script: 'ws.ts', args: [], env: NO_NATIVE },
+  'ws-native': { label: 'ws + bufferutil', script: 'ws.ts', args: [], env: NATIVE },
+  'ws-prepared': {
+    label: 'ws pre-framed',
+    script: 'ws.ts',
+    args: ['--broadcast', 'prepared'],
+    env: NATIVE,
+  },
+  raw: { label: 'raw node:net', script: 'raw.ts', args: [], env: NO_NATIVE },
+}
+
+export const PEER_IDS = Object.keys(SERVERS).filter((id) => id !== 'rally')
+
+/** Targets from issue 7: Rally/peer on the headline figure (min for higher-is-better, max else). */
+export interface Targets {
+  vsWs?: number
+  vsRaw?: number
+  /** Rally/ws on the server's peak RSS in the measured window (a maximum: lower is better). */
+  rssVsWs?: number
+}
+
+export interface Scenario {
+  id: string
+  title: string
+  kind: Kind
+  /** What is counted, singular and plural: message(s), deliveries, handshakes. */
+  unit: string
+  units: string
+  servers: ServerId[]
+  serverArgs: string[]
+  /** Load generator arguments (port, pid and timing are added). */
+  loadgen: string[]
+  /** Idle scenarios: connections to hold. */
+  connections?: number
+  /** Repetitions, when not the default for its kind. */
+  reps?: number
+  targets?: Targets
+  note: string
+}
+
+export const OFFER_FAIR = 'permessage-deflate; client_no_context_takeover; server_no_context_takeover'
+export const OFFER_BROWSER = 'permessage-deflate; client_max_window_bits'
+
+export function scenarios(
+  options: Options,
+  files: { text: string; deflated: string },
+  maxConns: number,
+): Scenario[] {
+  const echoServers: ServerId[] = ['rally', 'ws', 'ws-native', 'raw']
+  const broadcastServers: ServerId[] = ['rally', 'ws', 'ws-native', 'ws-prepared', 'raw']
+  const deflateServers: ServerId[] = ['rally', 'ws', 'ws-native']
+  const idleBig = Math.min(19_900, maxConns)
+  const list: Scenario[] = [
+    {
+      id: 'echo-32',
+      title: 'echo 32 B binary, 100 conns × 16 in flight',
+      kind: 'throughput',
+      unit: 'msg',
+      units: 'msgs',
+      servers: echoServers,
+      serverArgs: [],
+      loadgen: ['--mode', 'echo', '--conns', '100', '--window', '16', '--size', '32'],
+      targets: { vsWs: 2, vsRaw: 0.7 },
+      note: 'small messages: per-message overhead',
+    },
+    {
+      id: 'echo-16k',
+      title: 'echo 16 KiB binary, 100 conns × 4 in flight',
+      kind: 'throughput',
+      unit: 'msg',
+      units: 'msgs',
+      servers: echoServers,
+      serverArgs: [],
+      loadgen: ['--mode', 'echo', '--conns', '100', '--window', '4', '--size', '16384'],
+      targets: { vsWs: 1, vsRaw: 0.8 },
+      note: 'large messages: unmasking and copying',
+    },
+    {
+      id: 'rtt-32',
+      title: 'round trip 32 B, 1 conn × 1 in flight',
+      kind: 'latency',
+      unit: 'msg',
+      units: 'msgs',
+      servers: echoServers,
+      serverArgs: [],
+      loadgen: ['--mode', 'echo', '--conns', '1', '--window', '1', '--size', '32'],
+      targets: { vsWs: 1, vsRaw: 1.05 },
+      note: 'latency of an idle server: p50 round trip',
+    },
+    {
+      id: 'deflate-1k',
+      title: 'echo 1 KiB JSON text, permessage-deflate (no context takeover), 100 conns × 8',
+      kind: 'throughput',
+      unit: 'msg',
+      units: 'msgs',
+      servers: deflateServers,
+      serverArgs: ['--deflate', 'fair'],
+      loadgen: [
+        '--mode',
+        'echo',
+        '--conns',
+        '100',
+        '--window',
+        '8',
+        '--text',
+        '--deflate-file',
+        files.deflated,
+        '--offer',
+        OFFER_FAIR,
+      ],
+      // The deflate issue: faster than ws + bufferutil at no more memory.
+      targets: { vsWs: 1.5, rssVsWs: 1 },
+      note: 'both servers with the same parameters: no context takeover either way, level 1, threshold 1024',
+    },
+    {
+      id: 'deflate-1k-defaults',
+      title: 'echo 1 KiB JSON text, permessage-deflate, servers’ defaults, browser offer',
+      kind: 'throughput',
+      unit: 'msg',
+      units: 'msgs',
+      servers: deflateServers,
+      serverArgs: ['--deflate', 'default'],
+      loadgen: [
+        '--mode',
+        'echo',
+        '--conns',
+        '100',
+        '--window',
+        '8',
+        '--text',
+        '--deflate-file',
+        files.deflated,
+        '--offer',
+        OFFER_BROWSER,
+      ],
+      note: '`perMessageDeflate: true` on both; the client offers what browsers offer. ws then compresses with context takeover at zlib’s default level, Rally without (its default)',
+    },
+    {
+      id: 'broadcast-1k',
+      title: 'broadcast 64 B to 1,000 subscribers, 8 broadcasts in flight',
+      kind: 'throughput',
+      unit: 'delivery',
+      units: 'deliveries',
+      servers: broadcastServers,
+      serverArgs: [],
+      loadgen: ['--mode', 'sink', '--conns', '1000', '--window', '8'],
+      note: 'one publisher connection; the server fans each message out',
+    },
+    {
+      id: 'broadcast-10k',
+      title: 'broadcast 64 B to 10,000 subscribers, 8 broadcasts in flight',
+      kind: 'throughput',
+      unit: 'delivery',
+      units: 'deliveries',
+      servers: broadcastServers,
+      serverArgs: [],
+      loadgen: ['--mode', 'sink', '--conns', '10000', '--window', '8'],
+      targets: { vsWs: 3, vsRaw: 0.7 },
+      note: 'one publisher connection; the server fans each message out',
+    },
+    {
+      id: 'handshake',
+      title: 'handshakes, 32 concurrent (connect, upgrade, 101, reset)',
+      kind: 'throughput',
+      unit: 'handshake',
+      units: 'handshakes',
+      servers: echoServers,
+      serverArgs: [],
+      loadgen: ['--mode', 'handshake', '--conns', '32'],
+      targets: { vsWs: 1.2, vsRaw: 0.9 },
+      note: 'the 101 is counted; then the client resets the connection (no TIME_WAIT)',
+    },
+    {
+      id: 'idle-10k',
+      title: 'idle memory per connection, 10,000 connections',
+      kind: 'memory',
+      unit: 'B/conn',
+      units: 'B/conn',
+      servers: echoServers,
+      serverArgs: [],
+      loadgen: ['--mode', 'idle'],
+      connections: options.quick ? 2_000 : 10_000,
+      targets: { vsWs: 0.9, vsRaw: 1.1 },
+      note: 'server RSS after − before (both after a full GC) ÷ connections',
+    },
+    {
+      id: 'idle-max',
+      title: `idle memory per connection, ${idleBig.toLocaleString('en-US')} connections`,
+      kind: 'memory',
+      unit: 'B/conn',
+      units: 'B/conn',
+      servers: echoServers,
+      serverArgs: [],
+      loadgen: ['--mode', 'idle'],
+      connections: options.quick ? 4_000 : idleBig,
+      // Opening 19,900 connections takes a while, and the figure varies little.
+      reps: Math.min(2, options.memoryReps),
+      note: 'as many as the per-process open-file cap allows',
+    },
+  ]
+  list.sort((a, b) => SCENARIO_IDS.indexOf(a.id) - SCENARIO_IDS.indexOf(b.id))
+  if (options.quick) {
+    // Smaller where connecting takes the time; idle-max is left out unless asked for.
+    const broadcast = list.find((s) => s.id === 'broadcast-10k')!
+    broadcast.title = 'broadcast 64 B to 3,000 subscribers (quick), 8 broadcasts in flight'
+    broadcast.loadgen = ['--mode', 'sink', '--conns', '3000', '--window', '8']
+    list.find((s) => s.id === 'idle-10k')!.title = 'idle memory per connection, 2,000 connections (quick)'
+    if (options.only === undefined)
+      list.splice(
+        list.findIndex((s) => s.id === 'idle-max'),
+        1,
+      )
+    else
+      list.find((s) => s.id === 'idle-max')!.title = 'idle memory per connection, 4,000 connections (quick)'
+  }
+  let selected = options.only === undefined ? list : list.filter((s) => options.only!.includes(s.id))
+  if (options.only !== undefined) {
+    const unknown = options.only.filter((id) => !list.some((s) => s.id === id))
+    if (unknown.length > 0)
+      throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${list.map((s) => s.id).join(', ')}`)
+  }
+  if (options.servers !== undefined) {
+    const wanted = new Set<ServerId>(['rally', ...options.servers])
+    selected = selected.map((s) => ({ ...s, servers: s.servers.filter((id) => wanted.has(id)) }))
+  }
+  return selected
+}

@@ -9,3 +9,5 @@ export const LOADGEN_BINARY = join(BENCH, 'loadgen', 'build', 'loadgen')
 export const RESULTS = join(BENCH, 'results')
 export const DOCS = join(ROOT, 'docs')
 export const NOTES = join(BENCH, 'profile-notes.md')
+/** The `bun` dev dependency's launcher (the native binary it installed for this platform). */
+export const BUN_BINARY = join(ROOT, 'node_modules', '.bin', 'bun')

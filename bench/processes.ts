@@ -3,11 +3,11 @@
  * bench/servers/common.ts) and the load generator; every one is killed when the runner exits,
  * whatever the reason.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Options } from './cli-options.js'
-import { BENCH, LOADGEN_BINARY, RESULTS, ROOT } from './paths.js'
+import { BENCH, BUN_BINARY, LOADGEN_BINARY, RESULTS, ROOT } from './paths.js'
 import { type Scenario, SERVERS, type ServerId } from './scenarios.js'
 
 const children = new Set<ChildProcess>()
@@ -122,6 +122,7 @@ export async function startServer(
     if (value === undefined) delete env[name]
     else env[name] = value
   }
+  if (spec.runtime === 'bun') return startBunServer(id, scenario, options, env)
   const nodeArgs = ['--expose-gc', '--import', 'tsx']
   if (options.cpuProf && id === 'rally') {
     // One directory per server: the main thread and tsx's loader thread each write a profile.
@@ -135,6 +136,34 @@ export async function startServer(
     [...nodeArgs, join(BENCH, 'servers', spec.script), ...spec.args, ...scenario.serverArgs],
     options,
   )
+  return superviseServer(id, scenario, command, args, env)
+}
+
+/** Bun's server runs its TypeScript itself; no profiling, no --expose-gc (it collects with Bun.gc). */
+function startBunServer(
+  id: ServerId,
+  scenario: Scenario,
+  options: Options,
+  env: Record<string, string | undefined>,
+): Promise<RunningServer> {
+  const spec = SERVERS[id]
+  const [command, args] = pinned(
+    0,
+    BUN_BINARY,
+    [join(BENCH, 'servers', spec.script), ...spec.args, ...scenario.serverArgs],
+    options,
+  )
+  return superviseServer(id, scenario, command, args, env)
+}
+
+/** Starts a server process, waits for its `port N` line and returns its controls. */
+async function superviseServer(
+  id: ServerId,
+  scenario: Scenario,
+  command: string,
+  args: string[],
+  env: Record<string, string | undefined>,
+): Promise<RunningServer> {
   const child = track(spawn(command, args, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] }))
   const out = new LineReader(child.stdout!)
   const err = new LineReader(child.stderr!)
@@ -232,4 +261,22 @@ export function startLoadgen(args: string[], timeoutMs: number, options: Options
     })
   })
   return { child, stderr, result }
+}
+
+/**
+ * Whether Bun can run here (the `bun` dev dependency downloads a native binary for the platform at
+ * install; it may be missing, or not run on this system): its version, or why not.
+ */
+export function probeBun(): { version: string } | { reason: string } {
+  try {
+    const version = execFileSync(BUN_BINARY, ['--version'], {
+      encoding: 'utf8',
+      timeout: 10_000,
+      stdio: 'pipe',
+    })
+    return { version: version.trim() }
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split('\n')[0]! : String(error)
+    return { reason: message }
+  }
 }

@@ -136,12 +136,13 @@ export function wsPeer(summary: ServerSummary[]): ServerSummary | undefined {
 
 export function targetsTable(results: ScenarioResult[]): string[] {
   const rows: string[] = [
-    '| scenario | figure | Rally vs ws + bufferutil | target | Rally vs raw `net` | target |',
-    '| --- | --- | --- | --- | --- | --- |',
+    '| scenario | figure | Rally vs ws + bufferutil | target | Rally vs raw `net` | target | Rally vs Bun | target |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ]
   for (const { scenario, summary } of results) {
     const ws = wsPeer(summary)
     const raw = summary.find((s) => s.id === 'raw')
+    const bun = summary.find((s) => s.id === 'bun')
     const lower = lowerIsBetter(scenario.kind)
     const cell = (value: Spread | undefined, target: number | undefined, lowerWins: boolean): string => {
       if (value === undefined || value.n === 0) return '—'
@@ -149,13 +150,13 @@ export function targetsTable(results: ScenarioResult[]): string[] {
       return `${spreadText(value, ratio)}${mark}`
     }
     rows.push(
-      `| ${scenario.title} | ${headlineName(scenario)} | ${cell(ws?.ratio, scenario.targets?.vsWs, lower)} | ${targetText(lower, scenario.targets?.vsWs)} | ${cell(raw?.ratio, scenario.targets?.vsRaw, lower)} | ${targetText(lower, scenario.targets?.vsRaw)} |`,
+      `| ${scenario.title} | ${headlineName(scenario)} | ${cell(ws?.ratio, scenario.targets?.vsWs, lower)} | ${targetText(lower, scenario.targets?.vsWs)} | ${cell(raw?.ratio, scenario.targets?.vsRaw, lower)} | ${targetText(lower, scenario.targets?.vsRaw)} | ${cell(bun?.ratio, scenario.targets?.vsBun, lower)} | ${targetText(lower, scenario.targets?.vsBun)} |`,
     )
     // A memory target on a throughput scenario gets a row of its own, right under the scenario's,
     // so that the figure column names what is compared. Checked against ws only, like the issue.
     if (scenario.targets?.rssVsWs !== undefined) {
       rows.push(
-        `| ${scenario.title} | server RSS, peak in the measured window | ${cell(ws?.ratioRss, scenario.targets.rssVsWs, true)} | ${targetText(true, scenario.targets.rssVsWs)} | — | — |`,
+        `| ${scenario.title} | server RSS, peak in the measured window | ${cell(ws?.ratioRss, scenario.targets.rssVsWs, true)} | ${targetText(true, scenario.targets.rssVsWs)} | — | — | — | — |`,
       )
     }
   }
@@ -214,6 +215,7 @@ export const PEER_COLORS: Record<string, string> = {
   'ws-native': '#52606d',
   'ws-prepared': '#7b8794',
   raw: '#d97706',
+  bun: '#b45309',
 }
 
 /**
@@ -242,9 +244,11 @@ export function chartSvg(results: ScenarioResult[]): string {
         const target =
           s.id === 'raw'
             ? scenario.targets?.vsRaw
-            : s.id === wsPeer(summary)?.id
-              ? scenario.targets?.vsWs
-              : undefined
+            : s.id === 'bun'
+              ? scenario.targets?.vsBun
+              : s.id === wsPeer(summary)?.id
+                ? scenario.targets?.vsWs
+                : undefined
         return {
           id: s.id,
           label: s.label,
@@ -353,13 +357,15 @@ export interface Machine {
   memoryGiB: number
   node: string
   ws: string
+  /** Bun's version, or why it could not run (the benchmark then runs without it). */
+  bun: string
   kernel: string
   openFiles: number
   pinned: boolean
   loadAverageBefore: string
 }
 
-export function machineInfo(options: Options, openFiles: number): Machine {
+export function machineInfo(options: Options, openFiles: number, bun: string): Machine {
   let model = cpus()[0]?.model ?? 'unknown'
   try {
     const cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')
@@ -389,6 +395,7 @@ export function machineInfo(options: Options, openFiles: number): Machine {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     node: process.version,
     ws: wsVersion,
+    bun,
     kernel,
     openFiles,
     pinned: options.pin,
@@ -413,7 +420,7 @@ export function markdown(
     'Rally side by side with `ws` (plain, and with `bufferutil`), `ws` with a pre-framed broadcast buffer, and a raw `node:net` server that completes the handshake and then echoes bytes unmodified — the upper limit of one Node.js thread on this machine. Ratios are Rally/peer computed repetition by repetition in the same run; the headline figure is work per server CPU-second.',
     '',
   )
-  out.push('## Summary against the targets of issue 7', '')
+  out.push('## Summary against the targets (issues 7 and 17)', '')
   out.push(...targetsTable(results), '')
   out.push('![Rally compared with each peer](benchmarks.svg)', '')
   out.push('## Results', '')
@@ -440,7 +447,7 @@ export function markdown(
   out.push('## Machine', '')
   out.push(
     `- ${machine.cpus} CPUs: ${machine.cpuModel}; ${machine.memoryGiB} GiB; Linux ${machine.kernel}`,
-    `- Node.js ${machine.node}; ws ${machine.ws}; open-file limit ${machine.openFiles}`,
+    `- Node.js ${machine.node}; ws ${machine.ws}; Bun ${machine.bun ?? 'not measured'}; open-file limit ${machine.openFiles}`,
     `- Pinned: ${machine.pinned ? 'server on CPU 0, load generator on CPU 1' : 'no'}; load average at the start: ${machine.loadAverageBefore}`,
     '',
   )

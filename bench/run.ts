@@ -28,7 +28,7 @@ import { constants, deflateRawSync } from 'node:zlib'
 import { HELP, type Options, parseOptions, UsageError } from './cli-options.js'
 import { measureMemory, measureThroughput, type Sample } from './measure.js'
 import { DOCS, LOADGEN_BINARY, LOADGEN_SOURCE, RESULTS, ROOT } from './paths.js'
-import { killAll, type RunningServer, repsOf, serverKey, startServer } from './processes.js'
+import { killAll, probeBun, type RunningServer, repsOf, serverKey, startServer } from './processes.js'
 import { chartSvg, type Machine, machineInfo, markdown, targetsTable, terminalTable } from './report.js'
 import { type Scenario, SERVERS, type ServerId, scenarios } from './scenarios.js'
 import { type ScenarioResult, summarize } from './stats.js'
@@ -166,8 +166,18 @@ async function main(): Promise<void> {
   const files = payloadFiles()
   const limit = openFileLimit()
   // Room for the server's own descriptors (epoll, pipes, listening socket...).
-  const list = scenarios(options, files, limit - 100)
-  const machine = machineInfo(options, limit)
+  let list = scenarios(options, files, limit - 100)
+  // Bun is a reference, not a requirement: where its binary cannot run, say so and go on without.
+  const bun = list.some((scenario) => scenario.servers.includes('bun')) ? probeBun() : undefined
+  if (bun !== undefined && 'reason' in bun) {
+    process.stderr.write(`Bun cannot run here (${bun.reason}): the benchmark runs without it.\n`)
+    list = list.map((scenario) => ({ ...scenario, servers: scenario.servers.filter((id) => id !== 'bun') }))
+  }
+  const machine = machineInfo(
+    options,
+    limit,
+    bun === undefined ? 'not run' : 'version' in bun ? bun.version : `not available (${bun.reason})`,
+  )
 
   let total = 0
   for (const scenario of list) {
@@ -236,7 +246,7 @@ async function main(): Promise<void> {
   const seconds = (Date.now() - startedAt.getTime()) / 1000
 
   process.stdout.write(`${terminalTable(results)}\n\n`)
-  process.stdout.write(`Against the targets of issue 7 (Rally/peer, median [min–max]):\n`)
+  process.stdout.write(`Against the targets of issues 7 and 17 (Rally/peer, median [min–max]):\n`)
   for (const row of targetsTable(results).slice(2)) process.stdout.write(`  ${row}\n`)
 
   mkdirSync(RESULTS, { recursive: true })

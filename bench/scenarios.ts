@@ -4,7 +4,7 @@
  */
 import type { Options } from './cli-options.js'
 
-export type ServerId = 'rally' | 'ws' | 'ws-native' | 'ws-prepared' | 'raw'
+export type ServerId = 'rally' | 'ws' | 'ws-native' | 'ws-prepared' | 'raw' | 'bun'
 export type Kind = 'throughput' | 'latency' | 'memory'
 
 /**
@@ -30,6 +30,8 @@ export interface ServerSpec {
   args: string[]
   /** Environment changes: undefined deletes the variable. */
   env: Record<string, string | undefined>
+  /** What runs the script: Node with tsx (default), or Bun (a reference, where it can run). */
+  runtime?: 'bun'
 }
 
 export const NO_NATIVE = { WS_NO_BUFFER_UTIL: '1', WS_NO_UTF_8_VALIDATE: '1' }
@@ -46,6 +48,7 @@ export const SERVERS: Record<ServerId, ServerSpec> = {
     env: NATIVE,
   },
   raw: { label: 'raw node:net', script: 'raw.ts', args: [], env: NO_NATIVE },
+  bun: { label: 'Bun', script: 'bun.ts', args: [], env: {}, runtime: 'bun' },
 }
 
 export const PEER_IDS = Object.keys(SERVERS).filter((id) => id !== 'rally')
@@ -56,6 +59,8 @@ export interface Targets {
   vsRaw?: number
   /** Rally/ws on the server's peak RSS in the measured window (a maximum: lower is better). */
   rssVsWs?: number
+  /** Issue 17: Rally/Bun's built-in server on the headline figure. */
+  vsBun?: number
 }
 
 export interface Scenario {
@@ -85,9 +90,9 @@ export function scenarios(
   files: { text: string; deflated: string },
   maxConns: number,
 ): Scenario[] {
-  const echoServers: ServerId[] = ['rally', 'ws', 'ws-native', 'raw']
-  const broadcastServers: ServerId[] = ['rally', 'ws', 'ws-native', 'ws-prepared', 'raw']
-  const deflateServers: ServerId[] = ['rally', 'ws', 'ws-native']
+  const echoServers: ServerId[] = ['rally', 'ws', 'ws-native', 'raw', 'bun']
+  const broadcastServers: ServerId[] = ['rally', 'ws', 'ws-native', 'ws-prepared', 'raw', 'bun']
+  const deflateServers: ServerId[] = ['rally', 'ws', 'ws-native', 'bun']
   const idleBig = Math.min(19_900, maxConns)
   const list: Scenario[] = [
     {
@@ -99,7 +104,7 @@ export function scenarios(
       servers: echoServers,
       serverArgs: [],
       loadgen: ['--mode', 'echo', '--conns', '100', '--window', '16', '--size', '32'],
-      targets: { vsWs: 2, vsRaw: 0.7 },
+      targets: { vsWs: 2, vsRaw: 0.7, vsBun: 0.7 },
       note: 'small messages: per-message overhead',
     },
     {
@@ -148,7 +153,7 @@ export function scenarios(
         OFFER_FAIR,
       ],
       // The deflate issue: faster than ws + bufferutil at no more memory.
-      targets: { vsWs: 1.5, rssVsWs: 1 },
+      targets: { vsWs: 1.5, rssVsWs: 1, vsBun: 0.6 },
       note: 'both servers with the same parameters: no context takeover either way, level 1, threshold 1024',
     },
     {
@@ -194,7 +199,7 @@ export function scenarios(
       servers: broadcastServers,
       serverArgs: [],
       loadgen: ['--mode', 'sink', '--conns', '10000', '--window', '8'],
-      targets: { vsWs: 3, vsRaw: 0.7 },
+      targets: { vsWs: 3, vsRaw: 0.7, vsBun: 1 },
       note: 'one publisher connection; the server fans each message out',
     },
     {
@@ -206,7 +211,7 @@ export function scenarios(
       servers: echoServers,
       serverArgs: [],
       loadgen: ['--mode', 'handshake', '--conns', '32'],
-      targets: { vsWs: 1.2, vsRaw: 0.9 },
+      targets: { vsWs: 1.2, vsRaw: 0.9, vsBun: 0.6 },
       note: 'the 101 is counted; then the client resets the connection (no TIME_WAIT)',
     },
     {

@@ -47,7 +47,16 @@ export function parseServerArgs(argv: string[] = process.argv.slice(2)): ServerA
 }
 
 /** Announces the port and starts listening for commands on stdin. */
-export function announce(port: number, onExit: () => void = () => process.exit(0)): void {
+export function announce(
+  port: number,
+  onExit: () => void = () => process.exit(0),
+  // Node's full GC (the runner starts Node servers with --expose-gc); Bun passes its own.
+  collect: () => void = () => {
+    const gc = (globalThis as { gc?: () => void }).gc
+    gc?.()
+    gc?.()
+  },
+): void {
   let pending = ''
   process.stdin.setEncoding('utf8')
   process.stdin.on('data', (chunk: string) => {
@@ -57,9 +66,7 @@ export function announce(port: number, onExit: () => void = () => process.exit(0
       const command = pending.slice(0, newline).trim()
       pending = pending.slice(newline + 1)
       if (command === 'gc') {
-        const gc = (globalThis as { gc?: () => void }).gc
-        gc?.()
-        gc?.()
+        collect()
         process.stdout.write('gc done\n')
       } else if (command === 'exit') {
         onExit()

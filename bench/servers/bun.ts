@@ -1,0 +1,59 @@
+/**
+ * Bun's built-in WebSocket server (uWebSockets, native code) as a reference: run by `bun`, not
+ * Node. Same routes and control as every server (common.ts): `/pub` publishes to every `/sub`
+ * through Bun's own topics (`server.publish`, framed once), anything else echoes.
+ * permessage-deflate: `perMessageDeflate: true` for both 'fair' and 'default' (Bun's defaults).
+ */
+import { announce, parseServerArgs, TOPIC } from './common.js'
+
+/** The part of Bun's API used here (bun-types is not installed; this runs only under bun). */
+interface BunSocket {
+  data: { path: string }
+  subscribe(topic: string): void
+  send(data: string | Uint8Array): number
+}
+declare const Bun: {
+  serve(options: {
+    hostname: string
+    port: number
+    fetch(
+      request: Request,
+      server: { upgrade(request: Request, options: { data: unknown }): boolean },
+    ): Response | undefined
+    websocket: {
+      perMessageDeflate: boolean
+      open(ws: BunSocket): void
+      message(ws: BunSocket, data: string | Uint8Array): void
+    }
+  }): { port: number; publish(topic: string, data: string | Uint8Array): number; stop(force: boolean): void }
+  gc(force: boolean): void
+}
+
+const args = parseServerArgs()
+const server = Bun.serve({
+  hostname: '127.0.0.1',
+  port: 0,
+  fetch(request, server) {
+    if (server.upgrade(request, { data: { path: new URL(request.url).pathname } })) return undefined
+    return new Response('WebSocket only', { status: 426 })
+  },
+  websocket: {
+    perMessageDeflate: args.deflate !== 'off',
+    open(ws) {
+      if (ws.data.path === '/sub') ws.subscribe(TOPIC)
+    },
+    message(ws, data) {
+      if (ws.data.path === '/pub') server.publish(TOPIC, data)
+      else ws.send(data)
+    },
+  },
+})
+
+announce(
+  server.port,
+  () => {
+    server.stop(true)
+    process.exit(0)
+  },
+  () => Bun.gc(true),
+)

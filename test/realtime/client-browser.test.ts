@@ -28,7 +28,8 @@ function specifiers(source: string): string[] {
 
 describe('RallyClient in browsers', () => {
   test('the client modules import nothing but relative .js paths inside the realtime folder', () => {
-    const files = readdirSync(CLIENT_DIR)
+    // Subfolders too (transports/): the browser loads whatever index.ts reaches.
+    const files = readdirSync(CLIENT_DIR, { recursive: true, encoding: 'utf8' })
       .filter((name) => name.endsWith('.ts'))
       .map((name) => join(CLIENT_DIR, name))
     files.push(join(SRC, 'realtime', 'protocol.ts'))

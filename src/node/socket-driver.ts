@@ -12,7 +12,7 @@
  * driver that wrote in the turn — a broadcast to 10,000 sockets schedules one callback, not
  * 10,000. A single small frame in a turn is not copied: its buffer goes to the socket as it is.
  */
-import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import {
   type CloseInfo,
   Connection,
@@ -93,11 +93,54 @@ function flushDrivers(): void {
   for (let i = 0; i < drivers.length; i++) drivers[i]!.flush()
 }
 
-type DrivenSocket = Socket & { [kDriver]?: SocketDriver }
+/**
+ * What the driver runs over: any duplex byte stream with backpressure (`write()` false, then
+ * 'drain') and an orderly end — a net.Socket, a TLSSocket, or an HTTP/2 stream (RFC 8441 5: an
+ * END_STREAM flag stands for TCP's FIN, RST_STREAM for its reset). The socket-only parts are
+ * optional and used when present.
+ */
+export type DriverStream = Duplex & {
+  setNoDelay?: (noDelay?: boolean) => unknown
+  setTimeout?: (timeout: number) => unknown
+  readonly remoteAddress?: string | undefined
+}
+
+/** The parts of a node:http2 stream the driver uses, without importing node:http2 here. */
+interface Http2StreamLike extends Duplex {
+  readonly session: { readonly socket?: { readonly remoteAddress?: string | undefined } } | undefined
+  readonly rstCode: number | undefined
+  close(code?: number): void
+}
+
+/** RFC 9113 7: CANCEL, "the stream is no longer needed" — what RFC 8441 5 maps a TCP reset to. */
+const HTTP2_CANCEL = 0x8
+
+/** Whether `stream` is an HTTP/2 stream (a node:http2 Http2Stream). */
+export function isHttp2Stream(stream: Duplex): stream is Http2StreamLike {
+  const candidate = stream as Partial<Http2StreamLike>
+  return typeof candidate.close === 'function' && 'rstCode' in stream && 'session' in stream
+}
+
+/** The peer's IP address: the socket's, or for an HTTP/2 stream its connection's ("" if none). */
+export function remoteAddressOf(stream: Duplex): string {
+  if (isHttp2Stream(stream)) return stream.session?.socket?.remoteAddress ?? ''
+  return (stream as DriverStream).remoteAddress ?? ''
+}
+
+/**
+ * Ends a stream at once, without an orderly close: a socket is destroyed (TCP RST or FIN), an
+ * HTTP/2 stream gets RST_STREAM with CANCEL (RFC 8441 5) and its connection's other streams go on.
+ */
+function abortStream(stream: Duplex): void {
+  if (isHttp2Stream(stream) && !stream.destroyed) stream.close(HTTP2_CANCEL)
+  else stream.destroy()
+}
+
+type DrivenSocket = DriverStream & { [kDriver]?: SocketDriver }
 
 export class SocketDriver implements ConnectionHandler {
   readonly connection: Connection
-  readonly socket: Socket
+  readonly socket: DriverStream
   private readonly listener: DriverListener
   private readonly closeTimeout: number
   private readonly readPauseThreshold: number
@@ -137,7 +180,7 @@ export class SocketDriver implements ConnectionHandler {
   /** Bytes ever written through this driver; minus `bufferedAmount`, the bytes sent. */
   bytesQueuedTotal = 0
 
-  constructor(side: Side, socket: Socket, listener: DriverListener, options: DriverOptions) {
+  constructor(side: Side, socket: DriverStream, listener: DriverListener, options: DriverOptions) {
     this.socket = socket
     this.listener = listener
     this.closeTimeout = options.closeTimeout
@@ -167,10 +210,11 @@ export class SocketDriver implements ConnectionHandler {
   attach(head?: Uint8Array): void {
     const socket = this.socket as DrivenSocket
     if (this.closed || socket.closed) return
-    socket.setNoDelay(true)
-    socket.setTimeout(0)
+    // (An HTTP/2 stream has neither: its session's socket is the session's to tune.)
+    socket.setNoDelay?.(true)
+    socket.setTimeout?.(0)
     // Sockets from an http.Server allow half-open connections; ours do not: when the peer sends
-    // FIN, Node ends our side too (no 'end' listener of our own needed).
+    // FIN (END_STREAM on HTTP/2), Node ends our side too (no 'end' listener of our own needed).
     socket.allowHalfOpen = false
     socket.on('drain', onSocketDrain)
     if (head !== undefined && head.length > 0) this.connection.receive(head)
@@ -477,9 +521,9 @@ export class SocketDriver implements ConnectionHandler {
     this.connection.fail(code, reason)
   }
 
-  /** Destroys the socket at once, without a closing handshake. */
+  /** Destroys the socket (RST_STREAM for an HTTP/2 stream) at once, without a closing handshake. */
   terminate(): void {
-    this.socket.destroy()
+    abortStream(this.socket)
   }
 
   get isClosed(): boolean {
@@ -529,8 +573,8 @@ export class SocketDriver implements ConnectionHandler {
   }
 }
 
-function destroySocket(socket: Socket): void {
-  socket.destroy()
+function destroySocket(socket: Duplex): void {
+  abortStream(socket)
 }
 
 function onSocketData(this: DrivenSocket, chunk: Buffer): void {

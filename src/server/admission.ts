@@ -5,6 +5,7 @@
  * `upgrade`, open connections per address).
  */
 import type { Socket } from 'node:net'
+import { remoteAddressOf } from '../node/socket-driver.js'
 import { HandshakeError, type Limits } from '../protocol/index.js'
 import { isParsedRequest, type UpgradeRequest } from './upgrade-request.js'
 
@@ -62,7 +63,7 @@ export class Admission {
     }
     if (
       this.maxConnectionsPerIp > 0 &&
-      (this.connectionsPerIp.get(socket.remoteAddress ?? '') ?? 0) >= this.maxConnectionsPerIp
+      (this.connectionsPerIp.get(remoteAddressOf(socket)) ?? 0) >= this.maxConnectionsPerIp
     ) {
       return new HandshakeError(429, 'Too many connections from this address')
     }

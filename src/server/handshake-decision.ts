@@ -12,6 +12,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { endAndRelease, REFUSAL_LINGER_MS } from '../node/end-and-release.js'
+import { isHttp2Stream, remoteAddressOf } from '../node/socket-driver.js'
 import { parseExtensions } from '../protocol/extensions/extension-header.js'
 import {
   type DeflateParams,
@@ -27,6 +28,7 @@ import {
   validateRequest,
 } from '../protocol/index.js'
 import type { Admission } from './admission.js'
+import { acceptStream, refuseStream, validateExtendedConnect } from './http2.js'
 import type { ServerErrorKind, ServerOptions, UpgradeContext } from './types.js'
 import type { UpgradeRequest } from './upgrade-request.js'
 
@@ -102,11 +104,14 @@ export class HandshakeDecision<UserData> {
     }
     let validated: ReturnType<typeof validateRequest>
     try {
-      validated = validateRequest({
-        method: req.method ?? '',
-        httpVersion: req.httpVersion,
-        fields: req.headersDistinct,
-      })
+      // An HTTP/2 stream carries an extended CONNECT (RFC 8441), without a key to answer.
+      validated = isHttp2Stream(socket)
+        ? { key: '', ...validateExtendedConnect(req.headersDistinct) }
+        : validateRequest({
+            method: req.method ?? '',
+            httpVersion: req.httpVersion,
+            fields: req.headersDistinct,
+          })
     } catch (error) {
       if (!(error instanceof HandshakeError)) this.fail(socket, error)
       else if (this.options.handshakeError?.(error, req, socket) === true)
@@ -223,6 +228,10 @@ export class HandshakeDecision<UserData> {
       )
       return
     }
+    if (isHttp2Stream(socket)) {
+      this.acceptStream(pending, data)
+      return
+    }
     let response: string
     try {
       response = buildAcceptResponse(pending.key, {
@@ -244,9 +253,42 @@ export class HandshakeDecision<UserData> {
     })
   }
 
+  /** RFC 8441 5: an HTTP/2 stream's handshake is answered `:status 200`, without a 101. */
+  private acceptStream(pending: PendingHandshake, data: UserData): void {
+    const { socket, context, deflate } = pending
+    const fields: [string, string][] = []
+    if (context.protocol !== undefined) fields.push(['sec-websocket-protocol', context.protocol])
+    if (deflate !== undefined) fields.push(['sec-websocket-extensions', deflate.response])
+    for (const field of context.extraHeaders()) fields.push(field)
+    try {
+      if (!acceptStream(socket as Parameters<typeof acceptStream>[0], fields)) return
+    } catch (error) {
+      this.fail(socket, error)
+      return
+    }
+    socket.removeListener('error', ignoreHandshakeSocketError)
+    this.host.open(socket as Socket, pending.head, data, {
+      protocol: context.protocol ?? '',
+      extensions: deflate?.response ?? '',
+      url: pending.req.url ?? '/',
+      deflate: deflate?.params,
+    })
+  }
+
   /** Answers a refused handshake with its status and a one-line reason, then closes. */
   reject(socket: Duplex, error: HandshakeError): void {
     this.host.countRejection(error.status)
+    if (isHttp2Stream(socket)) {
+      refuseStream(
+        socket as Parameters<typeof refuseStream>[0],
+        error.status,
+        `${error.message}\n`,
+        Object.entries(error.headers),
+        'text/plain; charset=utf-8',
+        this.lingerMs,
+      )
+      return
+    }
     this.answerAndClose(
       socket,
       buildErrorResponse(error.status, `${error.message}\n`, Object.entries(error.headers)),
@@ -291,6 +333,18 @@ export class HandshakeDecision<UserData> {
         })
         const body = text.length > MAX_REJECTION_BODY ? text.slice(0, MAX_REJECTION_BODY) : text
         const contentType = response.headers.get('content-type') ?? undefined
+        if (isHttp2Stream(socket)) {
+          const type = contentType ?? 'text/plain; charset=utf-8'
+          refuseStream(
+            socket as Parameters<typeof refuseStream>[0],
+            response.status,
+            body,
+            headers,
+            type,
+            this.lingerMs,
+          )
+          return
+        }
         this.answerAndClose(socket, buildErrorResponse(response.status, body, headers, contentType))
       },
       (error: unknown) => this.fail(socket, error),
@@ -330,7 +384,7 @@ class HandshakeContext implements UpgradeContext {
   }
 
   get remoteAddress(): string {
-    return this.socket.remoteAddress ?? ''
+    return remoteAddressOf(this.socket)
   }
 
   /** Headers the application added, for the 101 response. */

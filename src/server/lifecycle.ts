@@ -7,9 +7,9 @@
  * callbacks sockets need live here, not on the public RallyServer.
  */
 import type { Buffer } from 'node:buffer'
-import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { DeflateCodec } from '../node/deflate.js'
-import type { DriverOptions } from '../node/socket-driver.js'
+import { type DriverOptions, isHttp2Stream } from '../node/socket-driver.js'
 import {
   DEFAULT_DEFLATE_LEVEL,
   DEFAULT_DEFLATE_MEM_LEVEL,
@@ -58,6 +58,10 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
   private readonly liveness: LivenessMonitor<ServerWebSocket<UserData>>
   /** Resolves `closeAll()` once the last connection is gone. */
   private lastConnectionClosed: (() => void) | undefined
+  /** Connections on an HTTP/2 stream, with their session (for `transports` in the stats). */
+  private readonly http2Sessions = new Map<ServerWebSocket<UserData>, object>()
+  /** Open WebSockets per HTTP/2 session. */
+  private readonly sessionSockets = new Map<object, number>()
 
   constructor(
     options: ServerOptions<UserData>,
@@ -98,6 +102,7 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
       backpressureCloses: 0,
       heartbeatTimeouts: 0,
       idleTimeouts: 0,
+      transports: { http1: 0, http2: 0, http2Sessions: 0 },
     }
   }
 
@@ -106,7 +111,7 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
   }
 
   /** The 101 is written: the connection opens, `open` runs, then the first frames are read. */
-  open(socket: Socket, head: Buffer, data: UserData, handshake: AcceptedHandshake): void {
+  open(socket: Duplex, head: Buffer, data: UserData, handshake: AcceptedHandshake): void {
     const ws = new ServerWebSocket<UserData>(this, socket, data, {
       protocol: handshake.protocol,
       extensions: handshake.extensions,
@@ -117,6 +122,7 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
     if (this.admission.countsAddresses) this.admission.connectionOpened(ws.remoteAddress)
     this.counters.connectionsTotal++
     this.counters.connections = this.sockets.size
+    this.countTransport(ws, socket, 1)
     ws.start(head)
   }
 
@@ -134,9 +140,33 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
 
   connectionClosed(ws: ServerWebSocket<UserData>): void {
     if (!this.sockets.delete(ws)) return
+    this.countTransport(ws, undefined, -1)
     if (this.admission.countsAddresses) this.admission.connectionClosed(ws.remoteAddress)
     this.counters.connections = this.sockets.size
     if (this.sockets.size === 0 && this.lastConnectionClosed !== undefined) this.lastConnectionClosed()
+  }
+
+  /** Counts a connection opening (+1, with its stream) or closing (-1) in `transports`. */
+  private countTransport(ws: ServerWebSocket<UserData>, socket: Duplex | undefined, change: 1 | -1): void {
+    const transports = this.counters.transports
+    const session =
+      change === 1
+        ? socket !== undefined && isHttp2Stream(socket)
+          ? socket.session
+          : undefined
+        : this.http2Sessions.get(ws)
+    if (session === undefined) {
+      if (change === 1 && socket !== undefined && isHttp2Stream(socket)) return
+      transports.http1 += change
+      return
+    }
+    transports.http2 += change
+    const count = (this.sessionSockets.get(session) ?? 0) + change
+    if (change === 1) this.http2Sessions.set(ws, session)
+    else this.http2Sessions.delete(ws)
+    if (count === 0) this.sessionSockets.delete(session)
+    else this.sessionSockets.set(session, count)
+    transports.http2Sessions = this.sessionSockets.size
   }
 
   /** See RallyServer.publish. */

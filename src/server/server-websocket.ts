@@ -3,8 +3,7 @@
  * Events go to the server's single handler object: a socket holds no closures of its own.
  */
 import { Buffer } from 'node:buffer'
-import type { Socket } from 'node:net'
-import { PauseReason, SocketDriver } from '../node/socket-driver.js'
+import { type DriverStream, PauseReason, remoteAddressOf, SocketDriver } from '../node/socket-driver.js'
 import type { PreparedFrame } from '../protocol/connection.js'
 import type { MessageCompression } from '../protocol/extensions/compression.js'
 import {
@@ -66,7 +65,7 @@ export class ServerWebSocket<UserData = undefined> {
   /** @internal Sockets are made by the server, after the handshake. */
   constructor(
     server: ServerContext<UserData>,
-    socket: Socket,
+    socket: DriverStream,
     data: UserData,
     handshake: {
       protocol: string
@@ -86,7 +85,7 @@ export class ServerWebSocket<UserData = undefined> {
 
   /** The peer's IP address ("" if the socket never had one). Read lazily: it costs memory. */
   get remoteAddress(): string {
-    this.peerAddress ??= this.driver.socket.remoteAddress ?? ''
+    this.peerAddress ??= remoteAddressOf(this.driver.socket)
     return this.peerAddress
   }
 

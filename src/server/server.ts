@@ -12,6 +12,7 @@
  */
 import type { Buffer } from 'node:buffer'
 import type { IncomingMessage } from 'node:http'
+import type { Http2SecureServer, Http2Server } from 'node:http2'
 import type { AddressInfo, Server as NetServer } from 'node:net'
 import type { Duplex } from 'node:stream'
 import {
@@ -22,6 +23,7 @@ import { resolveLimits } from '../protocol/index.js'
 import type { TopicRegistry } from '../pubsub/topic-registry.js'
 import { Admission } from './admission.js'
 import { HandshakeDecision } from './handshake-decision.js'
+import { attachHttp2, type Http2AttachOptions } from './http2.js'
 import { ConnectionLifecycle } from './lifecycle.js'
 import { OwnPort } from './own-port.js'
 import type { SendData, SendOptions, ServerWebSocket } from './server-websocket.js'
@@ -132,6 +134,7 @@ export class RallyServer<UserData = undefined> {
       ...counters,
       connections: this.lifecycle.sockets.size,
       handshakeRejections: { ...counters.handshakeRejections },
+      transports: { ...counters.transports },
     }
   }
 
@@ -142,6 +145,28 @@ export class RallyServer<UserData = undefined> {
    */
   handleUpgrade(req: UpgradeRequest | IncomingMessage, socket: Duplex, head: Buffer): void {
     this.handshakes.handle(req, socket, head)
+  }
+
+  /**
+   * Serves WebSockets over HTTP/2 (RFC 8441) on a `node:http2` server, created with
+   * `allowHTTP1: true` to keep HTTP/1.1 clients: its sessions advertise
+   * SETTINGS_ENABLE_CONNECT_PROTOCOL, CONNECT streams with `:protocol websocket` go through the
+   * same handshake as an upgrade (path, admission, `upgrade`, subprotocols, permessage-deflate)
+   * and are answered `:status 200`, and HTTP/1.1 upgrades on the same server go to
+   * `handleUpgrade`. Other streams are left to the application's handlers. Returns a function
+   * that detaches.
+   */
+  attachHttp2(server: Http2SecureServer | Http2Server, options?: Http2AttachOptions): () => void {
+    const handshakes = this.handshakes
+    return attachHttp2(
+      server,
+      {
+        handle: (request, stream, head) => handshakes.handle(request, stream, head),
+        handleUpgrade: (request, socket, head) => handshakes.handle(request, socket, head),
+        refuse: (stream, error) => handshakes.reject(stream, error),
+      },
+      options,
+    )
   }
 
   /**

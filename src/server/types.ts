@@ -175,6 +175,12 @@ export interface ServerStats {
   backpressureCloses: number
   heartbeatTimeouts: number
   idleTimeouts: number
+  /**
+   * Open connections by transport: `http1` WebSockets on their own HTTP/1.1 socket, `http2`
+   * WebSockets on an HTTP/2 stream (RFC 8441), and `http2Sessions` the HTTP/2 connections
+   * carrying them — three sockets sharing one connection read `{ http2: 3, http2Sessions: 1 }`.
+   */
+  transports: { http1: number; http2: number; http2Sessions: number }
 }
 
 /** What a ServerWebSocket needs from its server. */

@@ -2,55 +2,14 @@
  * Small helpers shared by the adapter tests: every wait is bounded, so a missing event fails the
  * test with a message instead of hanging the run.
  */
-import type { EventEmitter } from 'node:events'
 import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
-import { createServer as createNetServer, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
+import { withTimeout as within } from '../support/timing.js'
 
-/** Rejects with a message naming `label` if `promise` does not settle within `ms`. */
-export function within<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${label}`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** The arguments of the next `event` from an EventEmitter, bounded. */
-export function nextEvent<T extends unknown[] = unknown[]>(
-  emitter: EventEmitter,
-  event: string,
-  ms = 3000,
-): Promise<T> {
-  return within(
-    new Promise<T>((resolve) => emitter.once(event, (...args: unknown[]) => resolve(args as T))),
-    ms,
-    `"${event}"`,
-  )
-}
-
-/** The next `type` event from an EventTarget (Rally's WHATWG WebSocket), bounded. */
-export function nextDomEvent<E extends Event = Event>(
-  target: EventTarget,
-  type: string,
-  ms = 3000,
-): Promise<E> {
-  return within(
-    new Promise<E>((resolve) =>
-      target.addEventListener(type, (event) => resolve(event as E), { once: true }),
-    ),
-    ms,
-    `"${type}" event`,
-  )
-}
-
-/** Polls `condition` until it holds, bounded. */
-export async function until(condition: () => boolean, ms: number, label: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${label}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
+export { nextDomEvent, nextEvent } from '../support/events.js'
+export { closedPort } from '../support/net.js'
+export { waitUntil as until } from '../support/timing.js'
+export { within }
 
 /** The answer to an upgrade request sent with node:http: a 101 (with its socket) or another status. */
 export type UpgradeAnswer =
@@ -129,14 +88,4 @@ export function httpGet(
     ms,
     `a response to GET ${path}`,
   )
-}
-
-/** A port nothing listens on (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const server = createNetServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  const port = typeof address === 'object' && address !== null ? address.port : 0
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }

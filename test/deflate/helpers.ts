@@ -12,7 +12,6 @@
  */
 import { Buffer } from 'node:buffer'
 import { randomFillSync } from 'node:crypto'
-import type { EventEmitter } from 'node:events'
 import net from 'node:net'
 import zlib from 'node:zlib'
 import {
@@ -25,6 +24,8 @@ import {
   type WebSocketOptions,
 } from '../../src/index.js'
 import { applyMask, computeAcceptKey, encodeFrameHeader } from '../../src/protocol/index.js'
+import { EventQueue, once } from '../support/events.js'
+import { sleep, withTimeout } from '../support/timing.js'
 
 export const HOST = '127.0.0.1'
 export const KiB = 1024
@@ -65,100 +66,8 @@ export async function disposeAll(): Promise<void> {
 
 // ------------------------------------------------------------------ timing
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      },
-    )
-  })
-}
-
-/** The next `event` of an EventTarget (the Event) or EventEmitter (first argument), bounded. */
-export function once<T = unknown>(target: EventTarget | EventEmitter, event: string, ms = 5000): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let off = (): void => {}
-    const timer = setTimeout(() => {
-      off()
-      reject(new Error(`timed out after ${ms} ms waiting for '${event}'`))
-    }, ms)
-    if (typeof (target as EventTarget).addEventListener === 'function') {
-      const t = target as EventTarget
-      const listener = (e: Event): void => {
-        clearTimeout(timer)
-        off()
-        resolve(e as T)
-      }
-      t.addEventListener(event, listener)
-      off = () => t.removeEventListener(event, listener)
-    } else {
-      const e = target as EventEmitter
-      const listener = (...args: unknown[]): void => {
-        clearTimeout(timer)
-        off()
-        resolve(args[0] as T)
-      }
-      e.on(event, listener)
-      off = () => e.removeListener(event, listener)
-    }
-  })
-}
-
-/** A queue filled by callbacks and read in order by the test, each read bounded. */
-export class Queue<T> {
-  private readonly items: T[] = []
-  private readonly waiters: { resolve: (value: T) => void; reject: (error: Error) => void }[] = []
-  private failure: Error | undefined
-  readonly all: T[] = []
-
-  push(value: T): void {
-    this.all.push(value)
-    const waiter = this.waiters.shift()
-    if (waiter !== undefined) waiter.resolve(value)
-    else this.items.push(value)
-  }
-
-  /** No more items will come: pending and later `next()` calls reject (after queued items). */
-  fail(error: Error): void {
-    this.failure ??= error
-    for (const waiter of this.waiters.splice(0)) waiter.reject(error)
-  }
-
-  next(ms = 5000, what = 'a queued item'): Promise<T> {
-    if (this.items.length > 0) return Promise.resolve(this.items.shift()!)
-    if (this.failure !== undefined)
-      return Promise.reject(new Error(`${this.failure.message} (waiting for ${what})`))
-    return new Promise<T>((resolve, reject) => {
-      const waiter = {
-        resolve: (value: T): void => {
-          clearTimeout(timer)
-          resolve(value)
-        },
-        reject: (error: Error): void => {
-          clearTimeout(timer)
-          reject(new Error(`${error.message} (waiting for ${what})`))
-        },
-      }
-      const timer = setTimeout(() => {
-        const index = this.waiters.indexOf(waiter)
-        if (index !== -1) this.waiters.splice(index, 1)
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      }, ms)
-      this.waiters.push(waiter)
-    })
-  }
-}
+/** The suite's name for the shared event queue. */
+export { EventQueue as Queue, once, sleep, withTimeout }
 
 // ------------------------------------------------------------------ Rally peers
 
@@ -211,8 +120,8 @@ export async function openClient(url: string, options?: WebSocketOptions, ms = 5
 /** Collects a client's messages as Buffers (text as utf8 Buffers) into a queue. */
 export function messageQueue(
   ws: WebSocket,
-): Queue<{ data: Buffer; text: string | undefined; binary: boolean }> {
-  const queue = new Queue<{ data: Buffer; text: string | undefined; binary: boolean }>()
+): EventQueue<{ data: Buffer; text: string | undefined; binary: boolean }> {
+  const queue = new EventQueue<{ data: Buffer; text: string | undefined; binary: boolean }>()
   ws.addEventListener('message', (e) => {
     const data = (e as MessageEvent).data as string | ArrayBuffer
     if (typeof data === 'string') queue.push({ data: Buffer.from(data), text: data, binary: false })
@@ -315,7 +224,7 @@ export function clientFrame(
 /** Parses frames (masked or not) from a byte stream. */
 export class FrameReader {
   private buffer: Buffer = Buffer.alloc(0)
-  readonly frames = new Queue<ParsedFrame>()
+  readonly frames = new EventQueue<ParsedFrame>()
 
   push(chunk: Buffer): void {
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
@@ -486,7 +395,7 @@ export function closeCodeOf(frame: ParsedFrame): number | undefined {
  */
 export class RawServer {
   readonly server: net.Server
-  readonly connections = new Queue<{ socket: net.Socket; reader: FrameReader; request: Head }>()
+  readonly connections = new EventQueue<{ socket: net.Socket; reader: FrameReader; request: Head }>()
   port = 0
 
   private constructor(extensions: string | undefined) {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict'
 import { createHook } from 'node:async_hooks'
 import { Buffer } from 'node:buffer'
 import { createHash } from 'node:crypto'
-import { connect, createServer as createNetServer, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { after, afterEach, before } from 'node:test'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -20,6 +20,8 @@ import {
   type WebSocketOptions,
 } from '../../src/index.js'
 import { applyMask, encodeFrameHeader, Opcode } from '../../src/protocol/index.js'
+import { type RawServer, rawServer } from '../support/net.js'
+import { sleep, waitUntil, withTimeout } from '../support/timing.js'
 
 export { Opcode }
 
@@ -31,35 +33,8 @@ export const MiB = 1024 * 1024
 
 // ------------------------------------------------------------------ timing
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** Rejects with `label` if `promise` has not settled within `ms`. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${label}`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** Polls `predicate` every 10 ms until it holds; fails with `label` (and `describe()`) after `ms`. */
-export async function waitFor(
-  predicate: () => boolean,
-  ms: number,
-  label: string,
-  describe?: () => unknown,
-): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > deadline) {
-      const detail = describe === undefined ? '' : ` (${JSON.stringify(describe())})`
-      throw new Error(`Condition not met within ${ms} ms: ${label}${detail}`)
-    }
-    await sleep(10)
-  }
-}
+/** The suite's name for the shared `waitUntil` (same arguments, `describe` included). */
+export { sleep, waitUntil as waitFor, withTimeout }
 
 // ------------------------------------------------------------------ HTTP heads
 
@@ -571,7 +546,7 @@ export class Witnesses {
     for (const w of list) w.start(intervalMs)
     const witnesses = new Witnesses(list)
     // Traffic flows before any hostile peer arrives.
-    await waitFor(() => list.every((w) => w.received > 0), 3000, 'first witness echoes')
+    await waitUntil(() => list.every((w) => w.received > 0), 3000, 'first witness echoes')
     return witnesses
   }
 
@@ -581,7 +556,7 @@ export class Witnesses {
    */
   async checkpoint(label = 'checkpoint', minMessages = 1, ms = 5000): Promise<void> {
     const snapshot = this.list.map((w) => w.sent)
-    await waitFor(
+    await waitUntil(
       () => this.list.every((w, i) => w.received >= snapshot[i]! || w.closeCode !== undefined),
       ms,
       `${label}: witnesses receive every echo`,
@@ -739,33 +714,7 @@ export function trackTimers(): { live(): string[]; stop(): void } {
 
 // ------------------------------------------------------------------ raw servers
 
-/** A hand-driven server for client tests: each connection goes to `onConnection`. */
-export interface RawServer {
-  port: number
-  readonly sockets: Set<Socket>
-  close(): Promise<void>
-}
-
-export async function rawServer(onConnection: (socket: Socket) => void): Promise<RawServer> {
-  const sockets = new Set<Socket>()
-  const server = createNetServer((socket) => {
-    sockets.add(socket)
-    socket.on('error', () => {})
-    socket.on('close', () => sockets.delete(socket))
-    onConnection(socket)
-  })
-  await new Promise<void>((resolve) => server.listen(0, HOST, resolve))
-  const address = server.address()
-  return {
-    port: typeof address === 'object' && address !== null ? address.port : 0,
-    sockets,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of sockets) socket.destroy()
-        server.close(() => resolve())
-      }),
-  }
-}
+export { type RawServer, rawServer }
 
 /**
  * Reads an opening handshake request on `socket` and answers 101. Bytes the client sends after

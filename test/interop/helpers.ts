@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { sleep, withTimeout } from '../support/timing.js'
 
 /** Debian's Python, with python3-websockets (the first python3 on PATH may lack it). */
 export const PYTHON = '/usr/bin/python3'
@@ -26,18 +27,7 @@ export function requirePythonWebsockets(): void {
   )
 }
 
-/** Rejects after `ms` with a message naming what was awaited. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
+export { sleep as delay, withTimeout }
 
 export interface Exit {
   code: number | null

@@ -11,7 +11,6 @@
  *   test file calls it in `after`.
  */
 import { Buffer } from 'node:buffer'
-import type { EventEmitter } from 'node:events'
 import type { Server as HttpServer } from 'node:http'
 import net from 'node:net'
 import {
@@ -22,6 +21,11 @@ import {
   type WebSocketOptions,
 } from '../../src/index.js'
 import { applyMask, computeAcceptKey, encodeFrameHeader } from '../../src/protocol/index.js'
+import { EventQueue, once } from '../support/events.js'
+import { closedPort, listenOnFreePort } from '../support/net.js'
+import { sleep, waitUntil, withTimeout } from '../support/timing.js'
+
+export { closedPort }
 
 /** The sample key of RFC 6455 1.3 and its accept value. */
 export const KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
@@ -73,108 +77,7 @@ export function track<T extends net.Socket | net.Server | HttpServer | WebSocket
 
 // ------------------------------------------------------------------ timing
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
-}
-
-/** `promise`, or a rejection naming `what` after `ms`. */
-export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
-    promise.then(
-      (value) => {
-        clearTimeout(timer)
-        resolve(value)
-      },
-      (error: unknown) => {
-        clearTimeout(timer)
-        reject(error)
-      },
-    )
-  })
-}
-
-function isEventTarget(target: EventTarget | EventEmitter): target is EventTarget {
-  return typeof (target as EventTarget).addEventListener === 'function'
-}
-
-/**
- * The next `event` from an EventTarget (resolves with the Event) or an EventEmitter (resolves
- * with the first argument). Rejects after `ms`.
- */
-export function once<T = unknown>(target: EventTarget | EventEmitter, event: string, ms = 5000): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let off = (): void => {}
-    const timer = setTimeout(() => {
-      off()
-      reject(new Error(`timed out after ${ms} ms waiting for '${event}'`))
-    }, ms)
-    if (isEventTarget(target)) {
-      const listener = (e: Event): void => {
-        clearTimeout(timer)
-        off()
-        resolve(e as T)
-      }
-      target.addEventListener(event, listener)
-      off = () => target.removeEventListener(event, listener)
-    } else {
-      const listener = (...args: unknown[]): void => {
-        clearTimeout(timer)
-        off()
-        resolve(args[0] as T)
-      }
-      target.on(event, listener)
-      off = () => target.removeListener(event, listener)
-    }
-  })
-}
-
-/** Polls `condition` every few ms until it holds; rejects after `ms`. */
-export async function waitUntil(condition: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(2)
-  }
-}
-
-/**
- * A queue of values pushed by server handlers, read in order by the test: `next()` waits for the
- * next one (with a timeout).
- */
-export class EventQueue<T> {
-  private readonly items: T[] = []
-  private readonly waiters: ((value: T) => void)[] = []
-  /** Everything ever pushed, in order. */
-  readonly all: T[] = []
-
-  push(value: T): void {
-    this.all.push(value)
-    const waiter = this.waiters.shift()
-    if (waiter !== undefined) waiter(value)
-    else this.items.push(value)
-  }
-
-  get size(): number {
-    return this.items.length
-  }
-
-  next(ms = 5000, what = 'a queued event'): Promise<T> {
-    if (this.items.length > 0) return Promise.resolve(this.items.shift()!)
-    return new Promise<T>((resolve, reject) => {
-      const waiter = (value: T): void => {
-        clearTimeout(timer)
-        resolve(value)
-      }
-      const timer = setTimeout(() => {
-        const index = this.waiters.indexOf(waiter)
-        if (index !== -1) this.waiters.splice(index, 1)
-        reject(new Error(`timed out after ${ms} ms waiting for ${what}`))
-      }, ms)
-      this.waiters.push(waiter)
-    })
-  }
-}
+export { EventQueue, once, sleep, waitUntil, withTimeout }
 
 // ------------------------------------------------------------------ servers and clients
 
@@ -247,28 +150,9 @@ export function collectMessages(ws: WebSocket): EventQueue<MessageEvent> {
   return queue
 }
 
-/** Listens on 127.0.0.1:0 and returns the port. */
-export async function listen(server: net.Server | HttpServer): Promise<number> {
-  track(server)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, HOST, () => {
-      server.removeListener('error', reject)
-      resolve()
-    })
-  })
-  return (server.address() as net.AddressInfo).port
-}
-
-/** A port on 127.0.0.1 that nothing listens on (it was just released). */
-export async function closedPort(): Promise<number> {
-  const server = net.createServer()
-  const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, HOST, () => resolve((server.address() as net.AddressInfo).port))
-  })
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
+/** Listens on 127.0.0.1:0 (tracked for `disposeAll`) and returns the port. */
+export function listen(server: net.Server | HttpServer): Promise<number> {
+  return listenOnFreePort(track(server))
 }
 
 // ------------------------------------------------------------------ hand-made bytes

@@ -7,50 +7,11 @@ import { Buffer } from 'node:buffer'
 import { connect, type Socket } from 'node:net'
 import { constants, createInflateRaw, type InflateRaw, inflateRawSync } from 'node:zlib'
 import { WebSocket, type WebSocketOptions } from '../../src/index.js'
+import { nextDomEvent } from '../support/events.js'
+import { withTimeout as within } from '../support/timing.js'
 
-/** Rejects with a message naming `label` if `promise` does not settle within `ms`. */
-export function within<T>(promise: Promise<T>, ms: number, label: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${label}`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** Polls `condition` until it holds, bounded. */
-export async function until(
-  condition: () => boolean,
-  ms: number,
-  label: string | (() => string),
-): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!condition()) {
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${typeof label === 'string' ? label : label()}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
-
-/** The next `type` event of an EventTarget, bounded. */
-export function nextDomEvent<E extends Event = Event>(
-  target: EventTarget,
-  type: string,
-  ms = 5000,
-): Promise<E> {
-  return within(
-    new Promise<E>((resolve) =>
-      target.addEventListener(type, (event) => resolve(event as E), { once: true }),
-    ),
-    ms,
-    `"${type}" event`,
-  )
-}
-
-/** One event-loop turn. */
-export function turn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve))
-}
+export { turn, waitUntil as until } from '../support/timing.js'
+export { nextDomEvent, within }
 
 /** A Rally client that keeps every text message it receives. */
 export interface Peer {

@@ -6,8 +6,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { RallyClient } from '../../src/realtime/client/index.js'
 import { longPollingTransport, sseTransport } from '../../src/realtime/client/transports/http.js'
-import { within } from '../adapters/helpers.js'
-import { startTransportServer, type TransportServer } from './helpers.js'
+import { startTransportServer, type TransportServer, within } from './helpers.js'
 
 for (const [name, factory] of [
   ['sse', sseTransport],

@@ -61,3 +61,16 @@ export async function openSession(
   if (response.status !== 200) throw new Error(`open answered ${response.status}`)
   return (await response.json()) as { session: string; token: string }
 }
+
+/** Resolves as `promise`, or rejects after `ms` naming `what`. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}

@@ -6,8 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { within } from '../adapters/helpers.js'
-import { openSession, startTransportServer, type TransportServer } from './helpers.js'
+import { openSession, startTransportServer, type TransportServer, within } from './helpers.js'
 
 interface Batch {
   first: number

@@ -84,6 +84,8 @@ interface HttpSession {
   streamed: number
   pollTimer: ReturnType<typeof setTimeout> | undefined
   lastRequestAt: number
+  /** Still counted in `maxSessionsPerIp`. */
+  countsForAddress: boolean
   /** The session ended; what remains in the buffer can still be collected, then the entry goes. */
   closed: boolean
 }
@@ -226,6 +228,9 @@ export class HttpTransports {
   ended(entry: HttpSession): void {
     if (entry.closed) return
     entry.closed = true
+    // An ended session no longer counts against its address: clients behind a dead path
+    // reconnect while the sessions they left are still waiting to hand over their last push.
+    this.releaseAddress(entry)
     this.flush(entry)
   }
 
@@ -292,11 +297,16 @@ export class HttpTransports {
     }
     entry.buffer = []
     entry.queuedBytes = 0
-    if (this.sessions.delete(entry.id)) {
-      const count = (this.sessionsPerIp.get(entry.ip) ?? 1) - 1
-      if (count > 0) this.sessionsPerIp.set(entry.ip, count)
-      else this.sessionsPerIp.delete(entry.ip)
-    }
+    this.sessions.delete(entry.id)
+    this.releaseAddress(entry)
+  }
+
+  private releaseAddress(entry: HttpSession): void {
+    if (!entry.countsForAddress) return
+    entry.countsForAddress = false
+    const count = (this.sessionsPerIp.get(entry.ip) ?? 1) - 1
+    if (count > 0) this.sessionsPerIp.set(entry.ip, count)
+    else this.sessionsPerIp.delete(entry.ip)
   }
 
   private tick(now: number): void {
@@ -347,6 +357,7 @@ export class HttpTransports {
       streamed: 1,
       pollTimer: undefined,
       lastRequestAt: Date.now(),
+      countsForAddress: true,
       closed: false,
     }
     transport.entry = entry

@@ -2,12 +2,11 @@
  * The demo app, `rally demo`: a Hono app on Rally with a chat, a live dashboard and the primer's
  * `/realtime` echo. Pages and assets are served by the app itself (no CDN), from demo/public.
  */
-import { readFile } from 'node:fs/promises'
 import type { Server } from 'node:http'
-import { extname, join, normalize } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
+import { serveStatic } from '@hono/node-server/serve-static'
 import { Hono } from 'hono'
 import { createNodeWebSocket } from '../adapters/hono/index.js'
 import type { ServerStats } from '../server/types.js'
@@ -15,15 +14,6 @@ import { ChatRooms } from './chat.js'
 
 /** demo/public, from src/demo (tsx) and dist/demo (built) alike. */
 const PUBLIC_DIR = fileURLToPath(new URL('../../demo/public/', import.meta.url))
-
-const CONTENT_TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.ico': 'image/x-icon', // favicon.ico, which browsers ask for by themselves
-}
 
 export interface DemoOptions {
   port?: number
@@ -98,17 +88,10 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   app.get('/', (c) => c.redirect('/index.html'))
   app.get('/chat', (c) => c.redirect('/chat.html'))
   app.get('/dashboard', (c) => c.redirect('/dashboard.html'))
-  app.get('/*', async (c) => {
-    const path = normalize(decodeURIComponent(new URL(c.req.url).pathname)).replace(/^(\.\.[/\\])+/, '')
-    const file = join(PUBLIC_DIR, path)
-    if (!file.startsWith(PUBLIC_DIR)) return c.text('Not found', 404)
-    try {
-      const body = await readFile(file)
-      return c.body(body, 200, { 'Content-Type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream' })
-    } catch {
-      return c.text('Not found', 404)
-    }
-  })
+  // Content types come from hono's table (favicon.ico, which browsers ask for by themselves, is
+  // image/x-icon); paths with `..` or encoded separators are refused by serveStatic and end as 404.
+  app.use('/*', serveStatic({ root: PUBLIC_DIR }))
+  app.notFound((c) => c.text('Not found', 404))
 
   // Dashboard figures: rates from the difference of two snapshots of server.stats().
   const lag = monitorEventLoopDelay({ resolution: 20 })

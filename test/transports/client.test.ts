@@ -3,9 +3,14 @@
  * subscribe, publish both ways, RPC — the app code is the same as over WebSocket.
  */
 import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { RallyClient } from '../../src/realtime/client/index.js'
+import { WebSocket } from '../../src/index.js'
+import { RallyClient, webSocketTransport } from '../../src/realtime/client/index.js'
 import { longPollingTransport, sseTransport } from '../../src/realtime/client/transports/http.js'
+import { createRealtime } from '../../src/realtime/index.js'
+import { HttpTransports } from '../../src/realtime/transports/http.js'
 import { startTransportServer, type TransportServer, within } from './helpers.js'
 
 for (const [name, factory] of [
@@ -47,3 +52,56 @@ for (const [name, factory] of [
     })
   })
 }
+
+describe('RallyClient transports by name', () => {
+  test("transports: ['sse'] forces SSE; the transport property names it once connected", async () => {
+    const server = await startTransportServer()
+    const client = new RallyClient(server.url, { transports: ['sse'] })
+    try {
+      assert.equal(client.transport, undefined)
+      const connected = new Promise<{ transport: string }>((resolve) => client.on('connected', resolve))
+      client.connect()
+      assert.equal((await within(connected, 5000, 'connected')).transport, 'sse')
+      assert.equal(client.transport, 'sse')
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+
+  test('an unknown name is refused at construction', () => {
+    assert.throws(
+      () => new RallyClient('http://127.0.0.1:1/realtime', { transports: ['carrier-pigeon' as 'sse'] }),
+      /unknown transport "carrier-pigeon"/,
+    )
+  })
+
+  test('WebSocket refused and SSE not served: the client falls back to long polling', async () => {
+    const realtime = createRealtime({ channels: { 'chat:*': { publish: true } }, onError: () => {} })
+    // A plain node:http server with only long polling and no upgrade handler: node drops upgrades.
+    const transports = new HttpTransports(realtime, { transports: ['long-polling'] })
+    const http = createServer((request, response) => {
+      if (!transports.handle(request, response)) response.writeHead(404).end()
+    })
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()))
+    const { port } = http.address() as AddressInfo
+    const client = new RallyClient(`http://127.0.0.1:${port}/realtime`, {
+      transports: [webSocketTransport(WebSocket), 'sse', 'long-polling'],
+      reconnect: { minDelay: 10, maxDelay: 50 },
+    })
+    const failures: string[] = []
+    client.on('disconnected', ({ reason }) => failures.push(reason))
+    try {
+      const connected = new Promise<{ transport: string }>((resolve) => client.on('connected', resolve))
+      client.connect()
+      assert.equal((await within(connected, 10_000, 'connected')).transport, 'long-polling')
+      assert.equal(failures.length, 2, failures.join('; '))
+    } finally {
+      client.close()
+      await realtime.close()
+      transports.close()
+      http.closeAllConnections()
+      await new Promise<void>((resolve) => http.close(() => resolve()))
+    }
+  })
+})

@@ -61,6 +61,7 @@ import {
   type WebSocketConstructor,
   webSocketTransport,
 } from './transport.js'
+import { resolveTransports, type TransportName } from './transports/index.js'
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'closed'
 
@@ -104,8 +105,9 @@ export interface RallyClientOptions {
   /**
    * Transports, in order of preference; default a WebSocket transport. One that fails before
    * opening gives way to the next for the following attempt, until one connects; that one is kept.
+   * Names ('websocket', 'sse', 'long-polling') or factories; `['sse']` forces one.
    */
-  transports?: TransportFactory[]
+  transports?: (TransportName | TransportFactory)[]
   /** Backoff between reconnection attempts; `false` never reconnects. */
   reconnect?: BackoffOptions | false
   queue?: QueueOptions
@@ -213,7 +215,10 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     this.options = options
     this.token = options.token
     this.now = options.now ?? Date.now
-    this.transports = options.transports ?? [webSocketTransport(options.WebSocket)]
+    this.transports =
+      options.transports === undefined
+        ? [webSocketTransport(options.WebSocket)]
+        : resolveTransports(options.transports, options.WebSocket)
     if (this.transports.length === 0) throw new TypeError('RallyClient needs at least one transport')
     this.backoff = options.reconnect === false ? undefined : resolveBackoff(options.reconnect)
     this.maxQueueCount = options.queue?.maxCount ?? DEFAULT_QUEUE_COUNT
@@ -227,6 +232,11 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   }
 
   /** The server's id for the current (or last) connection. */
+  /** The name of the transport of the current connection ('websocket', 'sse'…), once it connected. */
+  get transport(): string | undefined {
+    return this.link?.connected === true ? this.link.transportName : undefined
+  }
+
   get clientId(): string | undefined {
     return this._clientId
   }

@@ -58,3 +58,11 @@ export {
   type WebSocketLike,
   webSocketTransport,
 } from './transport.js'
+export {
+  DEFAULT_TRANSPORT_ORDER,
+  type HttpTransportOptions,
+  longPollingTransport,
+  resolveTransports,
+  sseTransport,
+  type TransportName,
+} from './transports/index.js'

@@ -17,6 +17,7 @@ import {
   RawClient,
   sleep,
   startServer,
+  turn,
 } from './helpers.js'
 
 // Anything unhandled in this process fails the test that checks for it.
@@ -56,7 +57,8 @@ describe('handler errors', () => {
     assert.equal(event.wasClean, true)
     // The server failed the connection and stopped reading: it reports 1006 (no close frame read).
     assert.equal(await closes.next(), 1006)
-    await sleep(20)
+    // The close handler runs last; one more turn lets Node judge every rejection made before it.
+    await turn()
     assert.equal(errors.size, 0, 'one error reported')
     assert.deepEqual(unhandled, [])
   })
@@ -80,7 +82,9 @@ describe('handler errors', () => {
     const event = await closed
     assert.equal(event.code, 1011)
     assert.equal(event.reason, '')
-    await sleep(20)
+    // Node reports an unhandled rejection once the microtask queue drains after a macrotask: one
+    // turn after the close event covers the handler's rejection, which came before it.
+    await turn()
     assert.deepEqual(unhandled, [])
   })
 
@@ -127,7 +131,9 @@ describe('handler errors', () => {
     assert.equal(await errors.next(), openBoom)
     assert.equal((await closed).code, 1011)
     assert.equal(await errors.next(), closeBoom)
-    await sleep(20)
+    // The close handler's error was the last thing to happen; one turn lets Node report any
+    // rejection left unhandled before it.
+    await turn()
     assert.deepEqual(unhandled, [])
   })
 
@@ -159,16 +165,9 @@ describe('handler errors', () => {
 describe('socket errors while an async open handler is pending', () => {
   after(disposeAll)
 
-  // BUG (src/server/server.ts accept(), line ~404, with src/server/server-websocket.ts start()):
-  // accept() removes the handshake's `ignoreHandshakeSocketError` listener, and the driver adds
-  // its own 'error' listener only in SocketDriver.attach(), which start() defers until an async
-  // `open` handler settles. Node's http server removed its own socket 'error' listener on
-  // upgrade, so for that whole time the socket has NO 'error' listener: a peer that resets the
-  // connection (ECONNRESET) while `open` is pending raises an uncaught exception and crashes the
-  // process (ARCHITECTURE.md: "Listeners are attached before any await"). Fix: keep
-  // ignoreHandshakeSocketError until the driver attaches (remove it in attach()), or register
-  // onSocketError/onSocketClose in the SocketDriver constructor rather than in attach().
-  // Fails until src is fixed (the runner reports the uncaught ECONNRESET against this test).
+  // Regression: while an async `open` handler was pending, the upgraded socket had no 'error'
+  // listener (Node's http server drops its own on upgrade, the driver attached its own only after
+  // `open` settled), so a peer's reset raised an uncaught ECONNRESET and ended the process.
   it('a peer reset during an async open handler does not crash the process; close gets 1006', async () => {
     const closes = new EventQueue<number>()
     const opened = new EventQueue<string>()

@@ -23,7 +23,7 @@ import {
 import { applyMask, computeAcceptKey, encodeFrameHeader } from '../../src/protocol/index.js'
 import { EventQueue, once } from '../support/events.js'
 import { closedPort, listenOnFreePort } from '../support/net.js'
-import { sleep, waitUntil, withTimeout } from '../support/timing.js'
+import { sleep, turn, waitUntil, withTimeout } from '../support/timing.js'
 
 export { closedPort }
 
@@ -77,7 +77,7 @@ export function track<T extends net.Socket | net.Server | HttpServer | WebSocket
 
 // ------------------------------------------------------------------ timing
 
-export { EventQueue, once, sleep, waitUntil, withTimeout }
+export { EventQueue, once, sleep, turn, waitUntil, withTimeout }
 
 // ------------------------------------------------------------------ servers and clients
 

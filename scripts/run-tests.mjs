@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the whole test suite with Node's built-in runner (through tsx for TypeScript).
 // First makes sure the system peers the interop tests need, and the brokers the bus tests start,
-// are installed (see ensure-system-deps).
+// and cluster tests start, are installed (see ensure-system-deps).
 // Usage: node scripts/run-tests.mjs [--only DIR] [FILE...]
 import { spawnSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
@@ -37,8 +37,8 @@ if (explicit.length === 0 && (only === undefined || only === 'interop' || only =
   ensureSystemDeps()
 const needsBrokers =
   explicit.length === 0
-    ? only === undefined || only === 'bus'
-    : explicit.some((file) => file.includes('test/bus/'))
+    ? only === undefined || only === 'bus' || only === 'cluster'
+    : explicit.some((file) => file.includes('test/bus/') || file.includes('test/cluster/'))
 if (needsBrokers) ensureBrokers()
 
 // No test may hang the run: one that has not finished after 3 minutes fails, with its name (the

@@ -1,0 +1,322 @@
+/**
+ * The cluster harness: a real broker (test/support/brokers.ts), three Rally nodes as separate
+ * processes (node.ts), a round-robin TCP balancer in front (test/support/balancer.ts) and a crowd
+ * of RallyClients connected through it, each checking its stream as it arrives: offsets one by
+ * one in the same epoch (a repeat or a hole is recorded at once), and each node's numbers one by
+ * one. A new epoch is accepted only right after `subscribed` with recovered: false — the explicit
+ * signal of lost history — never silently.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { WebSocket } from '../../src/index.js'
+import { RallyClient, type Subscription } from '../../src/realtime/client/index.js'
+import { Balancer } from '../support/balancer.js'
+import type { Broker } from '../support/brokers.js'
+
+export const CHANNEL = 'feed:cluster'
+const NODE_SCRIPT = fileURLToPath(new URL('./node.ts', import.meta.url))
+/** How long a node may take to start (tsx compiles the sources on a loaded 2-core machine). */
+const NODE_START_MS = 30_000
+
+/** Node processes still running: killed when the test process exits, whatever happened. */
+const running = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL')
+})
+
+export class ClusterNode {
+  readonly port: number
+  readonly nodeId: string
+  private readonly lines: string[] = []
+  private readonly waiters = new Set<() => void>()
+  private tags = 0
+
+  private constructor(
+    readonly name: string,
+    private readonly child: ChildProcess,
+    port: number,
+    nodeId: string,
+    buffered: string[],
+  ) {
+    this.port = port
+    this.nodeId = nodeId
+    this.lines.push(...buffered)
+  }
+
+  static async start(name: string, env: Record<string, string>): Promise<ClusterNode> {
+    const child = spawn(process.execPath, ['--import', 'tsx', NODE_SCRIPT], {
+      env: { ...process.env, ...env, NODE_NAME: name },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    running.add(child)
+    child.once('exit', () => running.delete(child))
+    let stderr = ''
+    child.stderr!.on('data', (chunk: Buffer) => {
+      if (stderr.length < 8192) stderr += chunk.toString()
+    })
+    let pending = ''
+    const lines: string[] = []
+    let node: ClusterNode | undefined
+    child.stdout!.on('data', (chunk: Buffer) => {
+      pending += chunk.toString()
+      let newline = pending.indexOf('\n')
+      while (newline >= 0) {
+        const line = pending.slice(0, newline)
+        pending = pending.slice(newline + 1)
+        if (node === undefined) lines.push(line)
+        else node.receive(line)
+        newline = pending.indexOf('\n')
+      }
+    })
+    const ready = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`node ${name} not ready:\n${stderr}`)), NODE_START_MS)
+      const check = () => {
+        const line = lines.find((l) => l.startsWith('READY '))
+        if (line !== undefined) {
+          clearTimeout(timer)
+          child.stdout!.off('data', check)
+          resolve(line)
+        }
+      }
+      child.stdout!.on('data', check)
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer)
+        reject(new Error(`node ${name} exited (${code ?? signal}) before it was ready:\n${stderr}`))
+      })
+    })
+    const [, port, nodeId] = ready.split(' ')
+    node = new ClusterNode(
+      name,
+      child,
+      Number(port),
+      nodeId!,
+      lines.filter((l) => l !== ready),
+    )
+    return node
+  }
+
+  private receive(line: string): void {
+    this.lines.push(line)
+    for (const waiter of this.waiters) waiter()
+  }
+
+  /** Sends a command and waits for its answer line (`<ANSWER> <tag> …`), returning the rest. */
+  private async ask(command: string, args: string, answer: string, ms: number): Promise<string> {
+    const tag = `t${++this.tags}`
+    const prefix = `${answer} ${tag} `
+    const result = new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const line = this.lines.find((l) => l.startsWith(prefix))
+        if (line === undefined) return
+        this.waiters.delete(check)
+        clearTimeout(timer)
+        resolve(line.slice(prefix.length))
+      }
+      const timer = setTimeout(() => {
+        this.waiters.delete(check)
+        reject(new Error(`node ${this.name}: no answer to ${command} ${args} after ${ms} ms`))
+      }, ms)
+      this.waiters.add(check)
+    })
+    this.child.stdin!.write(`${command} ${tag} ${args}\n`)
+    return result
+  }
+
+  /** Publishes `{ node, n }` for n = from..from+count-1; resolves when all are published. */
+  async publish(count: number, batch: number, pauseMs: number, from = 1, ms = 60_000): Promise<void> {
+    await this.ask('publish', `${CHANNEL} ${count} ${batch} ${pauseMs} ${from}`, 'DONE', ms)
+  }
+
+  /** Starts publishing without waiting (for a node about to be killed). */
+  publishAndForget(count: number, batch: number, pauseMs: number): void {
+    this.publish(count, batch, pauseMs).catch(() => {})
+  }
+
+  async latest(): Promise<{ offset: number; epoch: string }> {
+    const [offset, epoch] = (await this.ask('latest', CHANNEL, 'LATEST', 20_000)).split(' ')
+    return { offset: Number(offset), epoch: epoch! }
+  }
+
+  async presence(): Promise<string[]> {
+    return (JSON.parse(await this.ask('presence', CHANNEL, 'PRESENCE', 20_000)) as string[]).sort()
+  }
+
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  /** kill -9: no close frame, no goodbye to the broker; its presence entries must expire. */
+  async kill(): Promise<void> {
+    if (!this.alive) return
+    const exited = once(this.child, 'exit')
+    this.child.kill('SIGKILL')
+    await exited
+  }
+
+  async stop(): Promise<void> {
+    if (!this.alive) return
+    const exited = once(this.child, 'exit')
+    this.child.kill('SIGTERM')
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000)
+    await exited
+    clearTimeout(timer)
+  }
+}
+
+/** One client and what it saw. */
+export interface Watched {
+  client: RallyClient
+  subscription: Subscription
+  /** `node:n` of every publication, in order of arrival. */
+  received: string[]
+  /** The offsets received in the current epoch, and that epoch. */
+  offsets: number[]
+  epoch: string | undefined
+  /** Every repeat, hole or unannounced epoch change, described. */
+  violations: string[]
+  subscribed: { recovered: boolean; wasRecovering: boolean }[]
+  disconnects: number
+  lastDisconnect: string
+}
+
+export function watch(url: string, silenceMs: number): Watched {
+  const client = new RallyClient(url, {
+    WebSocket,
+    // Short delays keep the test quick; the jitter spreads the crowd's reconnections.
+    reconnect: { minDelay: 50, maxDelay: 1000 },
+    silenceLimit: () => silenceMs,
+    connectTimeout: 10_000,
+    timeout: 30_000,
+  })
+  const subscription = client.channel(CHANNEL)
+  const w: Watched = {
+    client,
+    subscription,
+    received: [],
+    offsets: [],
+    epoch: undefined,
+    violations: [],
+    subscribed: [],
+    disconnects: 0,
+    lastDisconnect: '',
+  }
+  const lastByNode = new Map<string, number>()
+  let announcedLoss = false
+  subscription.on('subscribed', ({ recovered, wasRecovering }) => {
+    w.subscribed.push({ recovered, wasRecovering })
+    // recovered: false is the explicit signal that what follows may not continue what came before.
+    if (wasRecovering && !recovered) announcedLoss = true
+  })
+  subscription.on('publication', (pub) => {
+    const { node, n } = pub.data as { node: string; n: number }
+    if (w.epoch !== undefined && pub.epoch !== w.epoch) {
+      if (!announcedLoss) w.violations.push(`epoch ${w.epoch} → ${pub.epoch} without recovered: false`)
+      w.offsets = []
+      lastByNode.clear()
+    } else if (w.offsets.length > 0) {
+      const last = w.offsets.at(-1)!
+      if (pub.offset !== last + 1 && !(announcedLoss && pub.offset > last))
+        w.violations.push(`offset ${pub.offset} after ${last}`)
+    }
+    const previous = lastByNode.get(node)
+    if (previous !== undefined && n !== previous + 1 && !announcedLoss)
+      w.violations.push(`${node}:${n} after ${node}:${previous}`)
+    lastByNode.set(node, n)
+    announcedLoss = false
+    w.epoch = pub.epoch
+    w.offsets.push(pub.offset)
+    w.received.push(`${node}:${n}`)
+  })
+  client.on('disconnected', ({ code, reason }) => {
+    w.disconnects++
+    w.lastDisconnect = `${code} ${reason}`
+  })
+  client.connect()
+  return w
+}
+
+export interface Cluster {
+  broker: Broker
+  nodes: ClusterNode[]
+  balancer: Balancer
+  clients: Watched[]
+  close(): Promise<void>
+}
+
+export interface ClusterOptions {
+  clients: number
+  /** The buses' presence expiry (ms): how long a dead node's members may stay. */
+  presenceTtl: number
+  /** The nodes' ping interval (ms); a client hearing nothing for twice that reconnects. */
+  heartbeat: number
+}
+
+/** Three nodes on `broker` behind a balancer, `clients` clients spread over them. */
+export async function startCluster(
+  broker: Broker,
+  env: 'REDIS_URL' | 'NATS_URL',
+  options: ClusterOptions,
+): Promise<Cluster> {
+  const nodes: ClusterNode[] = []
+  const clients: Watched[] = []
+  let balancer: Balancer | undefined
+  const close = async () => {
+    for (const { client } of clients) client.close()
+    await balancer?.close()
+    await Promise.all(nodes.map((node) => node.stop()))
+  }
+  try {
+    const nodeEnv = {
+      [env]: broker.url,
+      PRESENCE_TTL: String(options.presenceTtl),
+      HEARTBEAT: String(options.heartbeat),
+    }
+    // One at a time: three tsx compilations at once on two cores take longer than one after another.
+    for (const name of ['a', 'b', 'c']) nodes.push(await ClusterNode.start(name, nodeEnv))
+    balancer = await Balancer.start(nodes.map((node) => node.port))
+    const url = `ws://127.0.0.1:${balancer.port}/`
+    for (let i = 0; i < options.clients; i++) clients.push(watch(url, 2 * options.heartbeat + 1000))
+  } catch (error) {
+    await close()
+    throw error
+  }
+  return { broker, nodes, balancer, clients, close }
+}
+
+/** Resolves once `condition` holds, checked every few ms; rejects after `ms` naming `what`. */
+export async function eventually(condition: () => boolean, ms: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+export function allSubscribed(clients: readonly Watched[]): boolean {
+  return clients.every(
+    ({ client, subscription }) => client.state === 'connected' && subscription.state === 'subscribed',
+  )
+}
+
+/** How many clients are in each state, with their last disconnection, for failure messages. */
+export function describeStates(clients: readonly Watched[]): string {
+  const counts = new Map<string, number>()
+  for (const w of clients) {
+    const key = `${w.client.state}/${w.subscription.state} (last: ${w.lastDisconnect || 'none'})`
+    counts.set(key, (counts.get(key) ?? 0) + 1)
+  }
+  return [...counts].map(([key, count]) => `${count} × ${key}`).join('\n')
+}
+
+/** The first few clients whose stream is not exactly offsets 1..latest, with what they got. */
+export function describeFailures(clients: readonly Watched[], latest: number): string {
+  return clients
+    .filter((w) => w.violations.length > 0 || w.offsets.at(-1) !== latest)
+    .slice(0, 5)
+    .map(
+      (w) =>
+        `${w.client.clientId}: ${w.offsets.length} offsets, last ${w.offsets.at(-1)}, violations ${w.violations.slice(0, 3).join('; ')}`,
+    )
+    .join('\n')
+}

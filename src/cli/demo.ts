@@ -8,7 +8,10 @@ export const DEMO_HELP = `Usage: rally demo [--port 3000] [--host 127.0.0.1]
 
 The demo app: a chat with rooms and history, a live dashboard of the server's figures, and the
 primer's /realtime echo endpoint. Open http://localhost:3000. SIGINT or SIGTERM closes every
-connection with 1001 and exits 0.`
+connection with 1001 and exits 0.
+
+The demo runs as one process on in-memory topics: REDIS_URL and NATS_URL are not used by it yet
+(createRealtime with RedisBus or NatsBus runs as a cluster node: see docs/cluster.md).`
 
 export async function runDemo(argv: string[]): Promise<void> {
   const { values } = parseFlags(argv, {
@@ -36,4 +39,11 @@ export async function runDemo(argv: string[]): Promise<void> {
   close = () => demo.close()
   const shown = host.includes(':') ? `[${host}]` : host === '127.0.0.1' ? 'localhost' : host
   console.log(`listening on http://${shown}:${demo.port}`)
+  // Said plainly rather than ignored in silence: someone setting these expects a cluster node.
+  for (const name of ['REDIS_URL', 'NATS_URL'] as const) {
+    if (process.env[name])
+      console.error(
+        `rally demo: ${name} is set but not used — the demo runs on one process's in-memory topics (see docs/cluster.md for createRealtime on a broker)`,
+      )
+  }
 }

@@ -28,6 +28,14 @@ export {
   WebSocketTransport,
 } from './server.js'
 export {
+  attachTransports,
+  type CorsOptions,
+  type HttpTransportKind,
+  type HttpTransportOptions,
+  HttpTransports,
+  listenTransports,
+} from './transports/http.js'
+export {
   type Authentication,
   DEFAULT_HEARTBEAT,
   DEFAULT_REALTIME_LIMITS,

@@ -19,7 +19,6 @@ import {
   listen,
   RawClient,
   type StartedServer,
-  sleep,
   startServer,
 } from './helpers.js'
 
@@ -70,8 +69,9 @@ describe('fragmented messages', () => {
     const message = await received.next(2000, 'the reassembled message')
     assert.equal(message.data, 'Hello, World')
     assert.equal(message.isBinary, false)
-    await sleep(20)
-    assert.equal(received.size, 0, 'exactly one message')
+    // Messages arrive in order: the next one being this marker shows no other came in between.
+    raw.write(frame(Opcode.Text, 'marker'))
+    assert.equal((await received.next(2000, 'the marker message')).data, 'marker', 'exactly one message')
     raw.write(frame(Opcode.Close, closePayload(1000)))
     const close = await raw.readFrame()
     assert.equal(close.opcode, Opcode.Close)
@@ -140,8 +140,8 @@ async function checkHeadFrames(raw: RawClient, received: EventQueue<Received>): 
   assert.equal(pong.payload.toString(), 'in-head')
   // And the connection goes on normally after the head.
   raw.write(frame(Opcode.Text, 'after head'))
+  // Messages arrive in order, so a head frame delivered twice would have come before this one.
   assert.equal((await received.next(2000, 'message after head')).data, 'after head')
-  await sleep(20)
   assert.equal(received.size, 0)
 }
 
@@ -160,19 +160,28 @@ describe('head bytes (frames sent with the handshake request)', () => {
   })
 
   it('own port, async upgrade: head frames and frames sent while upgrade() awaits are kept', async () => {
+    const deciding = new EventQueue<void>()
+    let decide = (): void => {}
+    const decided = new Promise<void>((resolve) => {
+      decide = resolve
+    })
     const started = await startServer<{ user: string }>({
       ...recordingHandlers(received, closes),
       async upgrade() {
-        await sleep(100)
+        deciding.push()
+        await decided
         return { user: 'u' }
       },
     })
     const raw = await RawClient.connect(started.port)
     const { bytes } = handshakeWithFrames()
     raw.write(bytes)
-    await sleep(30)
-    // Still deciding: these bytes wait in the socket.
-    raw.write(frame(Opcode.Text, 'during upgrade'))
+    await deciding.next(2000, 'upgrade() to start')
+    // Still deciding: these bytes wait in the socket until upgrade() returns.
+    await new Promise<void>((resolve) =>
+      raw.socket.write(frame(Opcode.Text, 'during upgrade'), () => resolve()),
+    )
+    decide()
     await checkHeadFramesWithExtra(raw, received, 'during upgrade')
   })
 

@@ -57,6 +57,25 @@ export const TOPIC_PREFIX = 'rally.rt:'
 /** Default extra presence refresh period: a third of MemoryBus's default presence ttl. */
 const DEFAULT_PRESENCE_REFRESH = 20_000
 
+/**
+ * The presence refresh period for `bus`. RedisBus, NatsBus and MemoryBus carry their presence
+ * expiry as `presenceTtl`; a member must be refreshed before it, so the default is a third of it
+ * (two refreshes may fail before a live member expires), and a period that is not shorter than
+ * the expiry is refused rather than left to make members blink out between refreshes.
+ */
+function presenceRefreshFor(bus: Bus, requested: number | undefined): number {
+  const ttl = (bus as { presenceTtl?: unknown }).presenceTtl
+  const expiry = typeof ttl === 'number' && ttl > 0 ? ttl : undefined
+  if (requested === undefined)
+    return expiry === undefined ? DEFAULT_PRESENCE_REFRESH : Math.min(DEFAULT_PRESENCE_REFRESH, expiry / 3)
+  if (!(requested > 0)) throw new RangeError('createRealtime: presenceRefresh must be a positive number')
+  if (expiry !== undefined && requested >= expiry)
+    throw new RangeError(
+      `createRealtime: presenceRefresh (${requested} ms) must be shorter than the bus's presenceTtl (${expiry} ms), or members expire between refreshes`,
+    )
+  return requested
+}
+
 export interface RealtimeOptions<
   Channels extends Record<string, AnyChannelRule> = Record<string, ChannelRule>,
   Rpc extends Record<string, AnyRpcHandler> = Record<string, RpcHandler>,
@@ -82,7 +101,10 @@ export interface RealtimeOptions<
   limits?: Partial<RealtimeLimits>
   /** The application heartbeat. Default { interval: 25000, timeout: 10000 }. */
   heartbeat?: Partial<HeartbeatOptions>
-  /** Ms between presence refreshes on the bus. Default 20000 (the bus expires stale members). */
+  /**
+   * Ms between presence refreshes on the bus (the bus expires stale members). Default: 20000, or a
+   * third of the bus's `presenceTtl` when that is shorter; it must be shorter than `presenceTtl`.
+   */
   presenceRefresh?: number
   /** Errors of hooks and of the bus (never sent to clients). Default: printed to stderr. */
   onError?: (error: unknown, session?: RealtimeSession) => void
@@ -152,7 +174,7 @@ export class Realtime<
       authenticate: options.authenticate,
       limits,
       heartbeat,
-      presenceRefresh: options.presenceRefresh ?? DEFAULT_PRESENCE_REFRESH,
+      presenceRefresh: presenceRefreshFor(this.bus, options.presenceRefresh),
       onError,
     })
     // One timer for every session: heartbeats, timeouts, presence refreshes. A quarter of the

@@ -35,7 +35,6 @@ const realtime = createRealtime({
   heartbeat: { interval: heartbeat, timeout: heartbeat },
   // Clients away for a few seconds on a loaded machine miss more than the default 1000.
   limits: { historyLimit: 100_000 },
-  presenceRefresh: Math.max(10, presenceTtl / 3),
   onError: () => {},
 })
 const server = await realtime.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' })

@@ -184,6 +184,11 @@ function handToAll<T>(receivers: Iterable<(value: T) => void>, value: T): void {
 export class NatsBus implements Bus {
   readonly nodeId = randomBytes(9).toString('base64url')
 
+  /** Milliseconds a presence member lives without a refresh (the `presenceTtl` option or its default). */
+  get presenceTtl(): number {
+    return this.#presenceTtl
+  }
+
   readonly #nc: NatsConnection
   readonly #ownsConnection: boolean
   readonly #js: JetStreamClient

@@ -7,13 +7,8 @@ import { Buffer } from 'node:buffer'
 import { after, before, describe, it } from 'node:test'
 import { WebSocket as WsCompatWebSocket } from '../../src/adapters/ws/index.js'
 import { type CloseEvent, type ErrorEvent, WebSocket, type WebSocketOptions } from '../../src/index.js'
-import {
-  delay,
-  type PythonServer,
-  requirePythonWebsockets,
-  startPythonServer,
-  withTimeout,
-} from './helpers.js'
+import { waitUntil } from '../support/timing.js'
+import { type PythonServer, requirePythonWebsockets, startPythonServer, withTimeout } from './helpers.js'
 
 const MiB = 1024 * 1024
 const SIZES = [0, 1, 125, 126, 65535, 65536, MiB, 16 * MiB]
@@ -223,10 +218,12 @@ describe('rally WebSocket client with a python websockets server', () => {
 
   it("heartbeat: the python server's pongs keep an idle connection open", async () => {
     const client = connect('/pings?t=heartbeat', undefined, { heartbeat: { interval: 300, timeout: 250 } })
+    let pongs = 0
+    client.ws.addEventListener('pong', () => pongs++)
     await withTimeout(client.opened, 5000, 'open')
-    // Nothing but pongs arrives for 1.5 s; without them the heartbeat would have terminated the
-    // connection (1006) 550 ms in.
-    await delay(1500)
+    // Nothing but pongs arrives; without them the heartbeat would have terminated the connection
+    // (1006) 550 ms in. Four answered rounds, each judged by the client, and it is still open.
+    await waitUntil(() => pongs >= 4 || client.ws.readyState !== WebSocket.OPEN, 5000, 'four pongs')
     assert.equal(client.ws.readyState, WebSocket.OPEN, `events: ${client.events.join(',')}`)
     client.ws.send('report-pings')
     await client.waitForMessages(1, 5000)

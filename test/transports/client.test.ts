@@ -96,6 +96,17 @@ describe('RallyClient transports by name', () => {
       client.connect()
       assert.equal((await within(connected, 10_000, 'connected')).transport, 'long-polling')
       assert.equal(failures.length, 2, failures.join('; '))
+      // What worked is remembered for this origin and path: the next client starts with it.
+      const next = new RallyClient(`http://127.0.0.1:${port}/realtime`, {
+        transports: [webSocketTransport(WebSocket), 'sse', 'long-polling'],
+      })
+      const nextFailures: string[] = []
+      next.on('disconnected', ({ reason }) => nextFailures.push(reason))
+      const nextConnected = new Promise<{ transport: string }>((resolve) => next.on('connected', resolve))
+      next.connect()
+      assert.equal((await within(nextConnected, 5000, 'the next client')).transport, 'long-polling')
+      assert.deepEqual(nextFailures, [])
+      next.close()
     } finally {
       client.close()
       await realtime.close()
@@ -104,4 +115,37 @@ describe('RallyClient transports by name', () => {
       await new Promise<void>((resolve) => http.close(() => resolve()))
     }
   })
+})
+
+test('a WebSocket that opens but never answers connect (a buffering proxy) gives way to SSE', async () => {
+  // Upgrades go to a realtime whose authenticate never settles: the socket opens, no reply comes.
+  const stuck = createRealtime({ channels: {}, authenticate: () => new Promise(() => {}), onError: () => {} })
+  const realtime = createRealtime({ channels: { 'chat:*': {} }, onError: () => {} })
+  const transports = new HttpTransports(realtime)
+  const http = createServer((request, response) => {
+    if (!transports.handle(request, response)) response.writeHead(404).end()
+  })
+  http.on('upgrade', (request, socket, head) => stuck.handleUpgrade(request, socket, head))
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', () => resolve()))
+  const { port } = http.address() as AddressInfo
+  const client = new RallyClient(`http://127.0.0.1:${port}/realtime`, {
+    transports: [webSocketTransport(WebSocket), 'sse'],
+    connectTimeout: 300,
+    reconnect: { minDelay: 10, maxDelay: 50 },
+  })
+  const failures: string[] = []
+  client.on('disconnected', ({ reason }) => failures.push(reason))
+  try {
+    const connected = new Promise<{ transport: string }>((resolve) => client.on('connected', resolve))
+    client.connect()
+    assert.equal((await within(connected, 10_000, 'connected')).transport, 'sse')
+    assert.deepEqual(failures, ['no connect reply within 300 ms'])
+  } finally {
+    client.close()
+    await stuck.close()
+    await realtime.close()
+    transports.close()
+    http.closeAllConnections()
+    await new Promise<void>((resolve) => http.close(() => resolve()))
+  }
 })

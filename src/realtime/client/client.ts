@@ -62,6 +62,7 @@ import {
   webSocketTransport,
 } from './transport.js'
 import { resolveTransports, type TransportName } from './transports/index.js'
+import { rememberedTransport, rememberTransport } from './transports/memory.js'
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'closed'
 
@@ -220,6 +221,10 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
         ? [webSocketTransport(options.WebSocket)]
         : resolveTransports(options.transports, options.WebSocket)
     if (this.transports.length === 0) throw new TypeError('RallyClient needs at least one transport')
+    // Start with the transport that last worked here, sparing the failures before it.
+    const remembered = this.transports.length > 1 ? rememberedTransport(url) : undefined
+    const rememberedIndex = this.transports.findIndex((factory) => factory.name === remembered)
+    if (rememberedIndex > 0) this.transportIndex = rememberedIndex
     this.backoff = options.reconnect === false ? undefined : resolveBackoff(options.reconnect)
     this.maxQueueCount = options.queue?.maxCount ?? DEFAULT_QUEUE_COUNT
     this.maxQueueBytes = options.queue?.maxBytes ?? DEFAULT_QUEUE_BYTES
@@ -442,6 +447,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     link.connectTimer = undefined
     link.connected = true
     this.workingTransport = this.transportIndex
+    if (this.transports.length > 1) rememberTransport(this.url, link.transportName)
     this._clientId = result.client
     this.connectedAt = this.now()
     this.retriedWithFreshToken = false
@@ -583,7 +589,9 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
    * next attempt; one that has connected once is kept, since its later failures are the network's.
    */
   private chooseNextTransport(link: Link): void {
-    if (link.opened || this.transports.length < 2 || this.workingTransport !== undefined) return
+    // Opened without a connect reply counts as a failure too: a buffering proxy lets a socket
+    // open and then holds back its frames.
+    if (link.connected || this.transports.length < 2 || this.workingTransport !== undefined) return
     this.transportIndex = (this.transportIndex + 1) % this.transports.length
   }
 

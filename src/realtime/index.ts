@@ -28,14 +28,6 @@ export {
   WebSocketTransport,
 } from './server.js'
 export {
-  attachTransports,
-  type CorsOptions,
-  type HttpTransportKind,
-  type HttpTransportOptions,
-  HttpTransports,
-  listenTransports,
-} from './transports/http.js'
-export {
   type Authentication,
   DEFAULT_HEARTBEAT,
   DEFAULT_REALTIME_LIMITS,
@@ -46,3 +38,11 @@ export {
   type SessionSubscription,
   type SessionTransport,
 } from './session.js'
+export {
+  attachTransports,
+  type CorsOptions,
+  type HttpTransportKind,
+  type HttpTransportOptions,
+  HttpTransports,
+  listenTransports,
+} from './transports/http.js'

@@ -114,8 +114,9 @@ export function parseOptions(argv: string[]): Options {
 
 export const HELP = `Usage: npm run bench -- [options]    (or, from a clone: rally bench [options])
 
-Rally's server benchmarks next to ws (plain and with bufferutil), ws pre-framed and a raw
-node:net server, driven by a C load generator (bench/loadgen, built with cc). A full run takes
+Rally's server benchmarks next to ws (plain and with bufferutil), ws pre-framed, a raw node:net
+server and Bun's built-in server (where Bun runs), and Rally's real-time layer next to Rally's raw
+topics and Socket.IO 4, driven by a C load generator (bench/loadgen, built with cc). A full run takes
 about 12 minutes and writes docs/benchmarks.md and docs/benchmarks.svg; raw results go to
 bench/results/.
 

@@ -32,7 +32,20 @@ export interface Sample {
   rssBeforeKiB?: number
   rssAfterKiB?: number
   warnings: string[]
-  raw: LoadgenResult
+  /** The load generator's report (absent for the recovery measurement, which is in-process). */
+  raw?: LoadgenResult
+  /** realtime-recovery: what the recovering subscribe took. */
+  recovery?: RecoveryFigures
+}
+
+export interface RecoveryFigures {
+  /** Publications the client missed and the reply carried. */
+  missed: number
+  publications: number
+  recovered: boolean
+  /** WebSocket messages from sending the subscribe to its reply, the reply included. */
+  frames: number
+  replyBytes: number
 }
 
 export function warningsOf(result: LoadgenResult, scenario: Scenario): string[] {
@@ -59,6 +72,7 @@ export async function measureThroughput(
 ): Promise<Sample> {
   const args = [
     ...scenario.loadgen,
+    ...(scenario.loadgenFor?.[server.id] ?? []),
     '--port',
     String(server.port),
     '--server-pid',
@@ -77,8 +91,9 @@ export async function measureThroughput(
     headline: scenario.kind === 'latency' ? raw.latency_us.p50 : perCpu,
     perCpu,
     perSecond: raw.per_s,
-    p50: raw.latency_us.p50,
-    p99: raw.latency_us.p99,
+    // No samples (text publications carry no readable send time): no figure, rather than 0 µs.
+    p50: raw.latency_samples > 0 ? raw.latency_us.p50 : Number.NaN,
+    p99: raw.latency_samples > 0 ? raw.latency_us.p99 : Number.NaN,
     serverCpuUtil: cpu / raw.wall_s,
     loadgenCpuUtil: raw.loadgen_cpu_util,
     serverRssKiB: raw.server_rss_peak_kib > 0 ? raw.server_rss_peak_kib : Number.NaN,
@@ -103,6 +118,7 @@ export async function measureMemory(
     const run = startLoadgen(
       [
         ...scenario.loadgen,
+        ...(scenario.loadgenFor?.[id] ?? []),
         '--conns',
         String(connections),
         '--port',

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import type { Options } from './cli-options.js'
 import { NOTES, ROOT } from './paths.js'
 import { type Kind, OFFER_BROWSER, OFFER_FAIR, type Scenario } from './scenarios.js'
-import type { ScenarioResult, ServerSummary, Spread } from './stats.js'
+import { type ScenarioResult, type ServerSummary, type Spread, spread } from './stats.js'
 
 export function si(value: number): string {
   if (!Number.isFinite(value)) return '–'
@@ -49,12 +49,13 @@ export function spreadText(s: Spread, format: (v: number) => string): string {
 }
 
 export function headlineFormat(kind: Kind): (v: number) => string {
-  return kind === 'latency' ? micros : kind === 'memory' ? bytes : si
+  return kind === 'latency' || kind === 'recovery' ? micros : kind === 'memory' ? bytes : si
 }
 
 export function headlineName(scenario: Scenario): string {
   if (scenario.kind === 'latency') return 'p50 round trip'
   if (scenario.kind === 'memory') return 'bytes per connection'
+  if (scenario.kind === 'recovery') return 'round trip of the recovering subscribe'
   return `${scenario.units} per server CPU-s`
 }
 
@@ -89,6 +90,10 @@ export function terminalTable(results: ScenarioResult[]): string {
       `${scenario.title}  (${headlineName(scenario)}${lowerIsBetter(scenario.kind) ? ', lower is better' : ''})`,
     )
     const format = headlineFormat(scenario.kind)
+    if (scenario.kind === 'recovery') {
+      lines.push(`  ${recoveryLine(results.find((r) => r.scenario === scenario)!)}`)
+      continue
+    }
     const header =
       scenario.kind === 'memory'
         ? ['server', 'bytes/conn', 'Rally/this']
@@ -140,6 +145,8 @@ export function targetsTable(results: ScenarioResult[]): string[] {
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ]
   for (const { scenario, summary } of results) {
+    // The real-time layer's scenarios compare it with other peers: realtimeTable.
+    if (scenario.subject !== undefined) continue
     const ws = wsPeer(summary)
     const raw = summary.find((s) => s.id === 'raw')
     const bun = summary.find((s) => s.id === 'bun')
@@ -163,6 +170,58 @@ export function targetsTable(results: ScenarioResult[]): string[] {
   return rows
 }
 
+/** The recovery measurement in one line: round trip, messages, publications, recovered. */
+function recoveryLine(result: ScenarioResult): string {
+  const samples = Object.values(result.samples).flat()
+  const figures = samples.map((s) => s.recovery).filter((r) => r !== undefined)
+  if (figures.length === 0) return 'not measured'
+  const rtt = spreadText(spread(samples.map((s) => s.headline)), micros)
+  const frames = Math.max(...figures.map((f) => f.frames))
+  const recovered = figures.every((f) => f.recovered && f.publications === f.missed)
+  const bytesPerReply = Math.max(...figures.map((f) => f.replyBytes))
+  return `${figures[0]!.missed} missed publications: round trip ${rtt}; ${frames === 1 ? 'one message' : `${frames} messages`} (the reply, ${bytes(bytesPerReply)}); ${recovered ? 'all recovered' : 'NOT all recovered'} (${figures.length} run${figures.length === 1 ? '' : 's'})`
+}
+
+/** Issue 12's figures for the real-time layer, each with its target. */
+export function realtimeTable(results: ScenarioResult[]): string[] {
+  const rows: string[] = ['| figure | measured | target |', '| --- | --- | --- |']
+  const cell = (value: Spread | undefined, target: number, lowerWins: boolean): string => {
+    if (value === undefined || value.n === 0) return '—'
+    return `${spreadText(value, ratio)} ${meets(lowerWins, value.median, target) ? '✅' : '❌'}`
+  }
+  for (const result of results) {
+    const { scenario, summary } = result
+    if (scenario.subject === undefined) continue
+    const peer = (id: string): ServerSummary | undefined => summary.find((s) => s.id === id)
+    if (scenario.kind === 'throughput') {
+      if (scenario.targets?.vsRally !== undefined)
+        rows.push(
+          `| ${scenario.title}: realtime / Rally raw topics, deliveries per server CPU-s | ${cell(peer('rally')?.ratio, scenario.targets.vsRally, false)} | ${targetText(false, scenario.targets.vsRally)} |`,
+        )
+      if (scenario.targets?.vsSocketIo !== undefined)
+        rows.push(
+          `| ${scenario.title}: realtime / Socket.IO 4 room broadcast, deliveries per server CPU-s | ${cell(peer('socketio')?.ratio, scenario.targets.vsSocketIo, false)} | ${targetText(false, scenario.targets.vsSocketIo)} |`,
+        )
+    } else if (scenario.kind === 'memory' && scenario.targets?.vsRally !== undefined) {
+      rows.push(
+        `| ${scenario.title}: realtime session / bare Rally WebSocket, bytes per connection | ${cell(peer('rally')?.ratio, scenario.targets.vsRally, true)} | ${targetText(true, scenario.targets.vsRally)} |`,
+      )
+    } else if (scenario.kind === 'recovery') {
+      const figures = Object.values(result.samples)
+        .flat()
+        .map((s) => s.recovery)
+        .filter((r) => r !== undefined)
+      const met =
+        figures.length > 0 &&
+        figures.every((f) => f.frames === 1 && f.recovered && f.publications === f.missed)
+      rows.push(
+        `| ${scenario.title} | ${recoveryLine(result)}${figures.length > 0 ? (met ? ' ✅' : ' ❌') : ''} | one round trip |`,
+      )
+    }
+  }
+  return rows
+}
+
 export function detailTables(results: ScenarioResult[]): string[] {
   const out: string[] = []
   for (const { scenario, summary } of results) {
@@ -172,6 +231,10 @@ export function detailTables(results: ScenarioResult[]): string[] {
       `${scenario.note}. Headline: ${headlineName(scenario)}${lowerIsBetter(scenario.kind) ? ' (lower is better)' : ''}.`,
       '',
     )
+    if (scenario.kind === 'recovery') {
+      out.push(recoveryLine(results.find((r) => r.scenario === scenario)!), '')
+      continue
+    }
     if (scenario.kind === 'memory') {
       out.push(
         '| server | bytes per connection | Rally/this | RSS before → after (median run) |',
@@ -216,6 +279,8 @@ export const PEER_COLORS: Record<string, string> = {
   'ws-prepared': '#7b8794',
   raw: '#d97706',
   bun: '#b45309',
+  rally: '#2f855a',
+  socketio: '#6b46c1',
 }
 
 /**
@@ -232,35 +297,43 @@ export function chartSvg(results: ScenarioResult[]): string {
   const groupGap = 18
   const top = 56
   let maxValue = 1.5
-  const groups = results.map(({ scenario, summary }) => {
-    const invert = lowerIsBetter(scenario.kind)
-    const bars = summary
-      .filter((s) => s.ratio !== undefined && s.ratio.n > 0)
-      .map((s) => {
-        const r = s.ratio!
-        const f = (v: number): number => (invert ? 1 / v : v)
-        const lo = Math.min(f(r.min), f(r.max))
-        const hi = Math.max(f(r.min), f(r.max))
-        const target =
-          s.id === 'raw'
-            ? scenario.targets?.vsRaw
-            : s.id === 'bun'
-              ? scenario.targets?.vsBun
-              : s.id === wsPeer(summary)?.id
-                ? scenario.targets?.vsWs
-                : undefined
-        return {
-          id: s.id,
-          label: s.label,
-          value: f(r.median),
-          lo,
-          hi,
-          target: target === undefined ? undefined : f(target),
-        }
-      })
-    for (const bar of bars) maxValue = Math.max(maxValue, bar.hi, bar.target ?? 0)
-    return { scenario, bars }
-  })
+  const groups = results
+    .map(({ scenario, summary }) => {
+      const invert = lowerIsBetter(scenario.kind)
+      const bars = summary
+        .filter((s) => s.ratio !== undefined && s.ratio.n > 0)
+        .map((s) => {
+          const r = s.ratio!
+          const f = (v: number): number => (invert ? 1 / v : v)
+          const lo = Math.min(f(r.min), f(r.max))
+          const hi = Math.max(f(r.min), f(r.max))
+          const target =
+            scenario.subject !== undefined
+              ? s.id === 'rally'
+                ? scenario.targets?.vsRally
+                : s.id === 'socketio'
+                  ? scenario.targets?.vsSocketIo
+                  : undefined
+              : s.id === 'raw'
+                ? scenario.targets?.vsRaw
+                : s.id === 'bun'
+                  ? scenario.targets?.vsBun
+                  : s.id === wsPeer(summary)?.id
+                    ? scenario.targets?.vsWs
+                    : undefined
+          return {
+            id: s.id,
+            label: s.label,
+            value: f(r.median),
+            lo,
+            hi,
+            target: target === undefined ? undefined : f(target),
+          }
+        })
+      for (const bar of bars) maxValue = Math.max(maxValue, bar.hi, bar.target ?? 0)
+      return { scenario, bars }
+    })
+    .filter((group) => group.bars.length > 0)
   // Log scale, bars drawn from 1×: ratios of 0.7× and 10× both stay readable.
   let minValue = 0.5
   for (const group of groups)
@@ -345,6 +418,8 @@ export function shortTitle(scenario: Scenario): string {
     handshake: 'handshakes',
     'idle-10k': `idle memory, ${(scenario.connections ?? 0).toLocaleString('en-US')}`,
     'idle-max': `idle memory, ${(scenario.connections ?? 0).toLocaleString('en-US')}`,
+    'realtime-fanout': 'realtime fan-out',
+    'realtime-idle': 'realtime idle memory',
   }
   return titles[scenario.id] ?? scenario.id
 }
@@ -422,6 +497,15 @@ export function markdown(
   )
   out.push('## Summary against the targets (issues 7 and 17)', '')
   out.push(...targetsTable(results), '')
+  const realtimeRows = realtimeTable(results)
+  if (realtimeRows.length > 2) {
+    out.push('## The real-time layer against the targets of issue 12', '')
+    out.push(
+      'Ratios of Rally’s real-time layer (`rallyjs/realtime`, rally.v1) to each peer, in the same run, pair by pair; in the chart its bars are the realtime layer against Rally’s raw topics (or a bare Rally connection) and against Socket.IO 4.',
+      '',
+    )
+    out.push(...realtimeRows, '')
+  }
   out.push('![Rally compared with each peer](benchmarks.svg)', '')
   out.push('## Results', '')
   out.push(
@@ -440,6 +524,8 @@ export function markdown(
     `- **permessage-deflate**: the client sends 1 KiB of JSON-like text compressed once at start (raw deflate, no context takeover, RSV1), so every message is the same bytes. “no context takeover”: the client offers \`${OFFER_FAIR}\`, Rally runs with \`perMessageDeflate: true\` (no context takeover, level 1, threshold 1024 by default) and ws with the same parameters (\`serverNoContextTakeover\`, \`clientNoContextTakeover\`, level 1, memLevel 8, threshold 1024). “defaults”: both servers with \`perMessageDeflate: true\` and the offer browsers send, \`${OFFER_BROWSER}\`; ws then keeps a compressor per connection (context takeover, zlib’s default level), Rally does not.`,
     '- **Broadcast**: subscribers connect on `/sub`, then one publisher on `/pub`. The publisher sends 64-byte messages that carry their send time (CLOCK_MONOTONIC); the server publishes each to every subscriber (Rally `server.publish(topic, data)`; ws `for (const client of wss.clients) client.send(data)`; ws pre-framed: `WebSocket.Sender.frame()` once, the same Buffer written to each `ws._socket`; raw: framed once, one write per subscriber of what arrived in one read). Closed loop: 8 broadcasts in flight, counted in deliveries, so the server is busy without buffering without bound. Latency: arrival time minus send time, the same clock on both sides.',
     '- **Handshakes**: 32 concurrent slots connect, send an upgrade request, check the 101 and its `Sec-WebSocket-Accept`, then reset the connection (SO_LINGER 0, so no TIME_WAIT) and start over. The reset costs every server an `ECONNRESET` error object, about a tenth of a handshake’s CPU. Client ports are chosen by the load generator in turn (the kernel’s search for a free port slows down with tens of thousands of connections to one address).',
+    '- **Bun** (a reference, issue 17): `bench/servers/bun.ts` runs under the `bun` dev dependency’s binary with `Bun.serve` and its built-in WebSocket server: echo with `ws.send`, broadcast with Bun’s topics (`server.publish`), `perMessageDeflate: true` in the deflate scenarios. Where Bun cannot run, the runner says why and measures without it (the Machine section says which).',
+    '- **Real-time layer** (issue 12): `bench/servers/realtime.ts` (`createRealtime`, rally.v1 on `/sub`, a channel with presence; the publisher’s messages go through `realtime.publish`) and `bench/servers/socketio.ts` (Socket.IO 4, websocket transport only, `io.to(room).emit`). The load generator speaks both protocols (`--proto rally|socketio`): rally.v1 `connect` then `subscribe`; Engine.IO open packet, `40` namespace connect, a `join` event with an ack; it answers pings (`{"cmd":"pong"}`, `3`), starts publishing once every subscriber is confirmed, and counts only publications as deliveries. Publications are the same 64 B of text for every server (latency is not read back from text publications). Recovery runs from the runner’s process over Rally’s WebSocket client (`bench/recovery.ts`).',
     '- **Idle memory**: a fresh server; full GC (twice), VmRSS from `/proc/PID/status`; open N connections and wait until all are upgraded; wait 1 s, full GC, VmRSS again. (after − before) ÷ N. Kernel socket buffers are not in RSS and are the same for every server.',
     '- **Statistics**: servers are interleaved within each repetition, the order reversed every other repetition (A B C D, D C B A, …). Ratios Rally/peer are taken within a repetition, then summarized: median [min–max].',
     '',

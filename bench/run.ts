@@ -29,7 +29,16 @@ import { HELP, type Options, parseOptions, UsageError } from './cli-options.js'
 import { measureMemory, measureThroughput, type Sample } from './measure.js'
 import { DOCS, LOADGEN_BINARY, LOADGEN_SOURCE, RESULTS, ROOT } from './paths.js'
 import { killAll, probeBun, type RunningServer, repsOf, serverKey, startServer } from './processes.js'
-import { chartSvg, type Machine, machineInfo, markdown, targetsTable, terminalTable } from './report.js'
+import { measureRecovery } from './recovery.js'
+import {
+  chartSvg,
+  type Machine,
+  machineInfo,
+  markdown,
+  realtimeTable,
+  targetsTable,
+  terminalTable,
+} from './report.js'
 import { type Scenario, SERVERS, type ServerId, scenarios } from './scenarios.js'
 import { type ScenarioResult, summarize } from './stats.js'
 
@@ -215,7 +224,9 @@ async function main(): Promise<void> {
             const sample =
               scenario.kind === 'memory'
                 ? await measureMemory(id, scenario, rep, options)
-                : await measureThroughput(await serverFor(id, scenario), scenario, rep, options)
+                : scenario.kind === 'recovery'
+                  ? await measureRecovery(await serverFor(id, scenario), rep)
+                  : await measureThroughput(await serverFor(id, scenario), scenario, rep, options)
             for (const warning of sample.warnings) progress.note(`  ! ${what}: ${warning}`)
             ;(samples[id] ??= []).push(sample)
           } catch (error) {
@@ -246,8 +257,16 @@ async function main(): Promise<void> {
   const seconds = (Date.now() - startedAt.getTime()) / 1000
 
   process.stdout.write(`${terminalTable(results)}\n\n`)
-  process.stdout.write(`Against the targets of issues 7 and 17 (Rally/peer, median [min–max]):\n`)
-  for (const row of targetsTable(results).slice(2)) process.stdout.write(`  ${row}\n`)
+  const targetRows = targetsTable(results).slice(2)
+  if (targetRows.length > 0) {
+    process.stdout.write(`Against the targets of issues 7 and 17 (Rally/peer, median [min–max]):\n`)
+    for (const row of targetRows) process.stdout.write(`  ${row}\n`)
+  }
+  const realtimeRows = realtimeTable(results).slice(2)
+  if (realtimeRows.length > 0) {
+    process.stdout.write(`\nThe real-time layer against the targets of issue 12:\n`)
+    for (const row of realtimeRows) process.stdout.write(`  ${row}\n`)
+  }
 
   mkdirSync(RESULTS, { recursive: true })
   const jsonFile = join(

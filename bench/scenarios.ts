@@ -4,8 +4,8 @@
  */
 import type { Options } from './cli-options.js'
 
-export type ServerId = 'rally' | 'ws' | 'ws-native' | 'ws-prepared' | 'raw' | 'bun'
-export type Kind = 'throughput' | 'latency' | 'memory'
+export type ServerId = 'rally' | 'ws' | 'ws-native' | 'ws-prepared' | 'raw' | 'bun' | 'realtime' | 'socketio'
+export type Kind = 'throughput' | 'latency' | 'memory' | 'recovery'
 
 /**
  * Every scenario id, in the order they run: scenarios with the same server arguments follow one
@@ -22,6 +22,9 @@ export const SCENARIO_IDS = [
   'deflate-1k-defaults',
   'idle-10k',
   'idle-max',
+  'realtime-fanout',
+  'realtime-idle',
+  'realtime-recovery',
 ]
 
 export interface ServerSpec {
@@ -49,6 +52,9 @@ export const SERVERS: Record<ServerId, ServerSpec> = {
   },
   raw: { label: 'raw node:net', script: 'raw.ts', args: [], env: NO_NATIVE },
   bun: { label: 'Bun', script: 'bun.ts', args: [], env: {}, runtime: 'bun' },
+  realtime: { label: 'Rally realtime', script: 'realtime.ts', args: [], env: NO_NATIVE },
+  // Socket.IO runs on ws; with bufferutil, its best case.
+  socketio: { label: 'Socket.IO 4', script: 'socketio.ts', args: [], env: NATIVE },
 }
 
 export const PEER_IDS = Object.keys(SERVERS).filter((id) => id !== 'rally')
@@ -61,6 +67,10 @@ export interface Targets {
   rssVsWs?: number
   /** Issue 17: Rally/Bun's built-in server on the headline figure. */
   vsBun?: number
+  /** Issue 12: the real-time layer / Rally's raw WebSocket (topics, or a bare connection). */
+  vsRally?: number
+  /** Issue 12: the real-time layer / Socket.IO 4. */
+  vsSocketIo?: number
 }
 
 export interface Scenario {
@@ -80,6 +90,15 @@ export interface Scenario {
   reps?: number
   targets?: Targets
   note: string
+  /** The server the ratios are of (subject/peer): Rally, unless a real-time scenario says otherwise. */
+  subject?: ServerId
+  /** Load generator arguments for one server only (the protocol its subscribers speak). */
+  loadgenFor?: Partial<Record<ServerId, string[]>>
+}
+
+/** The server a scenario's ratios are taken of. */
+export function subjectOf(scenario: Scenario): ServerId {
+  return scenario.subject ?? 'rally'
 }
 
 export const OFFER_FAIR = 'permessage-deflate; client_no_context_takeover; server_no_context_takeover'
@@ -241,6 +260,50 @@ export function scenarios(
       reps: Math.min(2, options.memoryReps),
       note: 'as many as the per-process open-file cap allows',
     },
+    {
+      id: 'realtime-fanout',
+      title: 'real-time layer: a 64 B publication to 10,000 subscribers, 8 in flight',
+      kind: 'throughput',
+      unit: 'delivery',
+      units: 'deliveries',
+      servers: ['realtime', 'rally', 'socketio'],
+      subject: 'realtime',
+      serverArgs: [],
+      loadgen: ['--mode', 'sink', '--conns', '10000', '--window', '8', '--text'],
+      loadgenFor: {
+        realtime: ['--proto', 'rally'],
+        socketio: ['--proto', 'socketio', '--sub-path', '/socket.io/?EIO=4&transport=websocket'],
+      },
+      targets: { vsRally: 0.6, vsSocketIo: 5 },
+      note: 'the same 64 B text from one publisher connection: Rally realtime publishes it with `realtime.publish` to a rally.v1 channel (subscribers connected and subscribed, presence on); Rally raw with `server.publish(topic)`; Socket.IO 4 (websocket transport) with its room broadcast `io.to(room).emit`. A delivery is a publication received by a subscriber; protocol traffic is not counted',
+    },
+    {
+      id: 'realtime-idle',
+      title: 'real-time layer: idle memory per subscribed session, 10,000 sessions',
+      kind: 'memory',
+      unit: 'B/conn',
+      units: 'B/conn',
+      servers: ['realtime', 'rally'],
+      subject: 'realtime',
+      serverArgs: [],
+      loadgen: ['--mode', 'idle'],
+      loadgenFor: { realtime: ['--proto', 'rally', '--path', '/sub'] },
+      connections: options.quick ? 2_000 : 10_000,
+      targets: { vsRally: 2 },
+      note: 'a rally.v1 session connected and subscribed to one channel with presence, against a bare Rally WebSocket connection; server RSS after − before (both after a full GC) ÷ connections',
+    },
+    {
+      id: 'realtime-recovery',
+      title: 'real-time layer: recovering 1,000 missed publications',
+      kind: 'recovery',
+      unit: 'µs',
+      units: 'µs',
+      servers: ['realtime'],
+      subject: 'realtime',
+      serverArgs: [],
+      loadgen: [],
+      note: 'a client subscribed, went away, 1,000 publications (64 B) were made on the channel, and it subscribes again with its last offset and epoch: the time from sending that subscribe to its reply, and the frames it took',
+    },
   ]
   list.sort((a, b) => SCENARIO_IDS.indexOf(a.id) - SCENARIO_IDS.indexOf(b.id))
   if (options.quick) {
@@ -248,6 +311,11 @@ export function scenarios(
     const broadcast = list.find((s) => s.id === 'broadcast-10k')!
     broadcast.title = 'broadcast 64 B to 3,000 subscribers (quick), 8 broadcasts in flight'
     broadcast.loadgen = ['--mode', 'sink', '--conns', '3000', '--window', '8']
+    const fanout = list.find((s) => s.id === 'realtime-fanout')!
+    fanout.title = 'real-time layer: a 64 B publication to 3,000 subscribers (quick), 8 in flight'
+    fanout.loadgen = ['--mode', 'sink', '--conns', '3000', '--window', '8', '--text']
+    list.find((s) => s.id === 'realtime-idle')!.title =
+      'real-time layer: idle memory per subscribed session, 2,000 sessions (quick)'
     list.find((s) => s.id === 'idle-10k')!.title = 'idle memory per connection, 2,000 connections (quick)'
     if (options.only === undefined)
       list.splice(
@@ -265,7 +333,10 @@ export function scenarios(
   }
   if (options.servers !== undefined) {
     const wanted = new Set<ServerId>(['rally', ...options.servers])
-    selected = selected.map((s) => ({ ...s, servers: s.servers.filter((id) => wanted.has(id)) }))
+    selected = selected.map((s) => ({
+      ...s,
+      servers: s.servers.filter((id) => wanted.has(id) || id === subjectOf(s)),
+    }))
   }
   return selected
 }

@@ -3,7 +3,7 @@
  * pair within a repetition (servers are interleaved, so a pair shares the machine's state).
  */
 import type { Sample } from './measure.js'
-import { type Scenario, SERVERS, type ServerId } from './scenarios.js'
+import { type Scenario, SERVERS, type ServerId, subjectOf } from './scenarios.js'
 
 export interface Spread {
   median: number
@@ -30,7 +30,10 @@ export interface ServerSummary {
   p99: Spread
   serverCpuUtil: Spread
   loadgenCpuUtil: Spread
-  /** Rally/this on the headline figure, pair by pair (undefined for Rally itself). */
+  /**
+   * Subject/this on the headline figure, pair by pair (undefined for the subject itself): the
+   * subject is Rally, or Rally's real-time layer in its own scenarios.
+   */
   ratio?: Spread
   /** Rally/this on raw throughput (throughput scenarios). */
   ratioPerSecond?: Spread
@@ -54,15 +57,14 @@ export function pairRatios(
   peer: ServerId,
   key: 'headline' | 'perSecond' | 'serverRssKiB',
 ): Spread {
-  const rally = samples.rally ?? []
+  const subject = samples[subjectOf(scenario)] ?? []
   const other = samples[peer] ?? []
   const ratios: number[] = []
-  for (const a of rally) {
+  for (const a of subject) {
     const b = other.find((sample) => sample.rep === a.rep)
     // A missing figure is NaN, which spread() leaves out.
     if (b !== undefined) ratios.push((a[key] ?? Number.NaN) / (b[key] ?? Number.NaN))
   }
-  void scenario
   return spread(ratios)
 }
 
@@ -80,8 +82,9 @@ export function summarize(scenario: Scenario, samples: Record<string, Sample[]>)
       serverCpuUtil: spread(list.map((s) => s.serverCpuUtil)),
       loadgenCpuUtil: spread(list.map((s) => s.loadgenCpuUtil)),
     }
-    if (scenario.kind !== 'memory') summary.rss = spread(list.map((s) => s.serverRssKiB ?? Number.NaN))
-    if (id !== 'rally' && samples.rally !== undefined) {
+    if (scenario.kind !== 'memory' && scenario.kind !== 'recovery')
+      summary.rss = spread(list.map((s) => s.serverRssKiB ?? Number.NaN))
+    if (id !== subjectOf(scenario) && samples[subjectOf(scenario)] !== undefined) {
       summary.ratio = pairRatios(scenario, samples, id, 'headline')
       if (scenario.kind !== 'memory') {
         summary.ratioPerSecond = pairRatios(scenario, samples, id, 'perSecond')

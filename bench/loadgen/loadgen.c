@@ -70,6 +70,12 @@ static double opt_warmup = 1.0;
 static double opt_duration = 3.0;
 static int opt_server_pid = 0;
 static int opt_connect_concurrency = 256;
+/* What subscribers (sink) and idle connections speak after the upgrade: nothing (plain
+ * WebSocket), rally.v1 (connect, then subscribe to --channel) or Socket.IO 4 over its websocket
+ * transport (Engine.IO open, namespace connect, then a "join" event with an ack). */
+enum { PROTO_WS, PROTO_RALLY, PROTO_SOCKETIO };
+static int opt_proto = PROTO_WS;
+static const char *opt_channel = "bench";
 
 /* ------------------------------------------------------------------ clock, histogram */
 
@@ -209,6 +215,7 @@ typedef struct conn {
   uint8_t opcode;
   uint8_t fin;
   uint8_t prefix_have;
+  uint8_t proto_state; /* protocol handshake progress, see proto_message() */
   uint8_t mask[4];
   uint8_t hdr[14];
   uint8_t prefix[16];
@@ -253,6 +260,7 @@ static uint8_t mask_key[4];
 static uint64_t messages, rx_bytes, tx_messages, handshakes;
 static uint64_t errors, server_closes, handshake_failures, stalls, masked_frames;
 static int connected, connect_failed;
+static int subscribed; /* connections whose subscription the server confirmed (--proto) */
 static int phase_measure = 0;
 
 /* sink */
@@ -332,9 +340,12 @@ static int start_connect(conn *c) {
   return 0;
 }
 
-static int build_request(char *buf, size_t cap, const char *path) {
-  char ext[600] = "";
-  if (opt_offer != NULL) snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", opt_offer);
+static int build_request(char *buf, size_t cap, const char *path, int with_protocol) {
+  char ext[700] = "";
+  size_t used = 0;
+  if (opt_offer != NULL) used = (size_t)snprintf(ext, sizeof ext, "Sec-WebSocket-Extensions: %s\r\n", opt_offer);
+  if (with_protocol && opt_proto == PROTO_RALLY && used < sizeof ext)
+    snprintf(ext + used, sizeof ext - used, "Sec-WebSocket-Protocol: rally.v1\r\n");
   return snprintf(buf, cap,
                   "GET %s HTTP/1.1\r\n"
                   "Host: %s:%d\r\n"
@@ -466,11 +477,19 @@ static void send_trigger(uint64_t t) {
   if (c->pbuf_len + TRIGGER_FRAME > TRIGGER_FRAME * 64) return;
   uint8_t payload[TRIGGER_PAYLOAD];
   memset(payload, 'x', sizeof payload);
-  memcpy(payload, &t, 8); /* little-endian on x86 and arm64 */
   uint64_t seq = trig_sent;
-  memcpy(payload + 8, &seq, 8);
+  if (opt_text) {
+    /* Text (the real-time servers publish it as a JSON string): the same fields in hex. Latency
+     * is not read back from these (see on_message). */
+    char hex[33];
+    snprintf(hex, sizeof hex, "%016llx%016llx", (unsigned long long)t, (unsigned long long)seq);
+    memcpy(payload, hex, 32);
+  } else {
+    memcpy(payload, &t, 8); /* little-endian on x86 and arm64 */
+    memcpy(payload + 8, &seq, 8);
+  }
   uint8_t *out = c->pbuf + c->pbuf_len;
-  size_t h = frame_header(out, 2, 0, TRIGGER_PAYLOAD);
+  size_t h = frame_header(out, opt_text ? 1 : 2, 0, TRIGGER_PAYLOAD);
   for (int i = 0; i < TRIGGER_PAYLOAD; i++) out[h + i] = payload[i] ^ mask_key[i & 3];
   c->pbuf_len += (uint32_t)(h + TRIGGER_PAYLOAD);
   trig_sent++;
@@ -492,7 +511,81 @@ static void pump_triggers(uint64_t t) {
 
 /* ------------------------------------------------------------------ input */
 
+/* Sends one small text frame (a protocol command) on a subscriber; they are a few dozen bytes on
+ * an otherwise quiet socket, so a short write is counted as an error rather than queued. */
+static void send_text(conn *c, const char *text) {
+  uint8_t frame[256];
+  size_t len = strlen(text);
+  if (len > sizeof frame - 14) return;
+  size_t h = frame_header(frame, 1, 0, len);
+  for (size_t i = 0; i < len; i++) frame[h + i] = (uint8_t)text[i] ^ mask_key[i & 3];
+  ssize_t w = send(c->fd, frame, h + len, MSG_NOSIGNAL);
+  if (w != (ssize_t)(h + len)) errors++;
+}
+
+static int prefix_is(const conn *c, const char *text) {
+  size_t n = strlen(text);
+  return c->prefix_have >= n && memcmp(c->prefix, text, n) == 0;
+}
+
+/* The commands a --proto connection sends first: rally.v1 needs connect before anything else
+ * (docs/protocol.md) and keeps later commands until connect is answered, so both go at once. */
+static void proto_start(conn *c) {
+  if (opt_proto == PROTO_RALLY) {
+    char subscribe[200];
+    snprintf(subscribe, sizeof subscribe, "{\"id\":2,\"cmd\":\"subscribe\",\"channel\":\"%s\"}", opt_channel);
+    send_text(c, "{\"id\":1,\"cmd\":\"connect\",\"version\":1}");
+    send_text(c, subscribe);
+    c->proto_state = 1;
+  }
+  /* Socket.IO: the server speaks first (the Engine.IO open packet). */
+}
+
+/*
+ * A complete text message on a --proto subscriber (its first 16 bytes in c->prefix, its length in
+ * c->payload_pos): answers what the protocol requires and returns 1 for a delivery (a publication),
+ * 0 for protocol traffic, which is not counted.
+ */
+static int proto_message(conn *c) {
+  if (opt_proto == PROTO_RALLY) {
+    if (prefix_is(c, "{\"push\":\"pub\"")) return 1;
+    if (prefix_is(c, "{\"push\":\"ping\"")) send_text(c, "{\"cmd\":\"pong\"}");
+    else if (prefix_is(c, "{\"id\":2,\"result\"") && c->proto_state == 1) {
+      c->proto_state = 2;
+      subscribed++;
+    } else if (prefix_is(c, "{\"id\":") && c->prefix_have >= 14 && memcmp(c->prefix + 8, "\"error", 6) == 0) {
+      static int shown = 0;
+      if (!shown++) fprintf(stderr, "loadgen: rally.v1 command refused: %.*s\n", c->prefix_have, c->prefix);
+      errors++;
+    }
+    return 0;
+  }
+  /* Engine.IO v4 packet types: 0 open, 2 ping, 3 pong, 4 message; Socket.IO inside 4: 0 connect,
+   * 2 event, 3 ack, 4 connect error. */
+  if (c->payload_pos == 1 && c->prefix[0] == '2') {
+    send_text(c, "3");
+    return 0;
+  }
+  if (prefix_is(c, "42")) return 1;
+  if (prefix_is(c, "0") && c->proto_state == 0) {
+    send_text(c, "40");
+    c->proto_state = 1;
+  } else if (prefix_is(c, "40") && c->proto_state == 1) {
+    char join[200];
+    snprintf(join, sizeof join, "421[\"join\",\"%s\"]", opt_channel);
+    send_text(c, join);
+    c->proto_state = 2;
+  } else if (prefix_is(c, "431") && c->proto_state == 2) {
+    c->proto_state = 3;
+    subscribed++;
+  } else if (prefix_is(c, "44")) {
+    errors++;
+  }
+  return 0;
+}
+
 static void on_message(conn *c, uint64_t t) {
+  if (opt_proto != PROTO_WS && c->role == ROLE_PLAIN && !proto_message(c)) return;
   if (opt_mode == MODE_ECHO) {
     if (c->inflight > 0) {
       uint64_t sent = c->ring[c->ring_tail];
@@ -505,7 +598,7 @@ static void on_message(conn *c, uint64_t t) {
     deliveries_all++;
     last_delivery_ns = t;
     messages++;
-    if (c->prefix_have >= 8) {
+    if (c->prefix_have >= 8 && !opt_text && opt_proto == PROTO_WS) {
       uint64_t sent;
       memcpy(&sent, c->prefix, 8);
       if (sent <= t) hist_record(t - sent);
@@ -555,7 +648,7 @@ static uint32_t parse_frames(conn *c, const uint8_t *buf, size_t n, uint64_t t) 
     }
     size_t avail = n - pos;
     size_t take = c->remaining < avail ? (size_t)c->remaining : avail;
-    if (opt_mode == MODE_SINK && c->prefix_have < 16 && take > 0) {
+    if ((opt_mode == MODE_SINK || opt_proto != PROTO_WS) && c->prefix_have < 16 && take > 0) {
       size_t want = 16 - c->prefix_have;
       if (want > take) want = take;
       for (size_t i = 0; i < want; i++) {
@@ -638,6 +731,7 @@ static void on_handshake_done(conn *c, uint64_t t, const char *leftover, size_t 
   }
   c->state = C_OPEN;
   connected++;
+  if (opt_proto != PROTO_WS && c->role == ROLE_PLAIN) proto_start(c);
   if (leftover_len > 0) {
     char tmp[2048];
     memcpy(tmp, leftover, leftover_len);
@@ -778,7 +872,8 @@ static void usage(void) {
           "usage: loadgen --mode echo|sink|handshake|idle --port P [--host 127.0.0.1] [--path /]\n"
           "  [--conns N] [--window W] [--size BYTES | --payload-file F] [--text]\n"
           "  [--deflate-file F --offer 'permessage-deflate; ...'] [--warmup S] [--duration S]\n"
-          "  [--server-pid PID] [--sub-path /sub] [--pub-path /pub] [--connect-concurrency C]\n");
+          "  [--server-pid PID] [--sub-path /sub] [--pub-path /pub] [--connect-concurrency C]\n"
+          "  [--proto ws|rally|socketio] [--channel NAME]\n");
   exit(2);
 }
 
@@ -809,6 +904,13 @@ int main(int argc, char **argv) {
     else if (ARG("--duration")) opt_duration = atof(v);
     else if (ARG("--server-pid")) opt_server_pid = atoi(v);
     else if (ARG("--connect-concurrency")) opt_connect_concurrency = atoi(v);
+    else if (ARG("--channel")) opt_channel = v;
+    else if (ARG("--proto")) {
+      if (strcmp(v, "ws") == 0) opt_proto = PROTO_WS;
+      else if (strcmp(v, "rally") == 0) opt_proto = PROTO_RALLY;
+      else if (strcmp(v, "socketio") == 0) opt_proto = PROTO_SOCKETIO;
+      else usage();
+    }
     else usage();
 #undef ARG
   }
@@ -833,8 +935,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 4; i++) mask_key[i] = (uint8_t)((seed >> (i * 8)) | 1);
 
   request_len = build_request(request_buf, sizeof request_buf,
-                              opt_mode == MODE_SINK ? opt_sub_path : opt_path);
-  request_pub_len = build_request(request_pub_buf, sizeof request_pub_buf, opt_pub_path);
+                              opt_mode == MODE_SINK ? opt_sub_path : opt_path, 1);
+  request_pub_len = build_request(request_pub_buf, sizeof request_pub_buf, opt_pub_path, 0);
 
   epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) die("epoll_create1");
@@ -848,6 +950,19 @@ int main(int argc, char **argv) {
   double connect_s = 0;
   if (opt_mode != MODE_HANDSHAKE) {
     open_connections(0, opt_conns, ROLE_PLAIN, 60);
+    if (opt_proto != PROTO_WS) {
+      /* Publications start only once every open connection is subscribed. */
+      uint64_t deadline = now_ns() + 60000000000ull;
+      int open_now = 0;
+      for (int i = 0; i < opt_conns; i++) open_now += conns[i].state == C_OPEN;
+      while (subscribed < open_now && now_ns() < deadline && !stop_requested) {
+        poll_once(5);
+        open_now = 0;
+        for (int i = 0; i < opt_conns; i++) open_now += conns[i].state == C_OPEN;
+      }
+      if (subscribed < open_now)
+        fprintf(stderr, "loadgen: only %d of %d connections subscribed\n", subscribed, open_now);
+    }
     if (opt_mode == MODE_SINK) {
       open_connections(opt_conns, opt_conns + 1, ROLE_PUB, 10);
       publisher = &conns[opt_conns];
@@ -954,7 +1069,7 @@ int main(int argc, char **argv) {
          "\"server_rss_start_kib\":%.0f,\"server_rss_end_kib\":%.0f,\"server_rss_peak_kib\":%.0f,"
          "\"server_rss_samples\":%u,"
          "\"errors\":%llu,\"server_closes\":%llu,\"handshake_failures\":%llu,\"failed_at_open\":%d,"
-         "\"stalls\":%llu,\"lost\":%llu,\"masked_frames\":%llu}\n",
+         "\"stalls\":%llu,\"lost\":%llu,\"masked_frames\":%llu,\"subscribed\":%d}\n",
          mode_name, opt_conns, opt_window, opened, still_open, connect_s, payload_len, echo_frame_len, wall,
          count, count / wall, (unsigned long long)rx_bytes, (double)rx_bytes / wall,
          (unsigned long long)tx_messages, (unsigned long long)hist_count, hist_percentile(0.5) / 1e3,
@@ -963,6 +1078,6 @@ int main(int argc, char **argv) {
          self_cpu, self_cpu / wall, rss_first_kib, rss_last_kib, rss_peak_kib, rss_samples,
          (unsigned long long)errors, (unsigned long long)server_closes,
          (unsigned long long)handshake_failures, failed_at_open, (unsigned long long)stalls,
-         (unsigned long long)deliveries_lost, (unsigned long long)masked_frames);
+         (unsigned long long)deliveries_lost, (unsigned long long)masked_frames, subscribed);
   return 0;
 }

@@ -63,6 +63,7 @@ import {
 } from './transport.js'
 import { resolveTransports, type TransportName } from './transports/index.js'
 import { rememberedTransport, rememberTransport } from './transports/memory.js'
+import { DEFAULT_PROBE_INTERVAL, probeTransport } from './transports/probe.js'
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'closed'
 
@@ -121,6 +122,12 @@ export interface RallyClientOptions {
    * Default protocol.ts's `silenceLimit` (two intervals plus a margin: one lost ping is tolerated).
    */
   silenceLimit?: (ping: number) => number
+  /**
+   * Ms between probes of the first of `transports` while connected over a later one (a
+   * fallback); when a probe gets a connect reply, the client moves back to it (subscriptions
+   * recover across the switch). Default 60000; false never probes.
+   */
+  probeInterval?: number | false
   /** The clock, for tests. Default Date.now. */
   now?: () => number
 }
@@ -171,6 +178,9 @@ interface Link {
   advice: DisconnectReason | undefined
   /** The transport opened (a failure before that may mean this transport cannot work here). */
   opened: boolean
+  /** While on a fallback transport: the next probe of the preferred one, or the probe running. */
+  probeTimer?: ReturnType<typeof setTimeout> | undefined
+  probe?: { cancel(): void } | undefined
 }
 
 let instanceCounter = 0
@@ -448,6 +458,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     link.connected = true
     this.workingTransport = this.transportIndex
     if (this.transports.length > 1) rememberTransport(this.url, link.transportName)
+    if (this.transportIndex > 0) this.scheduleProbe(link)
     this._clientId = result.client
     this.connectedAt = this.now()
     this.retriedWithFreshToken = false
@@ -617,11 +628,43 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   }
 
   /** Forgets a connection: timers, awaited replies; calls in flight are put back or rejected. */
+  /** On a fallback: try the preferred transport now and then, and move back when it works. */
+  private scheduleProbe(link: Link): void {
+    const interval = this.options.probeInterval ?? DEFAULT_PROBE_INTERVAL
+    if (interval === false) return
+    link.probeTimer = setTimeout(() => {
+      if (this.link !== link) return
+      const timeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
+      const probe = probeTransport(this.transports[0]!, this.url, timeout, this.token)
+      link.probe = probe
+      void probe.result.then((works) => {
+        link.probe = undefined
+        if (this.link !== link) return
+        // An RPC in flight would be lost with the connection (it may or may not have run):
+        // switch only between them, so that the app sees nothing but a recovered resubscribe.
+        const rpcInFlight = [...this.inFlight.values()].some((call) => call.kind === 'rpc')
+        if (!works || rpcInFlight) {
+          this.scheduleProbe(link)
+          return
+        }
+        this.transportIndex = 0
+        this.workingTransport = undefined
+        this.dropLink({
+          code: 1000,
+          reason: `moving to ${this.transports[0]!.name}, which works again`,
+          reconnect: true,
+        })
+      })
+    }, interval)
+  }
+
   private teardownLink(link: Link): void {
     if (this.link === link) this.link = undefined
     clearTimer(link.silenceTimer)
     clearTimer(link.connectTimer)
     clearTimer(link.refreshTimer)
+    clearTimer(link.probeTimer)
+    link.probe?.cancel()
     link.replies.clear()
     const lost = [...this.inFlight.values()].sort((a, b) => b.sequence - a.sequence)
     this.inFlight.clear()

@@ -1,6 +1,8 @@
 /**
  * Flag parsing shared by the subcommands: unknown or malformed flags exit 2 with one line.
  */
+
+import type { AddressInfo } from 'node:net'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 
 export class UsageError extends Error {
@@ -71,4 +73,50 @@ export function exitOnSignal(shutdown: () => Promise<unknown>): void {
   }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
+}
+
+/** What a server subcommand (`echo`, `relay`) reads from its flags. */
+export interface ServerCommandFlags {
+  values: Record<string, string | boolean | string[] | undefined>
+  host: string
+  port: number
+}
+
+/**
+ * The flags every server subcommand shares (`--host`, default 127.0.0.1; `--port`; `--help`)
+ * plus its own `extra` ones. Undefined when `--help` was given: the help is printed, nothing runs.
+ */
+export function parseServerCommand(
+  argv: string[],
+  help: string,
+  defaultPort: number,
+  extra: Options = {},
+): ServerCommandFlags | undefined {
+  const { values } = parseFlags(argv, {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    ...extra,
+    help: { type: 'boolean', short: 'h' },
+  })
+  if (values.help) {
+    console.log(help)
+    return undefined
+  }
+  const host = (values.host as string | undefined) ?? '127.0.0.1'
+  return { values, host, port: parsePort(values.port as string | undefined, defaultPort) }
+}
+
+/**
+ * Readies `server` and prints "listening on SCHEME://HOST:PORT" — the line scripts and tests wait
+ * for. The signal handlers go in first: whoever reads that line may signal at once.
+ */
+export async function announceWhenListening(
+  server: { ready(): Promise<unknown>; close(): Promise<unknown>; address(): AddressInfo | undefined },
+  scheme: 'ws' | 'wss',
+): Promise<void> {
+  exitOnSignal(() => server.close())
+  await server.ready()
+  const address = server.address()!
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  console.log(`listening on ${scheme}://${shownHost}:${address.port}`)
 }

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { createServer } from '../server/server.js'
-import { exitOnSignal, parseFlags, parsePort, parseSize, UsageError } from './args.js'
+import { announceWhenListening, parseServerCommand, parseSize, UsageError } from './args.js'
 
 export const ECHO_HELP = `Usage: rally echo [--host 127.0.0.1] [--port 9001] [--deflate] [--tls-cert FILE --tls-key FILE] [--max-payload BYTES]
 
@@ -17,21 +17,14 @@ SIGINT or SIGTERM closes every connection with 1001 and exits 0.`
 const ECHO_MAX_PAYLOAD = 64 * 1024 * 1024
 
 export async function runEcho(argv: string[]): Promise<void> {
-  const { values } = parseFlags(argv, {
-    host: { type: 'string' },
-    port: { type: 'string' },
+  const flags = parseServerCommand(argv, ECHO_HELP, 9001, {
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
     'max-payload': { type: 'string' },
     deflate: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
   })
-  if (values.help) {
-    console.log(ECHO_HELP)
-    return
-  }
-  const host = (values.host as string | undefined) ?? '127.0.0.1'
-  const port = parsePort(values.port as string | undefined, 9001)
+  if (flags === undefined) return
+  const { values, host, port } = flags
   const maxPayload = parseSize('max-payload', values['max-payload'] as string | undefined, ECHO_MAX_PAYLOAD)
   const certFile = values['tls-cert'] as string | undefined
   const keyFile = values['tls-key'] as string | undefined
@@ -68,10 +61,5 @@ export async function runEcho(argv: string[]): Promise<void> {
       // Peers that break the protocol are expected here; they get their close code.
     },
   })
-  // Before the readiness line: whoever reads it may signal at once.
-  exitOnSignal(() => server.close())
-  await server.ready()
-  const address = server.address()!
-  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  console.log(`listening on ${tls ? 'wss' : 'ws'}://${shownHost}:${address.port}`)
+  await announceWhenListening(server, tls ? 'wss' : 'ws')
 }

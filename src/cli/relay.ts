@@ -4,7 +4,7 @@
  * compressed once per message).
  */
 import { createServer } from '../server/server.js'
-import { exitOnSignal, parseFlags, parsePort } from './args.js'
+import { announceWhenListening, parseServerCommand } from './args.js'
 
 export const RELAY_HELP = `Usage: rally relay [--host 127.0.0.1] [--port 9002] [--deflate]
 
@@ -13,18 +13,9 @@ Prints "listening on ws://HOST:PORT" when ready; SIGINT or SIGTERM closes every 
 1001 and exits 0.`
 
 export async function runRelay(argv: string[]): Promise<void> {
-  const { values } = parseFlags(argv, {
-    host: { type: 'string' },
-    port: { type: 'string' },
-    deflate: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  })
-  if (values.help) {
-    console.log(RELAY_HELP)
-    return
-  }
-  const host = (values.host as string | undefined) ?? '127.0.0.1'
-  const port = parsePort(values.port as string | undefined, 9002)
+  const flags = parseServerCommand(argv, RELAY_HELP, 9002, { deflate: { type: 'boolean' } })
+  if (flags === undefined) return
+  const { values, host, port } = flags
   const server = createServer<{ topic: string }>({
     host,
     port,
@@ -45,10 +36,5 @@ export async function runRelay(argv: string[]): Promise<void> {
       // Peers that break the protocol get their close code; the relay carries on.
     },
   })
-  // Before the readiness line: whoever reads it may signal at once.
-  exitOnSignal(() => server.close())
-  await server.ready()
-  const address = server.address()!
-  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  console.log(`listening on ws://${shownHost}:${address.port}`)
+  await announceWhenListening(server, 'ws')
 }

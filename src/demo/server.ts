@@ -11,6 +11,7 @@ import { Hono } from 'hono'
 import { createNodeWebSocket } from '../adapters/hono/index.js'
 import type { ServerStats } from '../server/types.js'
 import { ChatRooms } from './chat.js'
+import { installLive, type Live } from './live.js'
 
 /** demo/public, from src/demo (tsx) and dist/demo (built) alike. */
 const PUBLIC_DIR = fileURLToPath(new URL('../../demo/public/', import.meta.url))
@@ -20,11 +21,15 @@ export interface DemoOptions {
   host?: string
   /** How often the dashboard figures are pushed (ms). Default 1000. */
   statsInterval?: number
+  /** Bearer token for POST /api/notify; default RALLY_NOTIFY_TOKEN, else a random one. */
+  notifyToken?: string
 }
 
 export interface Demo {
   server: Server
   port: number
+  /** The realtime layer (chat, notifications) and the notify endpoint's token. */
+  live: Live
   close(): Promise<void>
 }
 
@@ -44,7 +49,7 @@ export interface DashboardSample {
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const app = new Hono()
   const chat = new ChatRooms()
-  const { upgradeWebSocket, injectWebSocket, rally } = createNodeWebSocket({
+  const nodeWebSocket = createNodeWebSocket({
     app,
     perMessageDeflate: true,
     error(error) {
@@ -52,6 +57,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       if (!(error instanceof Error) || error.name !== 'ProtocolError') console.error(error)
     },
   })
+  const { upgradeWebSocket, injectWebSocket, rally } = nodeWebSocket
 
   app.get(
     '/realtime',
@@ -84,6 +90,9 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       },
     })),
   )
+
+  // The realtime layer at /rt, POST /api/notify and /rally/client/*.js, before the static files.
+  const live = installLive(app, nodeWebSocket, { notifyToken: options.notifyToken })
 
   app.get('/', (c) => c.redirect('/index.html'))
   app.get('/chat', (c) => c.redirect('/chat.html'))
@@ -136,9 +145,11 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   return {
     server,
     port,
+    live,
     async close() {
       clearInterval(timer)
       lag.disable()
+      await live.close()
       await rally.close()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },

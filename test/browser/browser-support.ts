@@ -1,0 +1,52 @@
+/** What the demo's browser tests share: Chromium (Debian's, through playwright-core) and checks. */
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import type { Page } from 'playwright-core'
+
+export const CHROMIUM = '/usr/bin/chromium'
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+]
+
+/** A phone's viewport, the narrowest the demo's pages must fit. */
+export const PHONE = { width: 390, height: 844 }
+
+export function assertChromium(): void {
+  assert.ok(
+    existsSync(CHROMIUM),
+    `${CHROMIUM} is missing: the test set-up (scripts/ensure-system-deps.mjs) installs it`,
+  )
+}
+
+/** Resolves when `promise` does, or after `ms` — so that a wedged browser cannot hang the run. */
+export function bounded(promise: Promise<unknown> | undefined, ms: number): Promise<unknown> {
+  return Promise.race([promise, new Promise((resolve) => setTimeout(resolve, ms).unref())])
+}
+
+/** Console errors and uncaught exceptions of a page, collected from its opening. */
+export function collectErrors(page: Page): string[] {
+  const errors: string[] = []
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text())
+  })
+  page.on('pageerror', (error) => errors.push(error.message))
+  return errors
+}
+
+/** Nothing wider than the viewport: no horizontal scrolling. */
+export async function assertNoHorizontalScroll(page: Page): Promise<void> {
+  // A string: it runs in the page, which has a DOM; this file does not.
+  const widths = (await page.evaluate(
+    '({ scroll: document.documentElement.scrollWidth, viewport: window.innerWidth })',
+  )) as { scroll: number; viewport: number }
+  assert.ok(
+    widths.scroll <= widths.viewport,
+    `page is ${widths.scroll} px wide in a ${widths.viewport} px viewport`,
+  )
+}

@@ -4,10 +4,11 @@
  * permessage-deflate, then hands the socket to the same driver as the server's. Both client APIs
  * — the WHATWG `WebSocket` and `rallyjs/ws`'s ws-compatible one — are thin façades over it.
  */
+import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2'
 import { isIP, type Socket, connect as tcpConnect } from 'node:net'
 import { type ConnectionOptions as TlsConnectOptions, connect as tlsConnect } from 'node:tls'
 import { DeflateCodec } from '../node/deflate.js'
-import { type DriverListener, SocketDriver } from '../node/socket-driver.js'
+import { type DriverListener, type DriverStream, SocketDriver } from '../node/socket-driver.js'
 import { parseExtensions } from '../protocol/extensions/extension-header.js'
 import {
   acceptServerResponse,
@@ -30,6 +31,13 @@ import {
   resolveLimits,
   validateResponse,
 } from '../protocol/index.js'
+import {
+  headFromResponse,
+  openWebSocketStream,
+  releaseShared,
+  sharedSession,
+  whenSettingsKnown,
+} from './http2-dial.js'
 
 export interface ClientOptions {
   /** Extra request headers (Authorization, Cookie, Origin...). */
@@ -55,6 +63,14 @@ export interface ClientOptions {
    * A server response that breaks RFC 7692 fails the connection with 1010.
    */
   perMessageDeflate?: boolean | PerMessageDeflateOptions
+  /**
+   * wss:// only: open the WebSocket as a stream of an HTTP/2 connection (RFC 8441) when the
+   * server advertises SETTINGS_ENABLE_CONNECT_PROTOCOL, HTTP/1.1 otherwise. `true` shares one
+   * connection among the WebSockets to the same origin made with the same `tls` options object
+   * (closed when its last WebSocket closes); a `ClientHttp2Session` (from `http2.connect`) is used
+   * as it is and left open. Default false.
+   */
+  http2?: boolean | ClientHttp2Session
 }
 
 /** What the API façade hears, on top of the driver's events. */
@@ -112,7 +128,11 @@ export function parseProtocols(protocols: string | readonly string[] | undefined
 
 export class ClientConnection {
   readonly url: URL
-  readonly socket: Socket
+  /** The TCP or TLS socket; over HTTP/2, the session's (shared: never written to directly). */
+  socket: Socket
+  /** The WebSocket's HTTP/2 stream, when it runs over HTTP/2. */
+  private http2Stream: ClientHttp2Stream | undefined
+  private http2Shared: ClientHttp2Session | undefined
   /** Set once the 101 is accepted. */
   driver: SocketDriver | undefined
   protocol = ''
@@ -154,6 +174,30 @@ export class ClientConnection {
       extensions: this.deflateOptions === undefined ? undefined : buildClientOffer(this.deflateOptions),
       headers: headerEntries(options.headers),
     })
+    const http2 = options.http2
+    if (secure && http2 !== undefined && http2 !== false) {
+      const session = http2 === true ? sharedSession(`https://${url.host}`, options.tls) : http2
+      if (http2 === true) this.http2Shared = session
+      this.socket = session.socket as Socket
+      this.startHandshakeTimer(options)
+      const dialHttp1 = () => this.dialHttp1(request, hostname, port, secure)
+      this.dialHttp2(session, protocols, headerEntries(options.headers), dialHttp1)
+      return
+    }
+    this.socket = this.dialHttp1(request, hostname, port, secure)
+  }
+
+  private startHandshakeTimer(options: ClientOptions): void {
+    this.handshakeTimer = setTimeout(
+      () => this.fail('Opening handshake timed out', undefined, undefined),
+      options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+    )
+    this.handshakeTimer.unref()
+  }
+
+  /** Dials TCP or TLS and sends the HTTP/1.1 upgrade request. */
+  private dialHttp1(request: string, hostname: string, port: number, secure: boolean): Socket {
+    const options = this.options
     this.socket = secure
       ? tlsConnect({
           host: hostname,
@@ -166,16 +210,92 @@ export class ClientConnection {
       : tcpConnect({ host: hostname, port })
     const socket = this.socket
     socket.setNoDelay(true)
-    this.handshakeTimer = setTimeout(
-      () => this.fail('Opening handshake timed out', undefined, undefined),
-      options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
-    )
-    this.handshakeTimer.unref()
+    if (this.handshakeTimer === undefined) this.startHandshakeTimer(options)
     socket.once(secure ? 'secureConnect' : 'connect', () => socket.write(request))
     this.headParser = new HttpHeadParser(this.limits)
     socket.on('data', this.onHandshakeData)
     socket.on('error', this.onHandshakeError)
     socket.on('close', this.onHandshakeClose)
+    return socket
+  }
+
+  /**
+   * RFC 8441: waits for the server's SETTINGS; with SETTINGS_ENABLE_CONNECT_PROTOCOL, sends the
+   * extended CONNECT and opens on its 200; without, dials HTTP/1.1 instead.
+   */
+  private dialHttp2(
+    session: ClientHttp2Session,
+    protocols: readonly string[],
+    headers: [string, string][],
+    dialHttp1: () => void,
+  ): void {
+    whenSettingsKnown(
+      session,
+      (supported) => {
+        if (this.failed) return
+        if (!supported) {
+          this.releaseSession()
+          dialHttp1()
+          return
+        }
+        const offer = this.deflateOptions === undefined ? undefined : buildClientOffer(this.deflateOptions)
+        let stream: ClientHttp2Stream
+        try {
+          stream = openWebSocketStream(session, this.url, protocols, offer, headers)
+        } catch (error) {
+          this.fail(error instanceof Error ? error.message : String(error), error, undefined)
+          return
+        }
+        this.http2Stream = stream
+        stream.on('error', this.onHandshakeError)
+        stream.once('close', this.onHandshakeClose)
+        stream.once('close', () => this.releaseSession())
+        stream.once('response', (responseHeaders) => this.onHttp2Response(responseHeaders))
+      },
+      (error) => this.fail(error.message, error, undefined),
+    )
+  }
+
+  private onHttp2Response(responseHeaders: import('node:http2').IncomingHttpHeaders): void {
+    const head = headFromResponse(responseHeaders)
+    const status = Number(responseHeaders[':status'])
+    // RFC 8441 5: a 2xx answer opens the WebSocket (Rally's server sends 200); anything else is a
+    // failure to connect, reported with the response.
+    if (!(status >= 200 && status < 300)) {
+      this.fail(`Unexpected response status ${status}`, undefined, head)
+      return
+    }
+    const fields = head.fields
+    let compression: DeflateCodec | undefined
+    let extensionFailure: string | undefined
+    const chosen = fields['sec-websocket-protocol']
+    if (chosen !== undefined) {
+      if (chosen.length !== 1 || !this.offeredProtocols.includes(chosen[0]!)) {
+        this.fail('Server chose a subprotocol the client did not offer', undefined, head)
+        return
+      }
+      this.protocol = chosen[0]!
+    }
+    const extensions = fields['sec-websocket-extensions']
+    if (extensions !== undefined) {
+      if (this.deflateOptions === undefined) {
+        this.fail('Server accepted an extension the client did not offer', undefined, head)
+        return
+      }
+      this.extensions = extensions.join(', ')
+      const outcome = this.negotiateDeflate(extensions)
+      if (typeof outcome === 'string') extensionFailure = outcome
+      else compression = outcome
+    }
+    this.open(head, new Uint8Array(0), compression, extensionFailure)
+  }
+
+  /** A shared session's use ends once (its last user closes it). */
+  private releaseSession(): void {
+    const shared = this.http2Shared
+    if (shared === undefined) return
+    this.http2Shared = undefined
+    releaseShared(shared)
   }
 
   /** Gives up before the connection opens; `onConnectFailure` reports `message`. */
@@ -250,10 +370,17 @@ export class ClientConnection {
   ): void {
     clearTimeout(this.handshakeTimer)
     this.headParser = undefined
-    const socket = this.socket
-    socket.removeListener('data', this.onHandshakeData)
-    socket.removeListener('error', this.onHandshakeError)
-    socket.removeListener('close', this.onHandshakeClose)
+    let socket: DriverStream
+    if (this.http2Stream !== undefined) {
+      socket = this.http2Stream
+      socket.removeListener('error', this.onHandshakeError)
+      socket.removeListener('close', this.onHandshakeClose)
+    } else {
+      socket = this.socket
+      socket.removeListener('data', this.onHandshakeData)
+      socket.removeListener('error', this.onHandshakeError)
+      socket.removeListener('close', this.onHandshakeClose)
+    }
     const driver = new SocketDriver('client', socket, this.listener, {
       limits: this.limits,
       autoPong: this.options.autoPong ?? true,
@@ -307,6 +434,22 @@ export class ClientConnection {
     if (this.failed || this.driver !== undefined) return
     this.failed = true
     clearTimeout(this.handshakeTimer)
+    if (this.http2Shared !== undefined || this.http2Stream !== undefined || this.options.http2) {
+      // Over HTTP/2 only our stream goes; the session is shared (or the application's).
+      const stream = this.http2Stream
+      if (stream !== undefined) {
+        stream.removeListener('close', this.onHandshakeClose)
+        stream.on('error', () => {})
+        // RST_STREAM CANCEL (RFC 8441 5), then released at once, unread input or not.
+        if (!stream.destroyed) stream.close(0x8)
+        stream.destroy()
+      }
+      this.releaseSession()
+      if (stream !== undefined || this.headParser === undefined) {
+        this.listener.onConnectFailure(message, error, response)
+        return
+      }
+    }
     const socket = this.socket
     socket.removeListener('data', this.onHandshakeData)
     socket.removeListener('close', this.onHandshakeClose)

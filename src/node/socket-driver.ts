@@ -132,8 +132,10 @@ export function remoteAddressOf(stream: Duplex): string {
  * HTTP/2 stream gets RST_STREAM with CANCEL (RFC 8441 5) and its connection's other streams go on.
  */
 function abortStream(stream: Duplex): void {
+  // close() alone waits for unread input to be consumed before the stream is destroyed (and
+  // 'close' comes); destroy() after it releases the stream now, keeping the CANCEL code.
   if (isHttp2Stream(stream) && !stream.destroyed) stream.close(HTTP2_CANCEL)
-  else stream.destroy()
+  stream.destroy()
 }
 
 type DrivenSocket = DriverStream & { [kDriver]?: SocketDriver }

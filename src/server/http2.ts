@@ -255,7 +255,7 @@ export function refuseStream(
   stream.on('error', ignoreError)
   if (stream.destroyed) return
   if (stream.headersSent) {
-    stream.close(http2Constants.NGHTTP2_CANCEL)
+    resetIfOpen(stream)
     return
   }
   const fields: Record<string, string> = {
@@ -275,6 +275,7 @@ export function refuseStream(
     stream.end(body)
   } catch {
     stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR)
+    stream.destroy()
     return
   }
   // What the peer still sends on this stream is read and dropped, so that flow control does not
@@ -285,6 +286,7 @@ export function refuseStream(
 
 function resetIfOpen(stream: ServerHttp2Stream): void {
   if (!stream.destroyed) stream.close(http2Constants.NGHTTP2_CANCEL)
+  stream.destroy()
 }
 
 function ignoreError(): void {}

@@ -218,6 +218,8 @@ export interface ServerFrame {
   payload: Buffer
 }
 
+let roundTrips = 0
+
 /** Minimal independent parser of server frames (not the library's own parser). */
 export class ServerFrameReader {
   private buffer: Buffer = Buffer.alloc(0)
@@ -407,6 +409,20 @@ export class RawPeer {
     assert.ok(Buffer.byteLength(result.reason) <= 123)
     await this.expectTcpClosed(ms)
     return result
+  }
+
+  /**
+   * Sends a ping and waits for its pong: the server has then read and handled everything written
+   * before the ping (RFC 6455 5.5.2 answers in order). The pong is taken out of `frames`; any other
+   * frame the server sent stays there for the test. Ends early if the server closes the connection.
+   */
+  async roundTrip(ms = 2000): Promise<void> {
+    const token = `round-trip-${++roundTrips}`
+    const isAnswer = (f: ServerFrame): boolean => f.opcode === Opcode.Pong && f.payload.toString() === token
+    this.send(Opcode.Ping, token)
+    await this.until(() => this.frames.some(isAnswer) || this.socket.closed, ms, `the pong to ${token}`)
+    const index = this.frames.findIndex(isAnswer)
+    if (index !== -1) this.frames.splice(index, 1)
   }
 
   describe(): string {

@@ -217,17 +217,25 @@ describe('connection caps', { timeout: 60_000 }, () => {
     const gate = new Promise<void>((resolve) => {
       release = resolve
     })
+    let slowStarted = (): void => {}
+    const slowUpgrade = new Promise<void>((resolve) => {
+      slowStarted = resolve
+    })
     await withServer(
       {
         maxConnections: 3,
         upgrade: async (req) => {
-          if (req.url === '/slow') await gate
+          if (req.url === '/slow') {
+            slowStarted()
+            await gate
+          }
           return undefined
         },
       },
       async (h) => {
         const pending = RawPeer.connect(h.port, { path: '/slow' })
-        await sleep(50)
+        // The slow handshake holds its slot from here on.
+        await withTimeout(slowUpgrade, 2000, 'the slow upgrade to start')
         await expectRefused(h.port, upgradeRequest(), 'HTTP/1.1 503 Service Unavailable')
         release!()
         const peer = await pending

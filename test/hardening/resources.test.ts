@@ -29,7 +29,6 @@ import {
   Opcode,
   RawPeer,
   type ServerLog,
-  sleep,
   trackTimers,
   upgradeRequest,
   Witnesses,
@@ -256,7 +255,8 @@ describe('a peer that floods tiny fragments of a never-ending message', { timeou
       const { peer } = await hostilePeer(h)
       try {
         peer.write(fragments(4096, Buffer.from('x')))
-        await sleep(200)
+        // The pong shows the server read all 4096 fragments (a ping may come between fragments).
+        await peer.roundTrip()
         assert.deepEqual(peer.frames, [], 'nothing yet at 4096 fragments')
         peer.send(Opcode.Continuation, 'x', { fin: false })
         await peer.expectFailure(1009)
@@ -311,7 +311,8 @@ describe('a peer that floods tiny fragments of a never-ending message', { timeou
           5000,
           'bursts written',
         )
-        await sleep(200)
+        // Every peer's pong: the server has read every fragment before memory is measured.
+        await Promise.all(peers.map(({ peer }) => peer.roundTrip(5000)))
         const held = (await memoryNow()) - before
         // 50 × 4096 fragments of 1 byte: a few MiB of bookkeeping at most.
         assert.ok(held < 32 * MiB, `50 half-messages hold ${(held / MiB).toFixed(1)} MiB`)
@@ -411,8 +412,12 @@ describe('10,000 connections opened and dropped abruptly', { timeout: 60_000 }, 
           socket.write(i % 2 === 0 ? request.slice(0, 40) : request, () => socket.resetAndDestroy())
           return socket
         })
-        await sleep(300)
-        for (const socket of partial) socket.destroy()
+        // Each socket is reset once its bytes are written; all closed means all were sent.
+        await waitFor(
+          () => partial.every((socket) => socket.closed),
+          5000,
+          'partial handshakes sent and reset',
+        )
         await waitFor(
           () => h.server.clients.size === 2,
           5000,

@@ -19,7 +19,6 @@ import {
   openEventOf,
   RawPeer,
   rawHttp,
-  sleep,
   trackTimers,
   upgradeRequest,
   waitFor,
@@ -128,10 +127,15 @@ describe('server.close()', { timeout: 60_000 }, () => {
     const gate = new Promise<void>((resolve) => {
       release = resolve
     })
+    let upgradeStarted = (): void => {}
+    const upgrading = new Promise<void>((resolve) => {
+      upgradeStarted = resolve
+    })
     const server = createServer({
       port: 0,
       host: HOST,
       upgrade: async () => {
+        upgradeStarted()
         await gate
         return undefined
       },
@@ -139,7 +143,7 @@ describe('server.close()', { timeout: 60_000 }, () => {
     await server.ready()
     try {
       const reply = rawHttp(server.port!, upgradeRequest(), { timeout: 3000 })
-      await sleep(50)
+      await withTimeout(upgrading, 3000, 'upgrade() to start')
       const closing = server.close()
       release!()
       assert.equal((await reply).statusLine, 'HTTP/1.1 503 Service Unavailable')
@@ -184,7 +188,8 @@ describe('server.close()', { timeout: 60_000 }, () => {
     socket.resume()
     try {
       socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n')
-      await sleep(50)
+      // Connections are accepted in order: an answer on a later one shows this one was accepted.
+      await rawHttp(server.port!, 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', { timeout: 3000 })
       const started = Date.now()
       await withTimeout(server.close(), 3000, 'server.close() with a slowloris connected')
       assert.ok(Date.now() - started < 3000)

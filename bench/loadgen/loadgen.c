@@ -23,6 +23,21 @@
  *   idle       opens --conns connections, prints "ready N" on stderr, holds them for --duration
  *              seconds (or until SIGTERM), then resets them.
  *
+ * Protocols (--proto, sink and idle): subscribers and idle connections may speak an application
+ * protocol over their WebSocket text frames, so that real-time layers are measured doing what
+ * their clients do:
+ *   ws         nothing (the default): every message received is a delivery.
+ *   rally      rally.v1 (docs/protocol.md): the upgrade offers the subprotocol; `connect`, then
+ *              `subscribe` to --channel; a `ping` push is answered with `pong`.
+ *   socketio   Socket.IO 4 on its websocket transport (--sub-path /socket.io/?EIO=4&transport=websocket):
+ *              on the Engine.IO open packet `0{...}` it sends `40` (namespace connect), on `40{...}`
+ *              an event `421["join","<channel>"]` with ack id 1, and the ack `431...` confirms
+ *              the subscription; Engine.IO pings `2` are answered with `3`.
+ * Publishing (sink) and the idle "ready" line wait until every open connection's subscription
+ * is confirmed; only publications (`{"push":"pub"`, `42`) count as deliveries. With --text the
+ * triggers are text: the send time and sequence in hex, which the real-time servers publish as
+ * a JSON string; no latency is read back from them.
+ *
  * Timing: --warmup seconds of load, then --duration seconds measured. At the window's edges it
  * reads its own CPU time (getrusage) and, with --server-pid, the server's utime+stime from
  * /proc/PID/stat, so both CPU figures cover exactly the measured window. With --server-pid it also

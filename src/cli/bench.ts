@@ -14,12 +14,13 @@ import { UsageError } from './args.js'
 
 export const BENCH_HELP = `Usage: rally bench [options]
 
-Runs Rally's server benchmarks next to ws (bench/run.ts, the same as npm run bench), passing the
-options through: --quick, --only ID,..., --servers ID,...; in a clone, "rally bench --help" lists
-them all. Exits with the benchmark's exit code.
+Runs Rally's server benchmarks next to ws, a raw node:net server and Bun, and its real-time layer
+next to Socket.IO (bench/run.ts, the same as npm run bench), passing the options through:
+--quick, --only ID,..., --servers ID,...; in a clone, "rally bench --help" lists them all. Exits
+with the benchmark's exit code (2 for a bad option).
 
 Needs a clone of the repository: the npm package leaves out bench/, the dev dependencies it runs
-with (tsx, ws, bufferutil) and the C load generator (built with cc). From a clone:
+with (tsx, ws, bufferutil, bun, socket.io) and the C load generator (built with cc). From a clone:
 npm ci && npm run bench`
 
 /** The package root: this file is src/cli/bench.ts, or dist/cli/bench.js once built. */

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { UsageError as BenchUsageError, parseOptions } from '../../bench/cli-options.js'
 import { UsageError } from '../../src/cli/args.js'
 import { locateBench } from '../../src/cli/bench.js'
 
@@ -104,6 +105,37 @@ describe('rally bench', () => {
       assert.match(stderr, expected)
       assert.equal(stderr.trim().split('\n').length, 1, stderr)
     }
+  })
+
+  it('parses options with their defaults, and rejects contradictions and unknown ids', () => {
+    const quick = parseOptions(['--quick'])
+    assert.deepEqual(
+      { reps: quick.reps, memoryReps: quick.memoryReps, duration: quick.duration, warmup: quick.warmup },
+      { reps: 2, memoryReps: 1, duration: 0.3, warmup: 0.15 },
+    )
+    assert.equal(quick.docs, undefined)
+    const full = parseOptions([])
+    assert.deepEqual(
+      [full.reps, full.memoryReps, full.duration, full.warmup, full.pin],
+      [5, 3, 2, 0.75, true],
+    )
+    // --reps sets memory repetitions too; lists are split and checked against the known ids.
+    const some = parseOptions([
+      '--reps',
+      '3',
+      '--only',
+      'echo-32,realtime-fanout',
+      '--servers',
+      'bun,socketio',
+      '--no-pin',
+    ])
+    assert.deepEqual([some.reps, some.memoryReps, some.pin], [3, 3, false])
+    assert.deepEqual(some.only, ['echo-32', 'realtime-fanout'])
+    assert.deepEqual(some.servers, ['bun', 'socketio'])
+    assert.equal(parseOptions(['--warmup', '0']).warmup, 0)
+    assert.throws(() => parseOptions(['--docs', '--no-docs']), BenchUsageError)
+    assert.throws(() => parseOptions(['--duration', '0']), /--duration must be a number of seconds > 0/)
+    assert.throws(() => parseOptions(['--servers', 'rally']), /--servers: unknown id rally/)
   })
 
   it('without bench/ (an installed package): says how to run it and exits 2', async () => {

@@ -60,7 +60,13 @@ function recordExtras(context, reflection) {
   if (!ts.isTypeAliasDeclaration(declaration) || !ts.isTypeReferenceNode(declaration.type)) return
   const type = checker.getDeclaredTypeOfSymbol(symbol)
   if (type.isUnion() || !(type.flags & ts.TypeFlags.Object)) return
-  const members = checker.getPropertiesOfType(type).map((property) => ({
+  // Rally's own members: not those inherited from Node's or the DOM's types (EventEmitter...).
+  const own = checker
+    .getPropertiesOfType(type)
+    .filter((property) =>
+      (property.declarations ?? []).some((node) => !node.getSourceFile().fileName.includes('/node_modules/')),
+    )
+  const members = own.map((property) => ({
     name: property.name,
     optional: (property.flags & ts.SymbolFlags.Optional) !== 0,
     // An optional member's "| undefined" is what the "?" already says.

@@ -77,7 +77,12 @@ async function withServer(
 
 describe('server heartbeat', { timeout: 60_000 }, () => {
   test('a client that never answers pings is terminated (1006); a normal one stays open', async () => {
-    await withServer({ heartbeat: { interval: 200, timeout: 100 } }, async (h) => {
+    // Only /normal answers pings (the witnesses are on '/').
+    let normalPongs = 0
+    const pong = (ws: ServerWebSocket): void => {
+      if (ws.url === '/normal') normalPongs++
+    }
+    await withServer({ heartbeat: { interval: 200, timeout: 100 }, pong }, async (h) => {
       const silent = new WebSocket(`${h.url}/silent`, [], { autoPong: false })
       const normal = new WebSocket(`${h.url}/normal`)
       try {
@@ -102,8 +107,14 @@ describe('server heartbeat', { timeout: 60_000 }, () => {
           h.log.errors.some((e) => e instanceof TimeoutError),
           'the error handler hears of it',
         )
-        // Several more intervals: the client that answers pings (and sends nothing else) stays.
-        await sleep(1000)
+        // Four more answered rounds, each judged by the server: the client that answers pings (and
+        // sends nothing else) stays.
+        const pongsBefore = normalPongs
+        await waitFor(
+          () => normalPongs >= pongsBefore + 4 || normalClosed,
+          3000,
+          'four more pongs from /normal',
+        )
         assert.equal(normalClosed, false)
         assert.equal(normal.readyState, WebSocket.OPEN)
         assert.equal(h.server.stats().heartbeatTimeouts, 1, 'no other socket timed out')
@@ -154,7 +165,15 @@ describe('server heartbeat', { timeout: 60_000 }, () => {
     await withServer({ heartbeat: false }, async (h) => {
       const peer = await RawPeer.connect(h.port, { path: '/quiet' })
       try {
-        await sleep(400)
+        // No event marks a timer that was never armed: a bounded wait for the ping that must not
+        // come, 400 ms (two of the 150-200 ms intervals the other tests here ping at).
+        const pinged = await peer
+          .until(() => peer.frames.length > 0, 400, 'a ping')
+          .then(
+            () => true,
+            () => false,
+          )
+        assert.equal(pinged, false, 'no ping')
         assert.deepEqual(peer.frames, [])
         assert.equal(peer.socket.closed, false)
       } finally {
@@ -206,7 +225,10 @@ describe('client heartbeat', { timeout: 60_000 }, () => {
         ws.addEventListener('close', () => {
           closed = true
         })
-        await sleep(700)
+        let pongs = 0
+        ws.addEventListener('pong', () => pongs++)
+        // Five answered rounds (the server answers pings by itself), each judged by the client.
+        await waitFor(() => pongs >= 5 || closed, 3000, 'five pongs')
         assert.equal(closed, false)
         assert.equal(ws.readyState, WebSocket.OPEN)
       } finally {

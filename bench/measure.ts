@@ -57,6 +57,10 @@ export function warningsOf(result: LoadgenResult, scenario: Scenario): string[] 
   if (result.errors > 0) warnings.push(`${result.errors} socket errors`)
   if (result.mode === 'handshake' && result.handshake_failures > 0)
     warnings.push(`${result.handshake_failures} failed handshakes`)
+  // A server can accept permessage-deflate and still send every message uncompressed (Bun does,
+  // unless each send asks to compress): that would measure something else.
+  if (scenario.serverArgs.includes('--deflate') && result.mode === 'echo' && result.compressed_frames === 0)
+    warnings.push('the server sent no compressed frame although permessage-deflate was negotiated')
   if (result.stalls > 0) warnings.push(`${result.stalls} stalls (${result.lost} deliveries lost)`)
   if (scenario.kind !== 'memory' && result.count === 0) warnings.push('nothing was measured')
   if (scenario.kind !== 'memory' && result.server_cpu_s <= 0) warnings.push('no server CPU time measured')

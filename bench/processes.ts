@@ -231,6 +231,8 @@ export interface LoadgenResult {
   failed_at_open: number
   stalls: number
   lost: number
+  /** Frames from the server with RSV1 set (permessage-deflate), over the whole run. */
+  compressed_frames?: number
 }
 
 export interface LoadgenRun {

@@ -276,6 +276,9 @@ static uint64_t messages, rx_bytes, tx_messages, handshakes;
 static uint64_t errors, server_closes, handshake_failures, stalls, masked_frames;
 static int connected, connect_failed;
 static int subscribed; /* connections whose subscription the server confirmed (--proto) */
+/* Data frames from the server with RSV1 (compressed), over the whole run: a server that accepts
+ * permessage-deflate may still send uncompressed, which the runner reports. */
+static uint64_t compressed_frames;
 static int phase_measure = 0;
 
 /* sink */
@@ -654,6 +657,7 @@ static uint32_t parse_frames(conn *c, const uint8_t *buf, size_t n, uint64_t t) 
       }
       c->opcode = b0 & 0x0f;
       c->fin = (b0 & 0x80) != 0;
+      if (b0 & 0x40) compressed_frames++;
       c->remaining = len;
       c->payload_pos = 0;
       c->prefix_have = 0;
@@ -1084,7 +1088,7 @@ int main(int argc, char **argv) {
          "\"server_rss_start_kib\":%.0f,\"server_rss_end_kib\":%.0f,\"server_rss_peak_kib\":%.0f,"
          "\"server_rss_samples\":%u,"
          "\"errors\":%llu,\"server_closes\":%llu,\"handshake_failures\":%llu,\"failed_at_open\":%d,"
-         "\"stalls\":%llu,\"lost\":%llu,\"masked_frames\":%llu,\"subscribed\":%d}\n",
+         "\"stalls\":%llu,\"lost\":%llu,\"masked_frames\":%llu,\"subscribed\":%d,\"compressed_frames\":%llu}\n",
          mode_name, opt_conns, opt_window, opened, still_open, connect_s, payload_len, echo_frame_len, wall,
          count, count / wall, (unsigned long long)rx_bytes, (double)rx_bytes / wall,
          (unsigned long long)tx_messages, (unsigned long long)hist_count, hist_percentile(0.5) / 1e3,
@@ -1093,6 +1097,7 @@ int main(int argc, char **argv) {
          self_cpu, self_cpu / wall, rss_first_kib, rss_last_kib, rss_peak_kib, rss_samples,
          (unsigned long long)errors, (unsigned long long)server_closes,
          (unsigned long long)handshake_failures, failed_at_open, (unsigned long long)stalls,
-         (unsigned long long)deliveries_lost, (unsigned long long)masked_frames, subscribed);
+         (unsigned long long)deliveries_lost, (unsigned long long)masked_frames, subscribed,
+         (unsigned long long)compressed_frames);
   return 0;
 }

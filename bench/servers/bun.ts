@@ -2,7 +2,9 @@
  * Bun's built-in WebSocket server (uWebSockets, native code) as a reference: run by `bun`, not
  * Node. Same routes and control as every server (common.ts): `/pub` publishes to every `/sub`
  * through Bun's own topics (`server.publish`, framed once), anything else echoes.
- * permessage-deflate: `perMessageDeflate: true` for both 'fair' and 'default' (Bun's defaults).
+ * permessage-deflate: `perMessageDeflate: true` for both 'fair' and 'default' (Bun's defaults), and
+ * every echo sent with `ws.send(data, true)`: Bun negotiates the extension with `true` alone but
+ * sends uncompressed unless each send asks to compress, which would not be the scenario measured.
  */
 import { announce, parseServerArgs, TOPIC } from './common.js'
 
@@ -10,7 +12,7 @@ import { announce, parseServerArgs, TOPIC } from './common.js'
 interface BunSocket {
   data: { path: string }
   subscribe(topic: string): void
-  send(data: string | Uint8Array): number
+  send(data: string | Uint8Array, compress?: boolean): number
 }
 declare const Bun: {
   serve(options: {
@@ -30,6 +32,7 @@ declare const Bun: {
 }
 
 const args = parseServerArgs()
+const compress = args.deflate !== 'off'
 const server = Bun.serve({
   hostname: '127.0.0.1',
   port: 0,
@@ -44,7 +47,7 @@ const server = Bun.serve({
     },
     message(ws, data) {
       if (ws.data.path === '/pub') server.publish(TOPIC, data)
-      else ws.send(data)
+      else ws.send(data, compress)
     },
   },
 })

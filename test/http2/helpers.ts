@@ -26,6 +26,8 @@ import type { CloseInfo, ProtocolError } from '../../src/protocol/index.js'
 export interface Certificate {
   key: Buffer
   cert: Buffer
+  keyFile: string
+  certFile: string
   dispose(): void
 }
 
@@ -58,6 +60,8 @@ export function makeCertificate(): Certificate {
   return {
     key: readFileSync(join(dir, 'key.pem')),
     cert: readFileSync(join(dir, 'cert.pem')),
+    keyFile: join(dir, 'key.pem'),
+    certFile: join(dir, 'cert.pem'),
     dispose: () => rmSync(dir, { recursive: true, force: true }),
   }
 }

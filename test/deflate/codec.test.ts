@@ -19,6 +19,7 @@ import {
   MiB,
   randomBytes,
   sleep,
+  withTimeout,
 } from './helpers.js'
 
 function codec(takeover: boolean, bits = 15, limiter?: ZlibLimiter): DeflateCodec {
@@ -187,11 +188,15 @@ describe('DeflateCodec paths', () => {
         () => 'rejected',
       )
       setTimeout(() => c.close(), delay)
-      outcomes.push(await Promise.race([pending, sleep(5000).then(() => 'hung')]))
+      outcomes.push(await withTimeout(pending, 5000, 'the job to settle after close() (it hung)'))
     }
     // The limiter must still work afterwards.
     assert.equal(
-      await Promise.race([limiter.run(async () => 'free'), sleep(2000).then(() => 'stuck')]),
+      await withTimeout(
+        limiter.run(async () => 'free'),
+        2000,
+        'a free limiter slot (stuck)',
+      ),
       'free',
     )
     for (const outcome of outcomes) assert.ok(outcome === 'rejected' || outcome === 'complete', outcome)

@@ -10,6 +10,10 @@ The demo app: a chat with rooms and history, a live dashboard of the server's fi
 primer's /realtime echo endpoint. Open http://localhost:3000. SIGINT or SIGTERM closes every
 connection with 1001 and exits 0.
 
+The live chat (/live-chat.html) and notifications (/notify.html) run on the realtime layer.
+POST /api/notify {"user", "title", "body"?} with "Authorization: Bearer <token>" notifies a user;
+the token is RALLY_NOTIFY_TOKEN, or a random one printed at start.
+
 The demo runs as one process on in-memory topics: REDIS_URL and NATS_URL are not used by it yet
 (createRealtime with RedisBus or NatsBus runs as a cluster node: see docs/cluster.md).`
 
@@ -39,6 +43,9 @@ export async function runDemo(argv: string[]): Promise<void> {
   close = () => demo.close()
   const shown = host.includes(':') ? `[${host}]` : host === '127.0.0.1' ? 'localhost' : host
   console.log(`listening on http://${shown}:${demo.port}`)
+  // The token is the only way to use POST /api/notify: a generated one is useless unless shown.
+  if (demo.live.notifyTokenGenerated)
+    console.log(`POST /api/notify token: ${demo.live.notifyToken} (set RALLY_NOTIFY_TOKEN to choose it)`)
   // Said plainly rather than ignored in silence: someone setting these expects a cluster node.
   for (const name of ['REDIS_URL', 'NATS_URL'] as const) {
     if (process.env[name])

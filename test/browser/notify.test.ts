@@ -60,6 +60,18 @@ describe('push notifications in Chromium', { timeout: 60_000 }, () => {
     assert.equal((await demo.live.realtime.history('notify:zoe')).publications.length, 0)
   })
 
+  it('the home page links the realtime pages and fits a phone', async () => {
+    const context = await browser.newContext({ viewport: PHONE })
+    const home = await context.newPage()
+    const errors = collectErrors(home)
+    await home.goto(`http://127.0.0.1:${demo.port}/index.html`)
+    assert.equal(await home.locator('main a[href="/live-chat.html"]').count(), 1)
+    assert.equal(await home.locator('main a[href="/notify.html"]').count(), 1)
+    await assertNoHorizontalScroll(home)
+    assert.deepEqual(errors, [])
+    await context.close()
+  })
+
   it('POST /api/notify reaches the bell of that user only', async () => {
     const context = await browser.newContext({ viewport: PHONE })
     const zoe = await context.newPage()

@@ -117,16 +117,17 @@ export const HELP = `Usage: npm run bench -- [options]    (or, from a clone: ral
 Rally's server benchmarks next to ws (plain and with bufferutil), ws pre-framed, a raw node:net
 server and Bun's built-in server (where Bun runs), and Rally's real-time layer next to Rally's raw
 topics and Socket.IO 4, driven by a C load generator (bench/loadgen, built with cc). A full run takes
-about 12 minutes and writes docs/benchmarks.md and docs/benchmarks.svg; raw results go to
+about 15 minutes and writes docs/benchmarks.md and docs/benchmarks.svg; raw results go to
 bench/results/.
 
 Options:
-  --quick              short run (under a minute) for development; no docs unless --docs
+  --quick              short run (a few minutes) for development; no docs unless --docs
   --reps N             repetitions per scenario (default 5, quick 2; memory 3, quick 1)
   --duration S         seconds measured per repetition (default 2, quick 0.3)
   --warmup S           seconds of load before each measured window (default 0.75, quick 0.15)
   --only ID,...        these scenarios only (ids below)
-  --servers ID,...     these peers only, always with rally: ${PEER_IDS.join(', ')}
+  --servers ID,...     these peers only, always with rally (and the real-time layer in its own
+                       scenarios): ${PEER_IDS.join(', ')}
   --docs, --no-docs    write the report or not (default: only after a full run; partial runs
                        save bench/results/bench-partial.json)
   --cpu-prof           CPU-profile each Rally server (bench/results/profiles/)

@@ -1,9 +1,15 @@
 /**
  * Rally's server benchmarks, side by side with `ws` 8 (plain and with bufferutil), `ws` with a
- * pre-framed broadcast buffer, and a raw `node:net` server (the limit of one Node.js thread).
+ * pre-framed broadcast buffer, a raw `node:net` server (the limit of one Node.js thread) and Bun's
+ * built-in server (native code, where Bun runs); and Rally's real-time layer (issue 12) next to
+ * Rally's raw topics and Socket.IO 4.
  *
- *   npm run bench                  full run (about 12 minutes), writes docs/benchmarks.md + .svg
- *   npm run bench -- --quick       short run (under a minute), for development; no docs unless --docs
+ * Modules: cli-options (arguments), scenarios (servers and scenarios), processes (servers and the
+ * load generator as child processes), measure (one measured window), recovery (the real-time
+ * recovery round trip), stats (median, pairwise ratios), report (tables, markdown, chart).
+ *
+ *   npm run bench                  full run (about 15 minutes), writes docs/benchmarks.md + .svg
+ *   npm run bench -- --quick       short run (3–4 minutes), for development; no docs unless --docs
  *   npm run bench -- --help        every option (HELP below)
  *
  * `rally bench ARGS` (src/cli/bench.ts) runs this script with ARGS, from a clone only: the npm

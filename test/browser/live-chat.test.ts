@@ -126,6 +126,14 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     await erin.page.waitForSelector('.message.sent:has-text("missed 3")', { timeout: 5000 })
     const whileAway = await dave.page.locator('#messages .message .text').allTextContents()
     assert.deepEqual(whileAway, ['before the cut'])
+    // Sent while away: queued by the client, said so on the page, delivered after the reconnect.
+    await say(dave.page, 'written while away')
+    await dave.page.waitForSelector(
+      '.message.pending:has-text("written while away") .mark:has-text("queued")',
+      {
+        timeout: 5000,
+      },
+    )
 
     gateOpen = true
     // The browser's online event cuts the client's backoff short.
@@ -134,8 +142,10 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
       timeout: 15_000,
     })
     await dave.page.waitForSelector('.message:has-text("missed 3")', { timeout: 5000 })
+    await dave.page.waitForSelector('.message.sent:has-text("written while away")', { timeout: 10_000 })
+    await erin.page.waitForSelector('.message:has-text("written while away")', { timeout: 5000 })
     const texts = await dave.page.locator('#messages .message .text').allTextContents()
-    assert.deepEqual(texts, ['before the cut', 'missed 1', 'missed 2', 'missed 3'])
+    assert.deepEqual(texts, ['before the cut', 'missed 1', 'missed 2', 'missed 3', 'written while away'])
     await dave.page.waitForSelector('text=Reconnected: nothing missed', { timeout: 5000 })
     assert.equal(await dave.page.locator('#recovery-notice').isVisible(), false)
     assert.deepEqual([...dave.errors, ...erin.errors], [])

@@ -129,8 +129,8 @@ export class ClusterNode {
   }
 
   /** Starts publishing without waiting (for a node about to be killed). */
-  publishAndForget(count: number, batch: number, pauseMs: number): void {
-    this.publish(count, batch, pauseMs).catch(() => {})
+  publishAndForget(count: number, batch: number, pauseMs: number, from = 1): void {
+    this.publish(count, batch, pauseMs, from).catch(() => {})
   }
 
   async latest(): Promise<{ offset: number; epoch: string }> {
@@ -140,6 +140,17 @@ export class ClusterNode {
 
   async presence(): Promise<string[]> {
     return (JSON.parse(await this.ask('presence', CHANNEL, 'PRESENCE', 20_000)) as string[]).sort()
+  }
+
+  /** Counts the publications this node's bus delivers on the channel from now on. */
+  async watchBus(): Promise<void> {
+    await this.ask('watch', CHANNEL, 'WATCHING', 20_000)
+  }
+
+  /** `<count> <last offset@epoch>` delivered by this node's bus since watchBus. */
+  async delivered(): Promise<string> {
+    if (!this.alive) return 'dead'
+    return this.ask('delivered', CHANNEL, 'DELIVERED', 5000).catch((error: Error) => error.message)
   }
 
   get alive(): boolean {

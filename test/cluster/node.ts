@@ -9,6 +9,9 @@
  *   numbers a node publishes have no holes, whatever happens to the broker.
  * - `latest <tag> <channel>`: prints `LATEST <tag> <offset> <epoch>`.
  * - `presence <tag> <channel>`: prints `PRESENCE <tag> <client ids as JSON>`.
+ * - `watch <tag> <channel>` subscribes the node's bus itself (`WATCHING <tag>`), and
+ *   `delivered <tag> <channel>` prints `DELIVERED <tag> <count> <last offset@epoch>`: what the bus
+ *   delivered on this node, for failure messages.
  * Environment: PORT (default 0), NODE_NAME, PRESENCE_TTL (ms, the bus's presence expiry),
  * HEARTBEAT (ms, the server's ping interval; its timeout is the same).
  */
@@ -55,6 +58,9 @@ async function publishNumbers(channel: string, count: number, batch: number, pau
   return count
 }
 
+// What this node's bus delivered on the channels the test asked about (for failure messages).
+const delivered = new Map<string, { count: number; last: string }>()
+
 createInterface({ input: process.stdin }).on('line', (line) => {
   const [command, tag, channel, ...rest] = line.trim().split(' ')
   if (command === 'publish' && channel !== undefined) {
@@ -66,6 +72,18 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     void bus
       .history(channel, { limit: 1 })
       .then(({ latest }) => console.log(`LATEST ${tag} ${latest.offset} ${latest.epoch}`))
+  } else if (command === 'watch' && channel !== undefined) {
+    const seen = { count: 0, last: 'none' }
+    delivered.set(channel, seen)
+    void bus
+      .subscribe(channel, (publication) => {
+        seen.count++
+        seen.last = `${publication.offset}@${publication.epoch}`
+      })
+      .then(() => console.log(`WATCHING ${tag} ok`))
+  } else if (command === 'delivered' && channel !== undefined) {
+    const seen = delivered.get(channel)
+    console.log(`DELIVERED ${tag} ${seen?.count ?? 0} ${seen?.last ?? 'none'}`)
   } else if (command === 'presence' && channel !== undefined) {
     void realtime
       .presence(channel)

@@ -56,6 +56,11 @@ describe('push notifications in Chromium', { timeout: 60_000 }, () => {
       (await notify(JSON.stringify({ user: 'no spaces', title: 'x' }), `Bearer ${TOKEN}`)).status,
       400,
     )
+    const tooBig = await notify(
+      JSON.stringify({ user: 'zoe', title: 'x', body: 'y'.repeat(9000) }),
+      `Bearer ${TOKEN}`,
+    )
+    assert.equal(tooBig.status, 413)
     // Nothing of the above was published.
     assert.equal((await demo.live.realtime.history('notify:zoe')).publications.length, 0)
   })
@@ -68,6 +73,41 @@ describe('push notifications in Chromium', { timeout: 60_000 }, () => {
     assert.equal(await home.locator('main a[href="/live-chat.html"]').count(), 1)
     assert.equal(await home.locator('main a[href="/notify.html"]').count(), 1)
     await assertNoHorizontalScroll(home)
+    assert.deepEqual(errors, [])
+    await context.close()
+  })
+
+  it("uses the browser's Notification API when notifications are allowed and the page is in the background", async () => {
+    const context = await browser.newContext({ viewport: PHONE })
+    await context.grantPermissions(['notifications'], { origin: `http://127.0.0.1:${demo.port}` })
+    // Records what the page shows instead of asking the desktop, and puts the page in the
+    // background (a headless page is always visible).
+    await context.addInitScript(`(() => {
+      const Real = window.Notification
+      window.shownNotifications = []
+      window.Notification = class {
+        static get permission() { return Real.permission }
+        static requestPermission() { return Real.requestPermission() }
+        constructor(title, options) { window.shownNotifications.push({ title, body: options?.body }) }
+      }
+      Object.defineProperty(document, 'visibilityState', { get: () => 'hidden' })
+    })()`)
+    const page = await context.newPage()
+    const errors = collectErrors(page)
+    await page.goto(`http://127.0.0.1:${demo.port}/notify.html?user=ugo`)
+    await page.waitForSelector('body[data-connection="connected"][data-subscribed="true"]', {
+      timeout: 10_000,
+    })
+    assert.equal(await page.evaluate('Notification.permission'), 'granted')
+    const sent = await notify(
+      JSON.stringify({ user: 'ugo', title: 'Deploy done', body: 'v2 is live' }),
+      `Bearer ${TOKEN}`,
+    )
+    assert.equal(sent.status, 202)
+    await page.waitForSelector('#notifications li:has-text("Deploy done")', { timeout: 5000 })
+    assert.deepEqual(await page.evaluate('window.shownNotifications'), [
+      { title: 'Deploy done', body: 'v2 is live' },
+    ])
     assert.deepEqual(errors, [])
     await context.close()
   })

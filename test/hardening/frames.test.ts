@@ -17,6 +17,7 @@ import {
   RawPeer,
   type ServerLog,
   Witnesses,
+  waitFor,
 } from './helpers.js'
 
 installGuards()
@@ -56,9 +57,12 @@ afterEach(async () => {
   await Promise.all([...peers].map((p) => p.closed))
   peers.clear()
   await witnesses.checkpoint()
-  const deadline = Date.now() + 2000
-  while (server.clients.size !== 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
-  assert.equal(server.clients.size, 2, 'only the witnesses remain connected')
+  await waitFor(
+    () => server.clients.size === 2,
+    2000,
+    'only the witnesses remain connected',
+    () => server.clients.size,
+  )
 })
 
 async function peer(): Promise<RawPeer> {
@@ -85,8 +89,7 @@ async function hostile(bytes: Buffer | Buffer[], code: number, errorCode?: strin
   const closes = log.closes.length
   p.destroy()
   await p.closed
-  const deadline = Date.now() + 2000
-  while (log.closes.length === closes && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+  await waitFor(() => log.closes.length > closes, 2000, 'the close handler')
   assert.equal(log.closes.at(-1)?.code, 1006)
 }
 
@@ -380,8 +383,7 @@ describe('close frames', { timeout: 60_000 }, () => {
       await p.expectTcpClosed()
       p.socket.end()
       await p.closed
-      const deadline = Date.now() + 2000
-      while (log.closes.length === closes && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+      await waitFor(() => log.closes.length > closes, 2000, 'the close handler')
       assert.deepEqual(log.closes.at(-1), { code, reason: 'bye', url: '/' })
     })
   }

@@ -16,6 +16,7 @@ import {
   type ServerLog,
   upgradeRequest,
   Witnesses,
+  waitFor,
 } from './helpers.js'
 
 installGuards()
@@ -309,10 +310,11 @@ describe('handshake timeouts', { timeout: 60_000 }, () => {
   })
 })
 
-async function waitClients(count: number): Promise<void> {
-  const deadline = Date.now() + 2000
-  while (server.clients.size !== count) {
-    if (Date.now() > deadline) assert.equal(server.clients.size, count, 'server connection count')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
+function waitClients(count: number): Promise<void> {
+  return waitFor(
+    () => server.clients.size === count,
+    2000,
+    `${count} connections`,
+    () => server.clients.size,
+  )
 }

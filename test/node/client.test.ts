@@ -21,6 +21,7 @@ import {
   type StartedServer,
   startServer,
   track,
+  waitUntil,
   withTimeout,
 } from './helpers.js'
 
@@ -301,8 +302,17 @@ describe('WHATWG client: events and sending', () => {
     ws.send(new ArrayBuffer(7))
     ws.send(new Blob([Buffer.alloc(3)]))
     assert.equal(ws.bufferedAmount - before, 5 + 10 + 7 + 3)
-    // Once CLOSED nothing can leave: it never goes down again.
-    await new Promise((r) => setTimeout(r, 20))
+    // Once CLOSED nothing can leave: it never goes down again. No event marks that; a bounded
+    // wait for the decrease that must not come (the Blob's bytes are read asynchronously).
+    const wentDown = await waitUntil(
+      () => ws.bufferedAmount - before < 5 + 10 + 7 + 3,
+      50,
+      'a decrease',
+    ).then(
+      () => true,
+      () => false,
+    )
+    assert.equal(wentDown, false, 'bufferedAmount never goes down once CLOSED')
     assert.equal(ws.bufferedAmount - before, 5 + 10 + 7 + 3)
   })
 

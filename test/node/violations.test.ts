@@ -299,10 +299,16 @@ describe('protocol violations', () => {
     const raw = await RawClient.open(started.port)
     const header = header64(Opcode.Binary, 0, 1024 * 1024)
     for (let i = 0; i < header.length - 1; i++) {
-      raw.write(header.subarray(i, i + 1))
-      await new Promise((resolve) => setTimeout(resolve, 1))
+      // Each byte flushed to the kernel before the next: one TCP segment per byte.
+      await new Promise((resolve) => raw.socket.write(header.subarray(i, i + 1), resolve))
     }
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    // No event marks "the server read these bytes and stayed silent": a bounded wait for the
+    // close frame that must not come before the header is complete.
+    const answeredEarly = await raw.readFrame(100).then(
+      () => true,
+      () => false,
+    )
+    assert.equal(answeredEarly, false, 'nothing before the header is complete')
     assert.equal(raw.buffer.length, 0, 'nothing before the header is complete')
     raw.write(header.subarray(header.length - 1))
     const closeFrame = await raw.readFrame(2000)

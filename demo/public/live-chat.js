@@ -102,6 +102,8 @@ function start(nick, room) {
 
   client.on('state', () => showConnection(client))
   client.on('connected', () => showConnection(client))
+  // A refusal (a nickname the server does not accept): said on the page, the client stops.
+  client.on('closed', ({ reason }) => notice(`Connection refused: ${reason}`))
   let disconnections = 0
   client.on('disconnected', ({ reason }) => {
     document.body.dataset.disconnections = String(++disconnections)

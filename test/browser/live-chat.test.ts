@@ -98,6 +98,19 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     await bob.context.close()
   })
 
+  it('a nickname the server refuses is said on the page, and the client stops', async () => {
+    const context = await browser.newContext({ viewport: PHONE })
+    contexts.push(context)
+    const page = await context.newPage()
+    await page.goto(
+      `http://127.0.0.1:${demo.port}/live-chat.html?nick=${encodeURIComponent('two words')}&room=r0`,
+    )
+    await page.waitForSelector('body[data-connection="closed"]', { timeout: 10_000 })
+    await page.waitForSelector('.notice:has-text("Connection refused")', { timeout: 5000 })
+    assert.match((await page.locator('.notice').first().textContent()) ?? '', /nickname/)
+    await context.close()
+  })
+
   it('a page whose connection the server cut gets the messages it missed when it reconnects', async () => {
     // Dave's WebSockets pass through a gate the test holds: open, the page talks to the server
     // (the route connects through); shut, each attempt is closed at once, so that the messages

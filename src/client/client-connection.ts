@@ -252,7 +252,13 @@ export class ClientConnection {
         stream.once('close', () => this.releaseSession())
         stream.once('response', (responseHeaders) => this.onHttp2Response(responseHeaders))
       },
-      (error) => this.fail(error.message, error, undefined),
+      () => {
+        // The session failed before its SETTINGS: most often a server without HTTP/2 (no h2 in
+        // ALPN). HTTP/1.1 is tried instead; if the server is down, that dial reports it.
+        if (this.failed) return
+        this.releaseSession()
+        dialHttp1()
+      },
     )
   }
 

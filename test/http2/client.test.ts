@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { createSecureServer, connect as http2Connect } from 'node:http2'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { createServer, WebSocket } from '../../src/index.js'
@@ -122,6 +123,29 @@ describe('WebSocket client over HTTP/2', () => {
     } finally {
       await rally.close()
       await new Promise<void>((resolve) => h2.close(() => resolve()))
+    }
+  })
+
+  test('a server without HTTP/2 at all (https only, no h2 in ALPN): the client falls back to HTTP/1.1', async () => {
+    const https = createHttpsServer({ key: certificate.key, cert: certificate.cert })
+    const rally = createServer({ ...echo, heartbeat: false })
+    https.on('upgrade', (request, socket, head) => rally.handleUpgrade(request, socket, head))
+    await new Promise<void>((resolve) => https.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (https.address() as AddressInfo).port
+      const ws = new WebSocket(`wss://localhost:${port}/`, [], { http2: true, tls })
+      await opened(ws)
+      const reply = nextMessage(ws)
+      ws.send('no h2 here')
+      assert.equal(await reply, 'no h2 here')
+      assert.deepEqual(rally.stats().transports, { http1: 1, http2: 0, http2Sessions: 0 })
+      const done = closed(ws)
+      ws.close()
+      await done
+    } finally {
+      await rally.close()
+      https.closeAllConnections()
+      await new Promise<void>((resolve) => https.close(() => resolve()))
     }
   })
 })

@@ -118,7 +118,7 @@ describe('hostile peers on HTTP/2 streams', () => {
   })
 
   test('terminate on a socket whose reading is paused, with input unread: its close handler still runs', async () => {
-    const opened: ServerWebSocket<undefined>[] = []
+    const opened: ServerWebSocket<unknown>[] = []
     let closedCode: number | undefined
     let onClosed: (() => void) | undefined
     await withH2Server(

@@ -149,3 +149,30 @@ test('a WebSocket that opens but never answers connect (a buffering proxy) gives
     await new Promise<void>((resolve) => http.close(() => resolve()))
   }
 })
+
+test('client.close() ends its HTTP session on the server at once', async () => {
+  const server = await startTransportServer()
+  try {
+    for (const name of ['sse', 'long-polling'] as const) {
+      const client = new RallyClient(server.url, { transports: [name] })
+      const connected = new Promise<void>((resolve) => client.on('connected', () => resolve()))
+      client.connect()
+      await within(connected, 5000, `connected over ${name}`)
+      assert.equal(server.realtime.clients.size, 1)
+      client.close()
+      await within(
+        new Promise<void>((resolve) => {
+          const check = () =>
+            server.transports.size === 0 && server.realtime.clients.size === 0
+              ? resolve()
+              : setTimeout(check, 5)
+          check()
+        }),
+        2000,
+        `the ${name} session to end (the default expiry is 45 s)`,
+      )
+    }
+  } finally {
+    await server.close()
+  }
+})

@@ -22,7 +22,7 @@ export function mountTransports(
   app: Hono<any, any, any>,
   transports: HttpTransports,
 ): void {
-  app.on(['GET', 'POST', 'OPTIONS'], `${transports.path}/:route{open|sse|poll|send}`, (c: Context) => {
+  app.on(['GET', 'POST', 'OPTIONS'], `${transports.path}/:route{open|sse|poll|send|close}`, (c: Context) => {
     const env = c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined
     if (env?.incoming === undefined || env.outgoing === undefined)
       return c.text('the SSE and long-polling transports need @hono/node-server', 501)

@@ -14,6 +14,7 @@
  *   so a response lost on the way is sent again by the next poll.
  * - `POST P/send?session=S&ack=N` (header `X-Rally-Token`) with a JSON array of envelopes → 204;
  *   replies come on the stream or the next poll, in order with every push.
+ * - `POST P/close?session=S` (header `X-Rally-Token`) → 204: the client leaves.
  *
  * Everything sent to a session stays in its replay buffer until the client acknowledges it (`ack`
  * on polls and POSTs, `Last-Event-ID` on a resumed stream), bounded by `maxQueuedBytes`: a client
@@ -172,7 +173,8 @@ export class HttpTransports {
     const pathname = query === -1 ? url : url.slice(0, query)
     if (!pathname.startsWith(`${this.path}/`)) return false
     const route = pathname.slice(this.path.length + 1)
-    if (route !== 'open' && route !== 'sse' && route !== 'poll' && route !== 'send') return false
+    if (route !== 'open' && route !== 'sse' && route !== 'poll' && route !== 'send' && route !== 'close')
+      return false
     const params = new URLSearchParams(query === -1 ? '' : url.slice(query + 1))
     if (!this.applyCors(request, response)) {
       answer(response, 403, { error: 'origin not allowed' })
@@ -185,6 +187,7 @@ export class HttpTransports {
     try {
       if (route === 'open') this.open(request, response)
       else if (route === 'send') this.receive(request, response, params)
+      else if (route === 'close') this.closeSession(request, response, params)
       else this.read(request, response, params, route)
     } catch (error) {
       this.realtime.core.reportError(error, undefined as unknown as RealtimeSession)
@@ -436,6 +439,19 @@ export class HttpTransports {
       return
     }
     entry.pollTimer = setTimeout(() => this.answerPoll(entry), this.pollTimeout)
+  }
+
+  /** The client is leaving (as a WebSocket close): presence and subscriptions end now, not at expiry. */
+  private closeSession(request: IncomingMessage, response: ServerResponse, params: URLSearchParams): void {
+    request.resume()
+    if (request.method !== 'POST') return void answer(response, 405, { error: 'close takes POST' })
+    const entry = this.lookup(params, response)
+    if (entry === undefined) return
+    if (request.headers['x-rally-token'] !== entry.token)
+      return void answer(response, 403, { error: 'missing or wrong X-Rally-Token' })
+    entry.session?.transportClosed()
+    this.forget(entry)
+    response.writeHead(204).end()
   }
 
   private receive(request: IncomingMessage, response: ServerResponse, params: URLSearchParams): void {

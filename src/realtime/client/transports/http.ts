@@ -102,8 +102,22 @@ class HttpTransport implements Transport {
   }
 
   close(): void {
+    if (this.ended) return
     this.ended = true
     this.stop()
+    // Tell the server, so that the session's subscriptions and presence end now rather than
+    // when it expires; best effort (keepalive lets it outlive a closing page).
+    if (this.session !== undefined && this.token !== undefined) {
+      this.fetch(endpoint(this.url, 'close', { session: this.session }), {
+        method: 'POST',
+        headers: { 'x-rally-token': this.token },
+        credentials: this.credentials,
+        keepalive: true,
+      }).then(
+        (response) => response.body?.cancel(),
+        () => {},
+      )
+    }
   }
 
   private stop(): void {

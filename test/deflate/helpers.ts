@@ -23,8 +23,9 @@ import {
   WebSocket,
   type WebSocketOptions,
 } from '../../src/index.js'
-import { applyMask, computeAcceptKey, encodeFrameHeader } from '../../src/protocol/index.js'
+import { computeAcceptKey } from '../../src/protocol/index.js'
 import { EventQueue, once } from '../support/events.js'
+import { clientFrame } from '../support/frames.js'
 import { sleep, withTimeout } from '../support/timing.js'
 
 export const HOST = '127.0.0.1'
@@ -205,21 +206,7 @@ export interface ParsedFrame {
 }
 
 /** A masked client frame built by hand. */
-export function clientFrame(
-  opcode: number,
-  payload: Uint8Array | string,
-  options: { fin?: boolean; rsv?: number } = {},
-): Buffer {
-  const data = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(payload)
-  const header = encodeFrameHeader(opcode, data.length, {
-    fin: options.fin ?? true,
-    rsv: options.rsv ?? 0,
-    mask: true,
-  })
-  const masked = Buffer.allocUnsafe(data.length)
-  if (data.length > 0) applyMask(data, masked, header, header.length - 4, 0)
-  return Buffer.concat([header, masked])
-}
+export { clientFrame }
 
 /** Parses frames (masked or not) from a byte stream. */
 export class FrameReader {

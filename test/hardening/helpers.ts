@@ -19,7 +19,8 @@ import {
   WebSocket,
   type WebSocketOptions,
 } from '../../src/index.js'
-import { applyMask, encodeFrameHeader, Opcode } from '../../src/protocol/index.js'
+import { Opcode } from '../../src/protocol/index.js'
+import { clientFrame, closePayload, type FrameSpec } from '../support/frames.js'
 import { type RawServer, rawServer } from '../support/net.js'
 import { sleep, waitUntil, withTimeout } from '../support/timing.js'
 
@@ -181,33 +182,7 @@ export function rawHttp(
 
 // ------------------------------------------------------------------ frames
 
-export interface FrameSpec {
-  fin?: boolean
-  /** 0x40, 0x20, 0x10 */
-  rsv?: number
-  /** Default true: client frames are masked. */
-  mask?: boolean
-}
-
-/** A complete client frame, masked with a random key unless `mask: false`. */
-export function clientFrame(opcode: number, payload: Uint8Array | string = '', spec: FrameSpec = {}): Buffer {
-  const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload
-  const mask = spec.mask ?? true
-  const header = encodeFrameHeader(opcode, data.length, { fin: spec.fin ?? true, rsv: spec.rsv ?? 0, mask })
-  if (!mask || data.length === 0) return Buffer.concat([header, data])
-  const masked = Buffer.allocUnsafe(data.length)
-  applyMask(data, masked, header, header.length - 4, 0)
-  return Buffer.concat([header, masked])
-}
-
-/** A close frame payload: 2-byte code and raw reason bytes. */
-export function closePayload(code: number, reason: Uint8Array | string = ''): Buffer {
-  const reasonBytes = typeof reason === 'string' ? Buffer.from(reason, 'utf8') : Buffer.from(reason)
-  const payload = Buffer.alloc(2 + reasonBytes.length)
-  payload.writeUInt16BE(code, 0)
-  reasonBytes.copy(payload, 2)
-  return payload
-}
+export { clientFrame, closePayload, type FrameSpec }
 
 /** A frame as the server sent it (servers do not mask). */
 export interface ServerFrame {

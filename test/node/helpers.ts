@@ -20,8 +20,9 @@ import {
   WebSocket,
   type WebSocketOptions,
 } from '../../src/index.js'
-import { applyMask, computeAcceptKey, encodeFrameHeader } from '../../src/protocol/index.js'
+import { computeAcceptKey } from '../../src/protocol/index.js'
 import { EventQueue, once } from '../support/events.js'
+import { clientFrame, closePayload, type FrameSpec } from '../support/frames.js'
 import { closedPort, listenOnFreePort } from '../support/net.js'
 import { sleep, turn, waitUntil, withTimeout } from '../support/timing.js'
 
@@ -157,41 +158,7 @@ export function listen(server: net.Server | HttpServer): Promise<number> {
 
 // ------------------------------------------------------------------ hand-made bytes
 
-export interface FrameBuildOptions {
-  fin?: boolean
-  /** 0x40, 0x20, 0x10. */
-  rsv?: number
-  /** Client frames are masked (default true). */
-  mask?: boolean
-}
-
-/** One hand-made frame (header + payload, masked with a random key unless `mask: false`). */
-export function frame(
-  opcode: number,
-  payload: Uint8Array | string = '',
-  options: FrameBuildOptions = {},
-): Buffer {
-  const data = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload
-  const mask = options.mask ?? true
-  const header = encodeFrameHeader(opcode, data.length, {
-    fin: options.fin ?? true,
-    rsv: options.rsv ?? 0,
-    mask,
-  })
-  if (!mask || data.length === 0) return Buffer.concat([header, data])
-  const masked = Buffer.allocUnsafe(data.length)
-  applyMask(data, masked, header, header.length - 4, 0)
-  return Buffer.concat([header, masked])
-}
-
-/** A close frame payload: 2-byte code + reason bytes. */
-export function closePayload(code: number, reason: string | Uint8Array = ''): Buffer {
-  const reasonBytes = typeof reason === 'string' ? Buffer.from(reason, 'utf8') : Buffer.from(reason)
-  const payload = Buffer.alloc(2 + reasonBytes.length)
-  payload.writeUInt16BE(code, 0)
-  reasonBytes.copy(payload, 2)
-  return payload
-}
+export { clientFrame as frame, closePayload, type FrameSpec as FrameBuildOptions }
 
 export interface HandshakeRequestOptions {
   method?: string

@@ -1,6 +1,6 @@
 /**
  * `rally connect` (the CLI, as a child process) against Python `websockets`' echo server
- * (peers/server.py), and its usage errors (ARCHITECTURE.md: bad flags exit 2 with one line).
+ * (peers/server.py), and its usage errors (README, "CLI": bad flags exit 2 with a one-line reason).
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'

@@ -1,6 +1,6 @@
 /**
- * `rally echo` shutdown (ARCHITECTURE.md: "SIGINT/SIGTERM close all connections with 1001 and
- * exit 0"), seen by Python `websockets` clients that stay connected.
+ * `rally echo` shutdown (README, "CLI": on SIGINT/SIGTERM it closes every connection with 1001 and
+ * exits 0), seen by Python `websockets` clients that stay connected.
  */
 import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'

@@ -149,14 +149,14 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
   /** Counts a connection opening (+1, with its stream) or closing (-1) in `transports`. */
   private countTransport(ws: ServerWebSocket<UserData>, socket: Duplex | undefined, change: 1 | -1): void {
     const transports = this.counters.transports
+    // A stream whose session is already gone counts as a session of its own.
     const session =
       change === 1
         ? socket !== undefined && isHttp2Stream(socket)
-          ? socket.session
+          ? (socket.session ?? socket)
           : undefined
         : this.http2Sessions.get(ws)
     if (session === undefined) {
-      if (change === 1 && socket !== undefined && isHttp2Stream(socket)) return
       transports.http1 += change
       return
     }

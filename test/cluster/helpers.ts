@@ -187,6 +187,8 @@ export interface Watched {
   /** Every repeat, hole or unannounced epoch change, described. */
   violations: string[]
   subscribed: { recovered: boolean; wasRecovering: boolean }[]
+  /** Each `unsubscribed` event (code and reason): a subscription the client gave up. */
+  unsubscribed: string[]
   disconnects: number
   lastDisconnect: string
 }
@@ -209,6 +211,7 @@ export function watch(url: string, silenceMs: number): Watched {
     epoch: undefined,
     violations: [],
     subscribed: [],
+    unsubscribed: [],
     disconnects: 0,
     lastDisconnect: '',
   }
@@ -239,6 +242,7 @@ export function watch(url: string, silenceMs: number): Watched {
     w.offsets.push(pub.offset)
     w.received.push(`${node}:${n}`)
   })
+  subscription.on('unsubscribed', ({ code, reason }) => w.unsubscribed.push(`${code} ${reason}`))
   client.on('disconnected', ({ code, reason }) => {
     w.disconnects++
     w.lastDisconnect = `${code} ${reason}`
@@ -314,7 +318,7 @@ export function allSubscribed(clients: readonly Watched[]): boolean {
 export function describeStates(clients: readonly Watched[]): string {
   const counts = new Map<string, number>()
   for (const w of clients) {
-    const key = `${w.client.state}/${w.subscription.state} (last: ${w.lastDisconnect || 'none'})`
+    const key = `${w.client.state}/${w.subscription.state} (last: ${w.lastDisconnect || 'none'}; unsubscribed: ${w.unsubscribed.join(', ') || 'never'})`
     counts.set(key, (counts.get(key) ?? 0) + 1)
   }
   return [...counts].map(([key, count]) => `${count} × ${key}`).join('\n')

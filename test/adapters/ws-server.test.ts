@@ -402,7 +402,12 @@ describe('rallyjs/ws server-side WebSocket', () => {
     client.on('error', (error: Error) => errors.push(error))
     server.send('frag-', { fin: false })
     wss.rallyServer.publish('t', 'published')
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    // The server's pong (a control frame may come between fragments, RFC 6455 5.4) is written
+    // after the publish: by the time it arrives, a publish sent out of turn would have arrived too.
+    const pong = nextEvent(client, 'pong')
+    client.ping()
+    await pong
+    assert.deepEqual(messages, [], 'nothing delivered before the last fragment')
     server.send('end', { fin: true })
     await until(() => messages.length === 2 || errors.length > 0, 3000, 'both messages')
     assert.deepEqual(

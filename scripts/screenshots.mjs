@@ -27,10 +27,11 @@ try {
   mkdirSync('docs/images', { recursive: true })
   const alice = await browser.newPage({ viewport: { width: 1100, height: 620 } })
   const bob = await browser.newPage({ viewport: { width: 1100, height: 620 } })
+  // A link with a nickname and a room joins at once.
   await alice.goto(`${base}/chat.html?nick=alice&room=lobby`)
-  await alice.click('#join button')
+  await alice.waitForSelector('body[data-subscribed="true"]')
   await bob.goto(`${base}/chat.html?nick=bob&room=lobby`)
-  await bob.click('#join button')
+  await bob.waitForSelector('body[data-subscribed="true"]')
   for (const [page, text] of [
     [alice, 'Hi Bob! Rally works over one TCP connection.'],
     [bob, 'Hello Alice — and it reconnects by itself.'],

@@ -1,92 +1,214 @@
-import { connect, showStatus } from './reconnecting.js'
+// The chat on Rally's realtime layer: a room is the channel chat:<room> (history and presence on),
+// typing indicators go through typing:<room> (no history: they are worth nothing later).
+import { RallyClient } from '/rally/client/index.js'
 
-const joinForm = document.getElementById('join')
-const roomView = document.getElementById('room-view')
-const messages = document.getElementById('messages')
-const members = document.getElementById('members')
-const sayForm = document.getElementById('say')
-const text = document.getElementById('text')
-let joined // { room, nick }: rejoined after every reconnect
-
+const $ = (id) => document.getElementById(id)
 const params = new URLSearchParams(location.search)
-if (params.get('nick')) document.getElementById('nick').value = params.get('nick')
-if (params.get('room')) document.getElementById('room').value = params.get('room')
+const HISTORY_SHOWN = 100
+const TYPING_SHOWN_MS = 3000
+const TYPING_SENT_EVERY_MS = 1500
 
-const chat = connect('/ws/chat', {
-  onStatus: showStatus,
-  onOpen() {
-    if (joined) chat.send({ type: 'join', ...joined })
-  },
-  onMessage(message) {
-    if (message.type === 'welcome') {
-      messages.replaceChildren()
-      for (const past of message.history) addMessage(past)
-      addNotice(`You joined ${message.room} as ${message.nick}`)
-      showMembers(message.members)
-    } else if (message.type === 'message') {
-      addMessage(message)
-    } else if (message.type === 'joined') {
-      addNotice(`${message.nick} joined`)
-      showMembers(message.members)
-    } else if (message.type === 'left') {
-      addNotice(`${message.nick} left`)
-      showMembers(message.members)
-    } else if (message.type === 'error') {
-      addNotice(`Error: ${message.message}`)
+/** Connection state and transport in the header, and on <body> for tests and styles. */
+function showConnection(client) {
+  const state = client.state
+  document.body.dataset.connection = state
+  document.body.dataset.transport = client.transport ?? ''
+  $('state').textContent = state
+  $('transport').textContent = client.transport ?? '–'
+  document.querySelector('.status .dot').classList.toggle('online', state === 'connected')
+  $('members').classList.toggle('stale', state !== 'connected')
+}
+
+function timeOf(at) {
+  return new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+}
+
+function start(nick, room) {
+  const client = new RallyClient(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/rt`, {
+    token: nick,
+  })
+  window.rallyClient = client
+  const chat = client.channel(`chat:${room}`, { joinLeave: true })
+  const typing = client.channel(`typing:${room}`, { recover: false })
+  /** Message elements by offset: a publication seen twice (history + live) is shown once. */
+  const shown = new Map()
+  const members = new Map()
+  const typists = new Map()
+
+  $('join').hidden = true
+  $('room-view').hidden = false
+  $('room-title').textContent = `${room} — you are ${nick}`
+  document.title = `${room} · Rally chat`
+
+  function messageElement(author, text) {
+    const element = document.createElement('div')
+    element.className = 'message'
+    const who = document.createElement('span')
+    who.className = 'nick'
+    who.textContent = author
+    const body = document.createElement('span')
+    body.className = 'text'
+    body.textContent = text
+    const mark = document.createElement('span')
+    mark.className = 'mark'
+    element.append(who, body, mark)
+    return element
+  }
+
+  /** Puts `element` at its offset's place, so that the list stays in channel order. */
+  function place(offset, element) {
+    element.dataset.offset = String(offset)
+    shown.set(offset, element)
+    const messages = $('messages')
+    const later = [...messages.children].find((child) => Number(child.dataset.offset) > offset)
+    messages.insertBefore(element, later ?? messages.querySelector('.message:not([data-offset])'))
+    messages.scrollTop = messages.scrollHeight
+  }
+
+  function showPublication(pub) {
+    if (shown.has(pub.offset)) return
+    const author = pub.info?.info?.nick ?? pub.info?.user ?? 'server'
+    const element = messageElement(author, pub.data.text)
+    if (pub.info?.client === client.clientId) {
+      element.classList.add('sent')
+      element.querySelector('.mark').textContent = 'sent ✓'
     }
-  },
-})
+    place(pub.offset, element)
+  }
 
-joinForm.addEventListener('submit', (event) => {
-  event.preventDefault()
-  const form = new FormData(joinForm)
-  joined = { room: String(form.get('room')).trim(), nick: String(form.get('nick')).trim() }
-  chat.send({ type: 'join', ...joined })
-  joinForm.hidden = true
-  roomView.hidden = false
-  document.getElementById('room-title').textContent = `# ${joined.room}`
-  text.focus()
-})
+  async function reloadHistory() {
+    const { publications } = await chat.history({ limit: HISTORY_SHOWN })
+    for (const pub of publications) showPublication(pub)
+  }
 
-sayForm.addEventListener('submit', (event) => {
-  event.preventDefault()
-  if (text.value.trim() && chat.send({ type: 'say', text: text.value })) text.value = ''
-})
-
-function addMessage(message) {
-  const line = document.createElement('div')
-  line.className = 'message'
-  const nick = document.createElement('span')
-  nick.className = 'nick'
-  nick.textContent = message.nick
-  const body = document.createElement('span')
-  body.textContent = message.text
-  const time = document.createElement('span')
-  time.className = 'time'
-  time.textContent = new Date(message.at).toLocaleTimeString()
-  line.append(nick, body, time)
-  append(line)
-}
-
-function addNotice(content) {
-  const line = document.createElement('div')
-  line.className = 'notice'
-  line.textContent = content
-  append(line)
-}
-
-function append(node) {
-  const atBottom = messages.scrollTop + messages.clientHeight >= messages.scrollHeight - 4
-  messages.append(node)
-  if (atBottom) messages.scrollTop = messages.scrollHeight
-}
-
-function showMembers(list) {
-  members.replaceChildren(
-    ...list.map((nick) => {
+  function renderMembers() {
+    const list = $('members')
+    list.replaceChildren()
+    const nicks = [...members.values()].sort()
+    for (const name of nicks) {
       const item = document.createElement('li')
-      item.textContent = nick
-      return item
-    }),
-  )
+      item.textContent = name
+      list.append(item)
+    }
+    $('member-count').textContent = String(nicks.length)
+  }
+
+  function notice(text) {
+    const element = document.createElement('div')
+    element.className = 'notice'
+    element.textContent = `${text} · ${timeOf(Date.now())}`
+    $('messages').append(element)
+  }
+
+  client.on('state', () => showConnection(client))
+  client.on('connected', () => showConnection(client))
+  // A refusal (a nickname the server does not accept): said on the page, the client stops.
+  client.on('closed', ({ reason }) => notice(`Connection refused: ${reason}`))
+  let disconnections = 0
+  client.on('disconnected', ({ reason }) => {
+    document.body.dataset.disconnections = String(++disconnections)
+    notice(`Disconnected (${reason}), reconnecting…`)
+  })
+
+  chat.on('subscribed', async ({ recovered, wasRecovering }) => {
+    if (wasRecovering && !recovered) {
+      // The gap is not in the server's history (trimmed, or the server restarted): say so and
+      // start again from the latest messages rather than show a conversation with a hole.
+      $('recovery-notice').hidden = false
+      for (const element of shown.values()) element.remove()
+      shown.clear()
+    }
+    if (wasRecovering && recovered) notice('Reconnected: nothing missed')
+    if (!recovered) await reloadHistory()
+    const list = await chat.presence()
+    members.clear()
+    for (const member of list) members.set(member.client, member.info?.nick ?? member.user)
+    renderMembers()
+    document.body.dataset.subscribed = 'true'
+  })
+  chat.on('subscribing', () => {
+    document.body.dataset.subscribed = 'false'
+  })
+  chat.on('publication', showPublication)
+  chat.on('join', (member) => {
+    members.set(member.client, member.info?.nick ?? member.user)
+    renderMembers()
+    notice(`${member.info?.nick ?? member.user} joined`)
+  })
+  chat.on('leave', (member) => {
+    if (!members.delete(member.client)) return
+    renderMembers()
+    notice(`${member.info?.nick ?? member.user} left`)
+  })
+  chat.on('error', ({ error }) => notice(`Room refused: ${error.message}`))
+
+  typing.on('publication', (pub) => {
+    if (pub.info === undefined || pub.info.client === client.clientId) return
+    const name = pub.info.info?.nick ?? pub.info.user
+    clearTimeout(typists.get(name))
+    typists.set(
+      name,
+      setTimeout(() => {
+        typists.delete(name)
+        renderTyping()
+      }, TYPING_SHOWN_MS),
+    )
+    renderTyping()
+  })
+  function renderTyping() {
+    const names = [...typists.keys()]
+    $('typing').textContent =
+      names.length === 0 ? '' : `${names.join(', ')} ${names.length === 1 ? 'is' : 'are'} typing…`
+  }
+
+  let lastTypingSent = 0
+  $('text').addEventListener('input', () => {
+    const now = Date.now()
+    if (now - lastTypingSent < TYPING_SENT_EVERY_MS || client.state !== 'connected') return
+    lastTypingSent = now
+    // Fire and forget: a lost typing indicator is not worth a retry or an error.
+    typing.publish({ typing: true }).catch(() => {})
+  })
+
+  $('say').addEventListener('submit', async (event) => {
+    event.preventDefault()
+    const text = $('text').value.trim()
+    if (text === '') return
+    $('text').value = ''
+    const element = messageElement(nick, text)
+    element.classList.add('pending')
+    element.querySelector('.mark').textContent =
+      client.state === 'connected' ? 'sending…' : 'queued (offline)'
+    $('messages').append(element)
+    try {
+      // Acknowledged: the reply carries the publication's offset in the channel.
+      const { offset } = await chat.publish({ text })
+      shown.get(offset)?.remove()
+      element.classList.replace('pending', 'sent')
+      element.querySelector('.mark').textContent = 'sent ✓'
+      place(offset, element)
+    } catch (error) {
+      element.classList.replace('pending', 'failed')
+      element.querySelector('.mark').textContent = `not sent: ${error.message}`
+    }
+  })
+
+  showConnection(client)
+  client.connect()
 }
+
+$('nick').value = params.get('nick') ?? localStorage.getItem('rally-nick') ?? ''
+$('room').value = params.get('room') ?? 'lobby'
+$('join').addEventListener('submit', (event) => {
+  event.preventDefault()
+  const nick = $('nick').value.trim()
+  const room = $('room').value.trim()
+  localStorage.setItem('rally-nick', nick)
+  const url = new URL(location.href)
+  url.searchParams.set('nick', nick)
+  url.searchParams.set('room', room)
+  history.replaceState(null, '', url)
+  start(nick, room)
+})
+// A link with both (?nick=…&room=…) joins at once.
+if (params.has('nick') && params.has('room')) $('join').requestSubmit()

@@ -10,7 +10,7 @@ The demo app: a chat with rooms and history, a live dashboard of the server's fi
 primer's /realtime echo endpoint. Open http://localhost:3000. SIGINT or SIGTERM closes every
 connection with 1001 and exits 0.
 
-The live chat (/live-chat.html) and notifications (/notify.html) run on the realtime layer.
+The chat (/chat.html) and notifications (/notify.html) run on the realtime layer.
 POST /api/notify {"user", "title", "body"?} with "Authorization: Bearer <token>" notifies a user;
 the token is RALLY_NOTIFY_TOKEN, or a random one printed at start.
 

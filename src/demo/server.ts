@@ -10,7 +10,6 @@ import { serveStatic } from '@hono/node-server/serve-static'
 import { Hono } from 'hono'
 import { createNodeWebSocket } from '../adapters/hono/index.js'
 import type { ServerStats } from '../server/types.js'
-import { ChatRooms } from './chat.js'
 import { installLive, type Live } from './live.js'
 
 /** demo/public, from src/demo (tsx) and dist/demo (built) alike. */
@@ -43,12 +42,10 @@ export interface DashboardSample {
   bytesOutPerSecond: number
   eventLoopLagMs: number
   rssBytes: number
-  rooms: number
 }
 
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const app = new Hono()
-  const chat = new ChatRooms()
   const nodeWebSocket = createNodeWebSocket({
     app,
     perMessageDeflate: true,
@@ -64,18 +61,6 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     upgradeWebSocket(() => ({
       onMessage(event, ws) {
         ws.send(typeof event.data === 'string' ? `echo: ${event.data}` : (event.data as ArrayBuffer))
-      },
-    })),
-  )
-
-  app.get(
-    '/ws/chat',
-    upgradeWebSocket(() => ({
-      onMessage(event, ws) {
-        if (typeof event.data === 'string') chat.handle(ws.raw!, event.data)
-      },
-      onClose(_event, ws) {
-        chat.leave(ws.raw!)
       },
     })),
   )
@@ -121,7 +106,6 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       bytesOutPerSecond: (stats.bytesOut - previous.bytesOut) / seconds,
       eventLoopLagMs: Math.max(0, lag.mean / 1e6 - 20),
       rssBytes: process.memoryUsage.rss(),
-      rooms: chat.roomCount(),
     }
     lag.reset()
     previous = stats

@@ -45,10 +45,9 @@ describe('demo app in Chromium', { timeout: 120_000 }, () => {
 
   async function joinChat(nick: string): Promise<Page> {
     const page = await browser.newPage()
+    // The chat runs on the realtime layer: a link with both joins at once.
     await page.goto(`http://127.0.0.1:${demo.port}/chat.html?nick=${nick}&room=e2e`)
-    await page.waitForSelector('body[data-connection="online"]', { timeout: 5000 })
-    await page.click('#join button')
-    await page.waitForSelector(`text=You joined e2e as ${nick}`, { timeout: 5000 })
+    await page.waitForSelector('body[data-connection="connected"][data-subscribed="true"]', { timeout: 5000 })
     return page
   }
 
@@ -109,11 +108,11 @@ describe('demo app in Chromium', { timeout: 120_000 }, () => {
 
     const port = demo.port
     await demo.close()
-    await alice.waitForSelector('body:not([data-connection="online"])', { timeout: 5000 })
+    await alice.waitForSelector('body:not([data-connection="connected"])', { timeout: 5000 })
     await dashboard.waitForSelector('body:not([data-connection="online"])', { timeout: 5000 })
 
     demo = await startDemo({ port, host: '127.0.0.1', statsInterval: 250 })
-    await alice.waitForSelector('body[data-connection="online"]', { timeout: 15000 })
+    await alice.waitForSelector('body[data-connection="connected"]', { timeout: 15000 })
     await dashboard.waitForSelector('body[data-connection="online"]', { timeout: 15000 })
     // The chat page rejoined its room on reconnect: a message goes through the new server.
     const frank = await joinChat('frank')

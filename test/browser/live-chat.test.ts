@@ -47,7 +47,7 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     }
     const page = await context.newPage()
     const errors = collectErrors(page)
-    await page.goto(`http://127.0.0.1:${demo.port}/live-chat.html?nick=${nick}&room=${room}`)
+    await page.goto(`http://127.0.0.1:${demo.port}/chat.html?nick=${nick}&room=${room}`)
     await page.waitForSelector('body[data-connection="connected"][data-subscribed="true"]', {
       timeout: 10_000,
     })
@@ -102,9 +102,7 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     const context = await browser.newContext({ viewport: PHONE })
     contexts.push(context)
     const page = await context.newPage()
-    await page.goto(
-      `http://127.0.0.1:${demo.port}/live-chat.html?nick=${encodeURIComponent('two words')}&room=r0`,
-    )
+    await page.goto(`http://127.0.0.1:${demo.port}/chat.html?nick=${encodeURIComponent('two words')}&room=r0`)
     await page.waitForSelector('body[data-connection="closed"]', { timeout: 10_000 })
     await page.waitForSelector('.notice:has-text("Connection refused")', { timeout: 5000 })
     assert.match((await page.locator('.notice').first().textContent()) ?? '', /nickname/)

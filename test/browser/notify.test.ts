@@ -70,7 +70,7 @@ describe('push notifications in Chromium', { timeout: 60_000 }, () => {
     const home = await context.newPage()
     const errors = collectErrors(home)
     await home.goto(`http://127.0.0.1:${demo.port}/index.html`)
-    assert.equal(await home.locator('main a[href="/live-chat.html"]').count(), 1)
+    assert.equal(await home.locator('main a[href="/chat.html"]').count(), 1)
     assert.equal(await home.locator('main a[href="/notify.html"]').count(), 1)
     await assertNoHorizontalScroll(home)
     assert.deepEqual(errors, [])

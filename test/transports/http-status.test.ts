@@ -207,3 +207,42 @@ describe('HTTP transports: statuses', () => {
     }
   })
 })
+
+describe('HTTP transports: CORS', () => {
+  test('an allowed origin gets its preflight answered and credentials allowed; another gets 403', async () => {
+    const server = await startTransportServer(
+      {},
+      { cors: { origins: ['https://app.example'], credentials: true } },
+    )
+    try {
+      const preflight = await fetch(`${server.url}/open`, {
+        method: 'OPTIONS',
+        headers: {
+          origin: 'https://app.example',
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'x-rally-transport',
+        },
+      })
+      assert.equal(preflight.status, 204)
+      assert.equal(preflight.headers.get('access-control-allow-origin'), 'https://app.example')
+      assert.equal(preflight.headers.get('access-control-allow-credentials'), 'true')
+      assert.match(preflight.headers.get('access-control-allow-headers') ?? '', /x-rally-transport/)
+      const open = await fetch(`${server.url}/open`, {
+        method: 'POST',
+        headers: { origin: 'https://app.example', 'x-rally-transport': 'sse' },
+      })
+      assert.equal(open.status, 200)
+      assert.equal(open.headers.get('access-control-allow-origin'), 'https://app.example')
+      await open.body?.cancel()
+      const foreign = await fetch(`${server.url}/open`, {
+        method: 'POST',
+        headers: { origin: 'https://evil.example', 'x-rally-transport': 'sse' },
+      })
+      assert.equal(foreign.status, 403)
+      await foreign.body?.cancel()
+      assert.equal(server.transports.size, 1, 'the refused origin opened no session')
+    } finally {
+      await server.close()
+    }
+  })
+})

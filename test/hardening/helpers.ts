@@ -20,7 +20,7 @@ import {
   type WebSocketOptions,
 } from '../../src/index.js'
 import { Opcode } from '../../src/protocol/index.js'
-import { clientFrame, closePayload, type FrameSpec } from '../support/frames.js'
+import { clientFrame, closePayload, type FrameSpec, parseFrame, type WireFrame } from '../support/frames.js'
 import { type RawServer, rawServer } from '../support/net.js'
 import { sleep, waitUntil, withTimeout } from '../support/timing.js'
 
@@ -185,13 +185,7 @@ export function rawHttp(
 export { clientFrame, closePayload, type FrameSpec }
 
 /** A frame as the server sent it (servers do not mask). */
-export interface ServerFrame {
-  fin: boolean
-  rsv: number
-  opcode: number
-  masked: boolean
-  payload: Buffer
-}
+export type ServerFrame = WireFrame
 
 let roundTrips = 0
 
@@ -203,30 +197,9 @@ export class ServerFrameReader {
   push(chunk: Buffer): ServerFrame[] {
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
     const parsed: ServerFrame[] = []
-    for (;;) {
-      const b = this.buffer
-      if (b.length < 2) break
-      let length = b[1]! & 0x7f
-      const masked = (b[1]! & 0x80) !== 0
-      let offset = 2
-      if (length === 126) {
-        if (b.length < 4) break
-        length = b.readUInt16BE(2)
-        offset = 4
-      } else if (length === 127) {
-        if (b.length < 10) break
-        length = Number(b.readBigUInt64BE(2))
-        offset = 10
-      }
-      if (masked) offset += 4
-      if (b.length < offset + length) break
-      let payload = Buffer.from(b.subarray(offset, offset + length))
-      if (masked) {
-        const key = b.subarray(offset - 4, offset)
-        payload = Buffer.from(payload.map((byte, i) => byte ^ key[i % 4]!))
-      }
-      parsed.push({ fin: (b[0]! & 0x80) !== 0, rsv: b[0]! & 0x70, opcode: b[0]! & 0x0f, masked, payload })
-      this.buffer = b.subarray(offset + length)
+    for (let next = parseFrame(this.buffer); next !== undefined; next = parseFrame(this.buffer)) {
+      parsed.push(next.frame)
+      this.buffer = this.buffer.subarray(next.size)
     }
     this.frames.push(...parsed)
     return parsed

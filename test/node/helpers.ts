@@ -22,7 +22,7 @@ import {
 } from '../../src/index.js'
 import { computeAcceptKey } from '../../src/protocol/index.js'
 import { EventQueue, once } from '../support/events.js'
-import { clientFrame, closePayload, type FrameSpec } from '../support/frames.js'
+import { clientFrame, closePayload, type FrameSpec, parseFrame, type WireFrame } from '../support/frames.js'
 import { closedPort, listenOnFreePort } from '../support/net.js'
 import { sleep, turn, waitUntil, withTimeout } from '../support/timing.js'
 
@@ -194,13 +194,8 @@ export interface HttpResponse {
   body: string
 }
 
-export interface ServerFrame {
-  fin: boolean
-  rsv: number
-  opcode: number
-  masked: boolean
-  payload: Buffer
-}
+/** A frame as the server sent it. */
+export type ServerFrame = WireFrame
 
 /** The close code of a close frame's payload (undefined when empty). */
 export function closeCodeOf(frame: ServerFrame): number | undefined {
@@ -225,37 +220,6 @@ function decodeChunked(buffer: Buffer, start: number): { body: Buffer; total: nu
     if (size === 0) return { body: Buffer.concat(parts), total: dataStart + 2 }
     parts.push(buffer.subarray(dataStart, dataStart + size))
     position = dataStart + size + 2
-  }
-}
-
-function parseFrame(buffer: Buffer): { frame: ServerFrame; size: number } | undefined {
-  if (buffer.length < 2) return undefined
-  const b0 = buffer[0]!
-  const b1 = buffer[1]!
-  let length = b1 & 0x7f
-  let position = 2
-  if (length === 126) {
-    if (buffer.length < 4) return undefined
-    length = buffer.readUInt16BE(2)
-    position = 4
-  } else if (length === 127) {
-    if (buffer.length < 10) return undefined
-    length = Number(buffer.readBigUInt64BE(2))
-    position = 10
-  }
-  const masked = (b1 & 0x80) !== 0
-  let mask: Buffer | undefined
-  if (masked) {
-    if (buffer.length < position + 4) return undefined
-    mask = buffer.subarray(position, position + 4)
-    position += 4
-  }
-  if (buffer.length < position + length) return undefined
-  const payload = Buffer.from(buffer.subarray(position, position + length))
-  if (mask !== undefined) for (let i = 0; i < payload.length; i++) payload[i]! ^= mask[i & 3]!
-  return {
-    frame: { fin: (b0 & 0x80) !== 0, rsv: b0 & 0x70, opcode: b0 & 0x0f, masked, payload },
-    size: position + length,
   }
 }
 

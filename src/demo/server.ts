@@ -50,7 +50,10 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     app,
     perMessageDeflate: true,
     error(error) {
-      // Peers breaking the protocol are routine; anything else is printed by Rally itself.
+      // Peers breaking the protocol or vanishing (a closed tab resets its TCP connection) are
+      // routine; anything else is printed.
+      const code = (error as NodeJS.ErrnoException | undefined)?.code
+      if (code === 'ECONNRESET' || code === 'EPIPE') return
       if (!(error instanceof Error) || error.name !== 'ProtocolError') console.error(error)
     },
   })

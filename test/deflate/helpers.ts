@@ -25,7 +25,7 @@ import {
 } from '../../src/index.js'
 import { computeAcceptKey } from '../../src/protocol/index.js'
 import { EventQueue, once } from '../support/events.js'
-import { clientFrame } from '../support/frames.js'
+import { clientFrame, parseFrame, type WireFrame } from '../support/frames.js'
 import { sleep, withTimeout } from '../support/timing.js'
 
 export const HOST = '127.0.0.1'
@@ -198,12 +198,7 @@ export function inflate(payload: Uint8Array): Buffer {
 
 // ------------------------------------------------------------------ frames
 
-export interface ParsedFrame {
-  fin: boolean
-  rsv: number
-  opcode: number
-  payload: Buffer
-}
+export type ParsedFrame = WireFrame
 
 /** A masked client frame built by hand. */
 export { clientFrame }
@@ -215,28 +210,9 @@ export class FrameReader {
 
   push(chunk: Buffer): void {
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
-    while (true) {
-      const b = this.buffer
-      if (b.length < 2) return
-      let length = b[1]! & 0x7f
-      let offset = 2
-      if (length === 126) {
-        if (b.length < 4) return
-        length = b.readUInt16BE(2)
-        offset = 4
-      } else if (length === 127) {
-        if (b.length < 10) return
-        length = Number(b.readBigUInt64BE(2))
-        offset = 10
-      }
-      const masked = (b[1]! & 0x80) !== 0
-      const maskOffset = offset
-      if (masked) offset += 4
-      if (b.length < offset + length) return
-      const payload = Buffer.from(b.subarray(offset, offset + length))
-      if (masked) for (let i = 0; i < length; i++) payload[i]! ^= b[maskOffset + (i & 3)]!
-      this.frames.push({ fin: (b[0]! & 0x80) !== 0, rsv: b[0]! & 0x70, opcode: b[0]! & 0x0f, payload })
-      this.buffer = b.subarray(offset + length)
+    for (let next = parseFrame(this.buffer); next !== undefined; next = parseFrame(this.buffer)) {
+      this.frames.push(next.frame)
+      this.buffer = this.buffer.subarray(next.size)
     }
   }
 }

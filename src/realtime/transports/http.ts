@@ -27,6 +27,7 @@ import type { AddressInfo } from 'node:net'
 import { DisconnectCode } from '../protocol.js'
 import type { Realtime } from '../server.js'
 import type { RealtimeSession, SessionTransport } from '../session.js'
+import { handleChannelEvents } from './channel-events.js'
 
 export type HttpTransportKind = 'sse' | 'long-polling'
 
@@ -173,6 +174,7 @@ export class HttpTransports {
     const pathname = query === -1 ? url : url.slice(0, query)
     if (!pathname.startsWith(`${this.path}/`)) return false
     const route = pathname.slice(this.path.length + 1)
+    if (route === 'events') return handleChannelEvents(this.realtime, this.path, request, response)
     if (route !== 'open' && route !== 'sse' && route !== 'poll' && route !== 'send' && route !== 'close')
       return false
     const params = new URLSearchParams(query === -1 ? '' : url.slice(query + 1))

@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net'
 import { constants, createInflateRaw, type InflateRaw, inflateRawSync } from 'node:zlib'
 import { WebSocket, type WebSocketOptions } from '../../src/index.js'
 import { nextDomEvent } from '../support/events.js'
+import { parseFrame } from '../support/frames.js'
 import { withTimeout as within } from '../support/timing.js'
 
 export { turn, waitUntil as until } from '../support/timing.js'
@@ -131,30 +132,12 @@ export class RawClient {
   }
 
   private parseFrames(): void {
-    for (;;) {
-      const b = this.buffer
-      if (b.length < 2) return
-      let length = b[1]! & 0x7f
-      let offset = 2
-      if (length === 126) {
-        if (b.length < 4) return
-        length = b.readUInt16BE(2)
-        offset = 4
-      } else if (length === 127) {
-        if (b.length < 10) return
-        length = Number(b.readBigUInt64BE(2))
-        offset = 10
-      }
-      if (b.length < offset + length) return
-      const bytes = Buffer.from(b.subarray(0, offset + length))
-      this.frames.push({
-        fin: (b[0]! & 0x80) !== 0,
-        rsv1: (b[0]! & 0x40) !== 0,
-        opcode: b[0]! & 0x0f,
-        payload: bytes.subarray(offset),
-        bytes,
-      })
-      this.buffer = b.subarray(offset + length)
+    for (let next = parseFrame(this.buffer); next !== undefined; next = parseFrame(this.buffer)) {
+      const { fin, rsv, opcode, payload } = next.frame
+      // The frame's bytes as received, to compare what two sockets were sent.
+      const bytes = Buffer.from(this.buffer.subarray(0, next.size))
+      this.frames.push({ fin, rsv1: (rsv & 0x40) !== 0, opcode, payload, bytes })
+      this.buffer = this.buffer.subarray(next.size)
     }
   }
 }

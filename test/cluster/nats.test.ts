@@ -2,7 +2,8 @@
  * Rally as three nodes on NATS with JetStream (real nats-server and node processes): every
  * publication from every node reaches every client once and in order; a node killed with -9
  * while publishing loses its clients to the others with zero loss and its presence expires; NATS
- * killed and started again (its streams kept on disk) resumes with zero loss in the same epoch.
+ * killed and started again (its streams kept on disk) resumes with zero loss in the same epoch;
+ * NATS started again with an empty store is a new epoch, reported as recovered: false.
  */
 import { describe, test } from 'node:test'
 import { startNats } from '../support/brokers.js'
@@ -14,5 +15,10 @@ describe(`three nodes on NATS, ${CLIENTS} clients`, () => {
   )
   test('NATS killed and restarted while publishing: streams kept, zero loss', BOUND, () =>
     brokerRestartedWhilePublishing(startNats, 'NATS_URL', true),
+  )
+  test(
+    'NATS killed and restarted with its store wiped: a new epoch, reported as recovered: false',
+    BOUND,
+    () => brokerRestartedWhilePublishing(startNats, 'NATS_URL', false, { wipe: true }),
   )
 })

@@ -151,6 +151,7 @@ export function brokerRestartedWhilePublishing(
   startBroker: () => Promise<Broker>,
   env: BrokerKind,
   keepsHistory: boolean,
+  options: { wipe?: boolean } = {},
 ) {
   return withCluster(startBroker, env, async (cluster) => {
     const { nodes, clients, broker } = cluster
@@ -161,7 +162,7 @@ export function brokerRestartedWhilePublishing(
       () => `every client to receive 60 publications\n${describeStates(clients)}`,
     )
     const epochBefore = clients[0]!.epoch
-    await broker.restart()
+    await broker.restart(options)
     await publishing
     // One more round after the restart, so that every client has something to resume on.
     await nodes[0]!.publish(10, 10, 0, 201)

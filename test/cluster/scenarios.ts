@@ -155,17 +155,22 @@ export function brokerRestartedWhilePublishing(
 ) {
   return withCluster(startBroker, env, async (cluster) => {
     const { nodes, clients, broker } = cluster
-    const publishing = Promise.all(nodes.map((node) => node.publish(200, 10, 20)))
+    let publishingDone = false
+    const publishing = Promise.all(nodes.map((node) => node.publish(300, 10, 20))).then(() => {
+      publishingDone = true
+    })
     await eventually(
       () => clients.every((w) => w.received.length >= 60),
       30_000,
       () => `every client to receive 60 publications\n${describeStates(clients)}`,
     )
     const epochBefore = clients[0]!.epoch
+    // The fault lands while every node is still publishing.
+    assert.equal(publishingDone, false, 'the publishers finished before the broker was killed')
     await broker.restart(options)
     await publishing
     // One more round after the restart, so that every client has something to resume on.
-    await nodes[0]!.publish(10, 10, 0, 201)
+    await nodes[0]!.publish(10, 10, 0, 301)
     const latest = await nodes[0]!.latest()
     await everyoneHasEverything(cluster, latest)
     for (const w of clients) assert.deepEqual(w.violations, [], `${w.client.clientId}`)
@@ -173,7 +178,7 @@ export function brokerRestartedWhilePublishing(
       // The broker kept its streams: the same epoch, and every client has every publication.
       assert.equal(latest.epoch, epochBefore)
       for (const w of clients) assert.equal(w.offsets.length, latest.offset)
-      assert.equal(latest.offset, 3 * 200 + 10)
+      assert.equal(latest.offset, 3 * 300 + 10)
     } else {
       // The broker lost everything: a new epoch, which every client was told of (recovered: false).
       assert.notEqual(latest.epoch, epochBefore)

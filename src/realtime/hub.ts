@@ -113,6 +113,8 @@ class ChannelHub {
   readonly holders = new Set<Held[]>()
   /** Sessions that already have every offset up to the value, waiting to join the fan-out. */
   readonly catchingUp = new Map<RealtimeSession, number>()
+  /** Subscribing sessions a gap came upon: reset as soon as their subscribe has its reply. */
+  readonly resetOnReply = new Map<RealtimeSession, string>()
   /** Sessions in this channel's presence (joined on the bus by this node). */
   readonly present = new Set<RealtimeSession>()
   /** Live sessions that asked for join and leave pushes. */
@@ -281,6 +283,13 @@ export class RealtimeCore implements SessionCore {
     if (joinLeave) hub.joinLeave.add(session)
     if (have <= hub.delivered) this.attachLive(hub, session)
     else hub.catchingUp.set(session, have)
+    const reset = hub.resetOnReply.get(session)
+    if (reset !== undefined) {
+      hub.resetOnReply.delete(session)
+      session.send(reset)
+      this.release(hub, session)
+      session.subscriptions.delete(hub.name)
+    }
   }
 
   unsubscribe(session: RealtimeSession, channel: string): void {
@@ -527,6 +536,7 @@ export class RealtimeCore implements SessionCore {
     hub.sessions.delete(session)
     hub.joinLeave.delete(session)
     hub.catchingUp.delete(session)
+    hub.resetOnReply.delete(session)
     hub.direct.delete(session)
     if (hub.broadcast.delete(session)) session.transport.leaveBroadcast?.(hub.name)
     if (hub.rule.presence === true) this.leave(hub, session)
@@ -556,6 +566,13 @@ export class RealtimeCore implements SessionCore {
       resubscribe: true,
     })
     for (const session of [...hub.sessions]) {
+      // A subscribe still in flight is reset once it has its reply: resetting it now would turn
+      // that reply into an error the client does not retry, and its history read may predate
+      // the gap.
+      if (session.subscriptions.get(hub.name)?.state !== 'live') {
+        hub.resetOnReply.set(session, envelope)
+        continue
+      }
       session.send(envelope)
       this.release(hub, session)
       session.subscriptions.delete(hub.name)

@@ -7,17 +7,13 @@
 import type { ClientHttp2Session, ClientHttp2Stream } from 'node:http2'
 import { isIP, type Socket, connect as tcpConnect } from 'node:net'
 import { type ConnectionOptions as TlsConnectOptions, connect as tlsConnect } from 'node:tls'
-import { DeflateCodec } from '../node/deflate.js'
+import { codecFor, type DeflateCodec } from '../node/deflate.js'
 import { type DriverListener, type DriverStream, SocketDriver } from '../node/socket-driver.js'
 import { parseExtensions } from '../protocol/extensions/extension-header.js'
 import {
   acceptServerResponse,
   buildClientOffer,
   checkDeflateOptions,
-  DEFAULT_DEFLATE_LEVEL,
-  DEFAULT_DEFLATE_MEM_LEVEL,
-  DEFAULT_DEFLATE_THRESHOLD,
-  directionsFor,
   type PerMessageDeflateOptions,
 } from '../protocol/extensions/permessage-deflate.js'
 import {
@@ -358,14 +354,7 @@ export class ClientConnection {
         ? 'Malformed Sec-WebSocket-Extensions response'
         : acceptServerResponse(responses, options)
     if (typeof params === 'string') return params
-    const { compress, decompress } = directionsFor(params, 'client')
-    return new DeflateCodec({
-      compress,
-      decompress,
-      threshold: options.threshold ?? DEFAULT_DEFLATE_THRESHOLD,
-      level: options.level ?? DEFAULT_DEFLATE_LEVEL,
-      memLevel: options.memLevel ?? DEFAULT_DEFLATE_MEM_LEVEL,
-    })
+    return codecFor(params, 'client', options)
   }
 
   private open(

@@ -35,7 +35,15 @@ import {
   inflateRawSync,
 } from 'node:zlib'
 import { CompressionDeclinedError, type MessageCompression } from '../protocol/extensions/compression.js'
-import type { DeflateDirection } from '../protocol/extensions/permessage-deflate.js'
+import {
+  DEFAULT_DEFLATE_LEVEL,
+  DEFAULT_DEFLATE_MEM_LEVEL,
+  DEFAULT_DEFLATE_THRESHOLD,
+  type DeflateDirection,
+  type DeflateParams,
+  directionsFor,
+  type PerMessageDeflateOptions,
+} from '../protocol/extensions/permessage-deflate.js'
 import { ProtocolError, ProtocolErrorCode } from '../protocol/index.js'
 
 /** Messages up to this size are (de)compressed synchronously on the event loop. */
@@ -433,4 +441,23 @@ function inflateError(error: unknown, maxSize: number): ProtocolError | ZlibBusy
     )
   }
   return new ProtocolError(ProtocolErrorCode.InvalidCompressedData, 'Invalid compressed data')
+}
+
+/**
+ * The codec for negotiated parameters, as seen from one side, with the user's options or their
+ * defaults. Lives here rather than beside directionsFor because the protocol layer has no zlib.
+ */
+export function codecFor(
+  params: DeflateParams,
+  side: 'client' | 'server',
+  options: PerMessageDeflateOptions,
+): DeflateCodec {
+  const { compress, decompress } = directionsFor(params, side)
+  return new DeflateCodec({
+    compress,
+    decompress,
+    threshold: options.threshold ?? DEFAULT_DEFLATE_THRESHOLD,
+    level: options.level ?? DEFAULT_DEFLATE_LEVEL,
+    memLevel: options.memLevel ?? DEFAULT_DEFLATE_MEM_LEVEL,
+  })
 }

@@ -8,16 +8,9 @@
  */
 import type { Buffer } from 'node:buffer'
 import type { Duplex } from 'node:stream'
-import { DeflateCodec } from '../node/deflate.js'
+import { codecFor, type DeflateCodec } from '../node/deflate.js'
 import { type DriverOptions, isHttp2Stream } from '../node/socket-driver.js'
-import {
-  DEFAULT_DEFLATE_LEVEL,
-  DEFAULT_DEFLATE_MEM_LEVEL,
-  DEFAULT_DEFLATE_THRESHOLD,
-  type DeflateParams,
-  directionsFor,
-  type PerMessageDeflateOptions,
-} from '../protocol/extensions/permessage-deflate.js'
+import type { DeflateParams, PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js'
 import type { Limits } from '../protocol/index.js'
 import { PreparedMessage } from '../pubsub/prepared-message.js'
 import { TopicRegistry } from '../pubsub/topic-registry.js'
@@ -127,15 +120,7 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
   }
 
   private createCodec(params: DeflateParams): DeflateCodec {
-    const options = this.deflateOptions!
-    const { compress, decompress } = directionsFor(params, 'server')
-    return new DeflateCodec({
-      compress,
-      decompress,
-      threshold: options.threshold ?? DEFAULT_DEFLATE_THRESHOLD,
-      level: options.level ?? DEFAULT_DEFLATE_LEVEL,
-      memLevel: options.memLevel ?? DEFAULT_DEFLATE_MEM_LEVEL,
-    })
+    return codecFor(params, 'server', this.deflateOptions!)
   }
 
   connectionClosed(ws: ServerWebSocket<UserData>): void {

@@ -48,8 +48,15 @@ import type {
   StreamPosition,
   Unsubscribe,
 } from '../../pubsub/bus.js'
+import {
+  type BrokerBusOptions,
+  DEFAULT_HISTORY_CAP,
+  DEFAULT_PRESENCE_TTL_MS,
+  handToAll,
+  joinFeed,
+} from '../../pubsub/bus-support.js'
 
-export interface NatsBusOptions {
+export interface NatsBusOptions extends BrokerBusOptions {
   /** Server URL(s). Default `nats://127.0.0.1:4222`. Ignored when `connection` is given. */
   readonly servers?: string | string[]
   /** A connection of your own (it is not closed by `close`). */
@@ -60,10 +67,6 @@ export interface NatsBusOptions {
   readonly storage?: 'file' | 'memory'
   /** Stream replicas in a JetStream cluster. Default 1. */
   readonly replicas?: number
-  /** Milliseconds a presence entry lives without a refresh (a dead node's members). Default 30 000. */
-  readonly presenceTtl?: number
-  /** Most publications one history read returns. Default 1000. */
-  readonly historyCap?: number
   /**
    * Milliseconds a node waits for a publication that core NATS has not brought (while later ones
    * wait behind it) before reading it from the stream. Default 250.
@@ -71,8 +74,6 @@ export interface NatsBusOptions {
   readonly fillDelay?: number
 }
 
-const DEFAULT_PRESENCE_TTL_MS = 30_000
-const DEFAULT_HISTORY_CAP = 1000
 const DEFAULT_FILL_DELAY_MS = 250
 /** Stream reads in flight at once for one history request. */
 const READ_CONCURRENCY = 64
@@ -161,23 +162,6 @@ function policySize(description: string): number {
 
 function isNotFound(error: unknown): boolean {
   return error instanceof JetStreamApiError && (error.code === 10059 || error.status === 404)
-}
-
-/**
- * Calls every receiver; one that throws does not keep the value from the others, nor break the
- * client's message loop: its error is rethrown on its own (an uncaught exception, as it would be
- * with no bus in between).
- */
-function handToAll<T>(receivers: Iterable<(value: T) => void>, value: T): void {
-  for (const receive of receivers) {
-    try {
-      receive(value)
-    } catch (error) {
-      queueMicrotask(() => {
-        throw error
-      })
-    }
-  }
 }
 
 /** The Rally cluster bus on NATS. Create it with `await NatsBus.connect({ servers })`. */
@@ -640,21 +624,11 @@ export class NatsBus implements Bus {
       feed = created
       this.#feeds.set(channel, created)
     }
-    const receiver = (publication: BusPublication) => deliver(publication)
-    feed.receivers.add(receiver)
-    await feed.ready
-    const joined = feed
-    let released = false
-    return async () => {
-      if (released) return
-      released = true
-      joined.receivers.delete(receiver)
-      if (joined.receivers.size > 0 || this.#feeds.get(channel) !== joined) return
-      this.#feeds.delete(channel)
-      clearTimeout(joined.fillTimer)
-      joined.subscription.unsubscribe()
+    return joinFeed(this.#feeds, channel, feed, deliver, async (released) => {
+      clearTimeout(released.fillTimer)
+      released.subscription.unsubscribe()
       if (!this.#closed) await this.#nc.flush().catch(() => {})
-    }
+    })
   }
 
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
@@ -699,19 +673,7 @@ export class NatsBus implements Bus {
       feed = { receivers, subscription, ready: this.#nc.flush() }
       this.#events.set(channel, feed)
     }
-    const receiver = (event: BusEvent) => receive(event)
-    feed.receivers.add(receiver)
-    await feed.ready
-    const joined = feed
-    let released = false
-    return async () => {
-      if (released) return
-      released = true
-      joined.receivers.delete(receiver)
-      if (joined.receivers.size > 0 || this.#events.get(channel) !== joined) return
-      this.#events.delete(channel)
-      joined.subscription.unsubscribe()
-    }
+    return joinFeed(this.#events, channel, feed, receive, (released) => released.subscription.unsubscribe())
   }
 
   #bucket(): Promise<KV> {

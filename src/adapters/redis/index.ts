@@ -36,6 +36,13 @@ import type {
   StreamPosition,
   Unsubscribe,
 } from '../../pubsub/bus.js'
+import {
+  type BrokerBusOptions,
+  DEFAULT_HISTORY_CAP,
+  DEFAULT_PRESENCE_TTL_MS,
+  handToAll,
+  joinFeed,
+} from '../../pubsub/bus-support.js'
 
 /** A pub/sub listener in buffer mode: the message and the channel it came on. */
 export type RedisBufferListener = (message: Buffer, channel: Buffer) => unknown
@@ -56,7 +63,7 @@ export interface RedisClientLike {
   close(): Promise<unknown>
 }
 
-export interface RedisBusOptions {
+export interface RedisBusOptions extends BrokerBusOptions {
   /** `redis://…` URL; ignored when `clients` are given. Default `redis://127.0.0.1:6379`. */
   readonly url?: string
   /** Two connected clients of your own: `commands`, and `subscriber` (a separate connection). */
@@ -65,18 +72,11 @@ export interface RedisBusOptions {
   readonly prefix?: string
   /** Sharded pub/sub (SSUBSCRIBE/SPUBLISH), for Redis Cluster. Default false. */
   readonly sharded?: boolean
-  /** Milliseconds a presence member lives without a refresh (a dead node's members). Default 30 000. */
-  readonly presenceTtl?: number
-  /** Most publications one history read returns. Default 1000. */
-  readonly historyCap?: number
   /** Milliseconds a channel's meta hash (its epoch and offset) lives after its last publication; 0 keeps it. Default 0. */
   readonly metaTtl?: number
   /** Errors the clients report while they reconnect (they keep trying). Default: ignored. */
   readonly onError?: (error: unknown) => void
 }
-
-const DEFAULT_PRESENCE_TTL_MS = 30_000
-const DEFAULT_HISTORY_CAP = 1000
 
 // One publication. KEYS: meta hash, stream, pub/sub channel. ARGV: candidate epoch, data, info
 // ('' for none), history size and ttl (ms) (both '' for the channel's last policy, kept in the
@@ -244,23 +244,6 @@ function newEpoch(): string {
 /** A channel name is the hash tag of all its keys, so that they share one Cluster slot. */
 function tagged(prefix: string, channel: string, suffix: string): string {
   return `${prefix}:{${channel}}:${suffix}`
-}
-
-/**
- * Calls every receiver; one that throws does not keep the value from the others, nor break the
- * client's message loop: its error is rethrown on its own (an uncaught exception, as it would be
- * with no bus in between).
- */
-function handToAll<T>(receivers: Iterable<(value: T) => void>, value: T): void {
-  for (const receive of receivers) {
-    try {
-      receive(value)
-    } catch (error) {
-      queueMicrotask(() => {
-        throw error
-      })
-    }
-  }
 }
 
 /** The Rally cluster bus on Redis. Create it with `await RedisBus.connect({ url })`. */
@@ -474,21 +457,10 @@ export class RedisBus implements Bus {
         if (table.get(channel) === created) table.delete(channel)
       })
     }
-    // A wrapper per call, so that subscribing the same function twice needs two unsubscribes.
-    const receiver = (value: T) => receive(value)
-    fanout.receivers.add(receiver)
-    await fanout.ready
-    const joined = fanout
-    let released = false
-    return async () => {
-      if (released) return
-      released = true
-      joined.receivers.delete(receiver)
-      if (joined.receivers.size > 0 || table.get(channel) !== joined) return
-      table.delete(channel)
+    return joinFeed(table, channel, fanout, receive, async (released) => {
       if (table === (this.#publications as unknown)) this.#lastDelivered.delete(channel)
-      if (!this.#closed) await this.#unsubscribeCommand(redisChannel, joined.listener)
-    }
+      if (!this.#closed) await this.#unsubscribeCommand(redisChannel, released.listener)
+    })
   }
 
   subscribe(channel: string, deliver: (publication: BusPublication) => void): Promise<Unsubscribe> {

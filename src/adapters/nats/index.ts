@@ -164,6 +164,16 @@ function isNotFound(error: unknown): boolean {
   return error instanceof JetStreamApiError && (error.code === 10059 || error.status === 404)
 }
 
+/** The stream's info, or undefined when there is no such stream (other errors are thrown). */
+async function streamInfoOrNone(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
+  try {
+    return await jsm.streams.info(name)
+  } catch (error) {
+    if (!isNotFound(error)) throw error
+    return undefined
+  }
+}
+
 /** The Rally cluster bus on NATS. Create it with `await NatsBus.connect({ servers })`. */
 export class NatsBus implements Bus {
   readonly nodeId = randomBytes(9).toString('base64url')
@@ -348,11 +358,8 @@ export class NatsBus implements Bus {
   async #openStream(channel: string, policy: HistoryPolicy | undefined): Promise<StreamState> {
     const jsm = await this.#manager()
     const name = this.#streamName(channel)
-    let info: StreamInfo
-    try {
-      info = await jsm.streams.info(name)
-    } catch (error) {
-      if (!isNotFound(error)) throw error
+    let info = await streamInfoOrNone(jsm, name)
+    if (info === undefined) {
       try {
         info = await jsm.streams.add(this.#streamConfig(channel, policy ?? { size: 0, ttl: 0 }))
       } catch (addError) {
@@ -380,11 +387,8 @@ export class NatsBus implements Bus {
     await this.#online
     const jsm = await this.#manager()
     const name = this.#streamName(channel)
-    let info: StreamInfo
-    try {
-      info = await jsm.streams.info(name)
-    } catch (error) {
-      if (!isNotFound(error)) throw error
+    let info = await streamInfoOrNone(jsm, name)
+    if (info === undefined) {
       // No stream yet: create it (no history until a publication brings a policy), so that the
       // epoch given now is the one the first publication gets.
       this.#streams.delete(channel)

@@ -320,13 +320,18 @@ export class RedisBus implements Bus {
     this.#subscriber.on('end', markDisconnected)
     this.#subscriber.on('reconnecting', markDisconnected)
     this.#subscriber.on('error', markDisconnected)
-    // The client resubscribes every channel before it reports ready again (its socket initiator
-    // awaits the resubscription), so deliveries are in place when the gap is reported.
+    // The client resubscribes every channel before it reports ready again, but a resubscription
+    // answered with an error (a server still starting) makes it forget that channel for good. So
+    // each subscription is asserted again — a no-op for a channel the client still holds — and
+    // the gap is reported only once deliveries are in place on every channel.
     this.#subscriber.on('ready', () => {
       if (!this.#disconnected || this.#closed) return
       this.#disconnected = false
-      const channels = [...this.#publications.keys()]
-      if (channels.length > 0) for (const listener of this.#gapListeners) listener(channels)
+      void this.#resubscribeAll().then(() => {
+        if (this.#closed) return
+        const channels = [...this.#publications.keys()]
+        if (channels.length > 0) for (const listener of this.#gapListeners) listener(channels)
+      })
     })
     // A third of the time to live: two refreshes may fail before a live member expires.
     this.#refreshTimer = setInterval(() => this.#refreshPresence(), Math.max(10, this.#presenceTtl / 3))
@@ -422,6 +427,16 @@ export class RedisBus implements Bus {
     return this.#sharded
       ? this.#subscriber.sSubscribe(channel, listener, true)
       : this.#subscriber.subscribe(channel, listener, true)
+  }
+
+  /** Subscribes every channel that has local receivers again; errors are left to the next reconnect. */
+  async #resubscribeAll(): Promise<void> {
+    const again: Promise<unknown>[] = []
+    for (const [channel, fanout] of this.#publications)
+      again.push(this.#subscribeCommand(tagged(this.#prefix, channel, 'pub'), fanout.listener))
+    for (const [channel, fanout] of this.#events)
+      again.push(this.#subscribeCommand(tagged(this.#prefix, channel, 'event'), fanout.listener))
+    await Promise.allSettled(again)
   }
 
   #unsubscribeCommand(channel: string, listener: RedisBufferListener): Promise<unknown> {

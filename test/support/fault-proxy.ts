@@ -15,7 +15,8 @@
  *   connections and swallows what is sent that way afterwards; the other direction still flows.
  * - `slowDrip(bytes, tickMs, direction)`: at most `bytes` are forwarded per tick.
  * - `refuse()`: new connections are reset as soon as they are accepted.
- * `heal()` removes every standing fault. Counters say what happened.
+ * `heal()` removes every standing fault. Counters say what happened; a 'forwarded' event
+ * (direction, bytes) marks each write the proxy makes.
  *
  * Directions: 'upstream' is client → target, 'downstream' is target → client.
  */
@@ -147,6 +148,7 @@ class Lane {
       budget -= take
       this.queuedBytes -= take
       this.proxy.counters.forwarded[this.direction] += take
+      this.proxy.emit('forwarded', this.direction, take)
       if (!this.destination.write(piece)) {
         this.waitingForDrain = true
         this.destination.once('drain', () => {

@@ -4,15 +4,12 @@
  * input on a TLS port (plain text, garbage after the TLS handshake).
  */
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer as createHttpsServer } from 'node:https'
 import { connect as netConnect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { createSecureContext, type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { createServer, type RallyServer, type ServerOptions, WebSocket } from '../../src/index.js'
+import { type Certificate, makeCertificate } from '../support/tls.js'
 import {
   closeEventOf,
   echoHandlers,
@@ -29,42 +26,18 @@ import {
 
 installGuards()
 
-let dir: string
+let certificate: Certificate | undefined
 let key: Buffer
 let cert: Buffer
 
 before(() => {
-  dir = mkdtempSync(join(tmpdir(), 'rally-tls-'))
-  const result = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ],
-    { timeout: 30_000, encoding: 'utf8' },
-  )
-  if (result.error !== undefined)
-    throw new Error(`openssl is required to generate the test certificate: ${result.error.message}`)
-  assert.equal(result.status, 0, `openssl failed: ${result.stderr}`)
-  key = readFileSync(join(dir, 'key.pem'))
-  cert = readFileSync(join(dir, 'cert.pem'))
+  certificate = makeCertificate()
+  key = certificate.key
+  cert = certificate.cert
 })
 
 after(() => {
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+  certificate?.dispose()
 })
 
 interface Harness {

@@ -5,8 +5,6 @@
  * driver over the client stream.
  */
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import {
   type ClientHttp2Session,
   type ClientHttp2Stream,
@@ -17,54 +15,13 @@ import {
   type OutgoingHttpHeaders,
 } from 'node:http2'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createServer, type RallyServer, type ServerOptions } from '../../src/index.js'
 import { type DriverListener, SocketDriver } from '../../src/node/socket-driver.js'
 import type { CloseInfo, ProtocolError } from '../../src/protocol/index.js'
 
-export interface Certificate {
-  key: Buffer
-  cert: Buffer
-  keyFile: string
-  certFile: string
-  dispose(): void
-}
+import type { Certificate } from '../support/tls.js'
 
-export function makeCertificate(): Certificate {
-  const dir = mkdtempSync(join(tmpdir(), 'rally-h2-'))
-  const result = spawnSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      join(dir, 'key.pem'),
-      '-out',
-      join(dir, 'cert.pem'),
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ],
-    { timeout: 30_000, encoding: 'utf8' },
-  )
-  if (result.error !== undefined)
-    throw new Error(`openssl is required to generate the test certificate: ${result.error.message}`)
-  assert.equal(result.status, 0, `openssl failed: ${result.stderr}`)
-  return {
-    key: readFileSync(join(dir, 'key.pem')),
-    cert: readFileSync(join(dir, 'cert.pem')),
-    keyFile: join(dir, 'key.pem'),
-    certFile: join(dir, 'cert.pem'),
-    dispose: () => rmSync(dir, { recursive: true, force: true }),
-  }
-}
+export { type Certificate, makeCertificate } from '../support/tls.js'
 
 export interface H2Harness<UserData> {
   rally: RallyServer<UserData>

@@ -11,6 +11,7 @@ export const CHROMIUM = '/usr/bin/chromium'
 const DEBIAN_PYTHON = '/usr/bin/python3'
 export const REDIS_SERVER = '/usr/bin/redis-server'
 export const NATS_SERVER = '/usr/sbin/nats-server'
+export const NGINX = '/usr/sbin/nginx'
 
 function hasPythonWebsockets() {
   const probe = spawnSync(DEBIAN_PYTHON, ['-c', 'import websockets'], { stdio: 'ignore' })
@@ -58,4 +59,17 @@ export function ensureBrokers() {
     spawnSync('service', [service, 'stop'], { stdio: 'ignore' })
     spawnSync('systemctl', ['disable', service], { stdio: 'ignore' })
   }
+}
+
+// Debian's nginx, the real proxy in front of Rally for the transport fallback (browser) and
+// cluster tests; they start their own on free ports (test/support/nginx.ts), so the system
+// service, which the package starts where it can, is stopped and disabled again.
+export function ensureNginx() {
+  if (existsSync(NGINX)) return
+  if (!aptInstall(['nginx'], 'the proxy tests')) {
+    console.error('# could not install nginx; the proxy tests will fail')
+    return
+  }
+  spawnSync('service', ['nginx', 'stop'], { stdio: 'ignore' })
+  spawnSync('systemctl', ['disable', 'nginx'], { stdio: 'ignore' })
 }

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // Runs the whole test suite with Node's built-in runner (through tsx for TypeScript).
 // First makes sure the system peers the interop tests need, and the brokers the bus tests start,
-// and cluster tests start, are installed (see ensure-system-deps).
+// and cluster tests start, and nginx are installed (see ensure-system-deps).
 // Usage: node scripts/run-tests.mjs [--only DIR] [FILE...]
 import { spawnSync } from 'node:child_process'
 import { readdirSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { ensureBrokers, ensureSystemDeps } from './ensure-system-deps.mjs'
+import { ensureBrokers, ensureNginx, ensureSystemDeps } from './ensure-system-deps.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const args = process.argv.slice(2)
@@ -40,6 +40,14 @@ const needsBrokers =
     ? only === undefined || only === 'bus' || only === 'cluster'
     : explicit.some((file) => file.includes('test/bus/') || file.includes('test/cluster/'))
 if (needsBrokers) ensureBrokers()
+// nginx for the suites that go through a real proxy, and Chromium for the browser's, however they
+// are selected: the whole suite, --only, or files named one by one.
+const selects = (suites) =>
+  explicit.length === 0
+    ? only === undefined || suites.includes(only)
+    : explicit.some((file) => suites.some((suite) => file.includes(`test/${suite}/`)))
+if (selects(['browser', 'transports', 'cluster', 'support'])) ensureNginx()
+if ((explicit.length > 0 || only !== undefined) && selects(['browser'])) ensureSystemDeps()
 
 // No test may hang the run: one that has not finished after 3 minutes fails, with its name (the
 // whole suite takes about a minute; suites that need longer say so in their own options).

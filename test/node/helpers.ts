@@ -22,8 +22,9 @@ import {
 } from '../../src/index.js'
 import { computeAcceptKey } from '../../src/protocol/index.js'
 import { EventQueue, once } from '../support/events.js'
-import { clientFrame, closePayload, type FrameSpec, parseFrame, type WireFrame } from '../support/frames.js'
+import { clientFrame, closePayload, type FrameSpec, type WireFrame } from '../support/frames.js'
 import { closedPort, listenOnFreePort } from '../support/net.js'
+import { type HttpHead, RawWebSocket } from '../support/raw-websocket.js'
 import { sleep, turn, waitUntil, withTimeout } from '../support/timing.js'
 
 export { closedPort }
@@ -186,13 +187,8 @@ export function handshakeRequest(options: HandshakeRequestOptions = {}): string 
 
 // ------------------------------------------------------------------ raw client
 
-export interface HttpResponse {
-  statusLine: string
-  status: number
-  /** Lower-case names; repeated fields joined with ", ". */
-  headers: Record<string, string>
-  body: string
-}
+/** A response as RawClient read it. */
+export type HttpResponse = HttpHead
 
 /** A frame as the server sent it. */
 export type ServerFrame = WireFrame
@@ -206,77 +202,19 @@ export function closeReasonOf(frame: ServerFrame): string {
   return frame.payload.subarray(2).toString('utf8')
 }
 
-/** Decodes a chunked body starting at `start`; undefined until it is complete. */
-function decodeChunked(buffer: Buffer, start: number): { body: Buffer; total: number } | undefined {
-  const parts: Buffer[] = []
-  let position = start
-  for (;;) {
-    const lineEnd = buffer.indexOf('\r\n', position)
-    if (lineEnd === -1) return undefined
-    const size = Number.parseInt(buffer.subarray(position, lineEnd).toString('latin1'), 16)
-    if (!Number.isInteger(size)) throw new Error('malformed chunked body')
-    const dataStart = lineEnd + 2
-    if (buffer.length < dataStart + size + 2) return undefined
-    if (size === 0) return { body: Buffer.concat(parts), total: dataStart + 2 }
-    parts.push(buffer.subarray(dataStart, dataStart + size))
-    position = dataStart + size + 2
-  }
-}
-
 /**
- * A plain TCP client that speaks WebSocket by hand: the test decides every byte it writes, and
- * reads the server's bytes back (an HTTP response head, then frames).
+ * The suite's raw peer (test/support/raw-websocket.ts), tracked for `disposeAll`: the test decides
+ * every byte it writes and reads the server's bytes back (an HTTP response head, then frames).
  */
-export class RawClient {
-  readonly socket: net.Socket
-  /** Bytes received and not yet consumed by `readHead` / `readFrame`. */
-  buffer: Buffer = Buffer.alloc(0)
-  /** The peer sent FIN (an orderly TCP close). */
-  gotEnd = false
-  /** The socket is closed. */
-  closed = false
-  /** A socket error (ECONNRESET...), if any. */
-  error: Error | undefined
-  private readonly waiters = new Set<() => void>()
-
+export class RawClient extends RawWebSocket {
   private constructor(socket: net.Socket) {
-    this.socket = socket
+    super(socket)
     rawClients.add(this)
-    socket.on('data', (chunk: Buffer) => {
-      this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
-      this.wake()
-    })
-    socket.on('end', () => {
-      this.gotEnd = true
-      this.wake()
-    })
-    socket.on('error', (error) => {
-      this.error = error
-    })
-    socket.on('close', () => {
-      this.closed = true
-      this.wake()
-    })
   }
 
   /** Connects (TCP only). */
-  static connect(port: number, ms = 5000): Promise<RawClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: HOST, port })
-      socket.setNoDelay(true)
-      const timer = setTimeout(() => {
-        socket.destroy()
-        reject(new Error(`raw connect to ${port} timed out`))
-      }, ms)
-      socket.once('error', (error) => {
-        clearTimeout(timer)
-        reject(error)
-      })
-      socket.once('connect', () => {
-        clearTimeout(timer)
-        resolve(new RawClient(socket))
-      })
-    })
+  static async connect(port: number, ms = 5000): Promise<RawClient> {
+    return new RawClient(await RawWebSocket.dialSocket({ port, timeout: ms }))
   }
 
   /** Connects, sends a valid handshake (plus `extra` bytes in the same write) and checks the 101. */
@@ -294,109 +232,8 @@ export class RawClient {
     return raw
   }
 
-  /** Writes the chunks in one write (one TCP segment on loopback for small sizes). */
-  write(...chunks: (Uint8Array | string)[]): void {
-    const bytes = Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c, 'latin1') : c)))
-    this.socket.write(bytes)
-  }
-
-  destroy(): void {
-    this.socket.destroy()
+  override destroy(): void {
+    super.destroy()
     rawClients.delete(this)
-  }
-
-  private wake(): void {
-    for (const waiter of [...this.waiters]) waiter()
-  }
-
-  /** Resolves with `check()`'s first defined value, re-checked on every byte and on close. */
-  private waitFor<T>(check: () => T | undefined, ms: number, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        this.waiters.delete(attempt)
-      }
-      const attempt = (): void => {
-        let value: T | undefined
-        try {
-          value = check()
-        } catch (error) {
-          done()
-          reject(error)
-          return
-        }
-        if (value !== undefined) {
-          done()
-          resolve(value)
-        } else if (this.closed) {
-          done()
-          reject(
-            new Error(`connection closed while waiting for ${what} (${this.buffer.length} bytes unread)`),
-          )
-        }
-      }
-      const timer = setTimeout(() => {
-        done()
-        reject(new Error(`timed out after ${ms} ms waiting for ${what} (${this.buffer.length} bytes unread)`))
-      }, ms)
-      this.waiters.add(attempt)
-      attempt()
-    })
-  }
-
-  /** Reads an HTTP response head and its Content-Length body. */
-  readHead(ms = 5000): Promise<HttpResponse> {
-    return this.waitFor(
-      () => {
-        const end = this.buffer.indexOf('\r\n\r\n')
-        if (end === -1) return undefined
-        const lines = this.buffer.subarray(0, end).toString('latin1').split('\r\n')
-        const statusLine = lines[0]!
-        const headers: Record<string, string> = {}
-        for (const line of lines.slice(1)) {
-          const colon = line.indexOf(':')
-          const name = line.slice(0, colon).trim().toLowerCase()
-          const value = line.slice(colon + 1).trim()
-          headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`
-        }
-        const status = Number(statusLine.split(' ')[1])
-        let body: Buffer
-        let total: number
-        if (headers['transfer-encoding'] === 'chunked') {
-          const chunked = decodeChunked(this.buffer, end + 4)
-          if (chunked === undefined) return undefined
-          ;({ body, total } = chunked)
-        } else {
-          // A 101 has no body; the bytes after its head are frames.
-          const bodyLength = status === 101 ? 0 : Number(headers['content-length'] ?? 0)
-          total = end + 4 + bodyLength
-          if (this.buffer.length < total) return undefined
-          body = this.buffer.subarray(end + 4, total)
-        }
-        this.buffer = this.buffer.subarray(total)
-        return { statusLine, status, headers, body: body.toString('utf8') }
-      },
-      ms,
-      'an HTTP response',
-    )
-  }
-
-  /** Reads the next frame from the server. */
-  readFrame(ms = 5000): Promise<ServerFrame> {
-    return this.waitFor(
-      () => {
-        const parsed = parseFrame(this.buffer)
-        if (parsed === undefined) return undefined
-        this.buffer = this.buffer.subarray(parsed.size)
-        return parsed.frame
-      },
-      ms,
-      'a frame',
-    )
-  }
-
-  /** Waits for the TCP connection to close. */
-  waitForClose(ms = 5000): Promise<void> {
-    return this.waitFor(() => (this.closed ? true : undefined), ms, 'the TCP close').then(() => undefined)
   }
 }

@@ -4,11 +4,10 @@
  * stop reading altogether).
  */
 import { Buffer } from 'node:buffer'
-import { connect, type Socket } from 'node:net'
 import { constants, createInflateRaw, type InflateRaw, inflateRawSync } from 'node:zlib'
 import { WebSocket, type WebSocketOptions } from '../../src/index.js'
 import { nextDomEvent } from '../support/events.js'
-import { parseFrame } from '../support/frames.js'
+import { RawWebSocket, type ReceivedFrame, SAMPLE_KEY } from '../support/raw-websocket.js'
 import { withTimeout as within } from '../support/timing.js'
 
 export { turn, waitUntil as until } from '../support/timing.js'
@@ -47,33 +46,20 @@ export async function openPeers(
 }
 
 /** A frame as the server sent it: its exact bytes and its parts. */
-export interface RawFrame {
-  fin: boolean
-  rsv1: boolean
-  opcode: number
-  payload: Buffer
-  bytes: Buffer
+export type RawFrame = ReceivedFrame
+
+/** RSV1 on a data frame: compressed (RFC 7692 6). */
+export function isCompressed(frame: RawFrame): boolean {
+  return (frame.rsv & 0x40) !== 0
 }
 
 /**
- * A WebSocket client on a bare TCP socket: sends the handshake with the given extra header
- * lines, and parses (unmasked) server frames as they come.
+ * A WebSocket client on a bare TCP socket (test/support/raw-websocket.ts): sends the handshake
+ * with the given extra header lines, then collects the server's frames as they come.
  */
-export class RawClient {
-  readonly socket: Socket
+export class RawClient extends RawWebSocket {
+  /** The 101 response's head as text (lower-case header names). */
   head = ''
-  readonly frames: RawFrame[] = []
-  /** Reads from the socket after the handshake: how the bytes were batched on the way. */
-  chunksAfterHead = 0
-  private buffer: Buffer = Buffer.alloc(0)
-  private headDone = false
-  private waitingHead: ((head: string) => void) | undefined
-
-  private constructor(socket: Socket) {
-    this.socket = socket
-    socket.on('error', () => {})
-    socket.on('data', (chunk: Buffer) => this.onData(chunk))
-  }
 
   static async connect(
     port: number,
@@ -81,18 +67,15 @@ export class RawClient {
     extraHeaders: string[] = [],
     ms = 5000,
   ): Promise<RawClient> {
-    const socket = connect(port, '127.0.0.1')
-    const client = new RawClient(socket)
-    const head = new Promise<string>((resolve) => {
-      client.waitingHead = resolve
-    })
-    socket.write(
+    const client = new RawClient(await RawWebSocket.dialSocket({ port, timeout: ms }))
+    client.socket.on('error', () => {})
+    client.write(
       [
         `GET ${path} HTTP/1.1`,
         'Host: 127.0.0.1',
         'Upgrade: websocket',
         'Connection: Upgrade',
-        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+        `Sec-WebSocket-Key: ${SAMPLE_KEY}`,
         'Sec-WebSocket-Version: 13',
         ...extraHeaders,
         '',
@@ -100,45 +83,17 @@ export class RawClient {
       ].join('\r\n'),
     )
     try {
-      await within(head, ms, `the 101 for raw client on ${path}`)
+      const head = await client.readHead(ms)
+      client.head = [
+        head.statusLine,
+        ...Object.entries(head.headers).map(([name, value]) => `${name}: ${value}`),
+      ].join('\r\n')
     } catch (error) {
-      socket.destroy()
+      client.destroy()
       throw error
     }
+    client.collectFrames()
     return client
-  }
-
-  /** Text of the data frames received so far (server frames are unmasked). */
-  get bytesReceived(): number {
-    return this.frames.reduce((sum, frame) => sum + frame.bytes.length, 0)
-  }
-
-  destroy(): void {
-    this.socket.destroy()
-  }
-
-  private onData(chunk: Buffer): void {
-    if (this.headDone) this.chunksAfterHead++
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
-    if (!this.headDone) {
-      const end = this.buffer.indexOf('\r\n\r\n')
-      if (end === -1) return
-      this.head = this.buffer.subarray(0, end).toString('latin1')
-      this.buffer = this.buffer.subarray(end + 4)
-      this.headDone = true
-      this.waitingHead?.(this.head)
-    }
-    this.parseFrames()
-  }
-
-  private parseFrames(): void {
-    for (let next = parseFrame(this.buffer); next !== undefined; next = parseFrame(this.buffer)) {
-      const { fin, rsv, opcode, payload } = next.frame
-      // The frame's bytes as received, to compare what two sockets were sent.
-      const bytes = Buffer.from(this.buffer.subarray(0, next.size))
-      this.frames.push({ fin, rsv1: (rsv & 0x40) !== 0, opcode, payload, bytes })
-      this.buffer = this.buffer.subarray(next.size)
-    }
   }
 }
 
@@ -169,7 +124,7 @@ export async function decodeFrames(frames: readonly RawFrame[], takeover: boolea
     for (const frame of frames) {
       if (frame.opcode !== 0x1 && frame.opcode !== 0x2) continue
       if (!frame.fin) throw new Error('decodeFrames expects unfragmented messages')
-      if (!frame.rsv1) messages.push(frame.payload.toString('utf8'))
+      if (!isCompressed(frame)) messages.push(frame.payload.toString('utf8'))
       else if (inflater === undefined) messages.push(inflateMessage(frame.payload, 15))
       else
         messages.push((await inflateThrough(inflater, Buffer.concat([frame.payload, TAIL]))).toString('utf8'))

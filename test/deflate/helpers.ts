@@ -26,6 +26,7 @@ import {
 import { computeAcceptKey } from '../../src/protocol/index.js'
 import { EventQueue, once } from '../support/events.js'
 import { clientFrame, parseFrame, type WireFrame } from '../support/frames.js'
+import { type HttpHead, RawWebSocket } from '../support/raw-websocket.js'
 import { sleep, withTimeout } from '../support/timing.js'
 
 export const HOST = '127.0.0.1'
@@ -260,18 +261,12 @@ function readHead(socket: net.Socket, ms: number): Promise<{ head: Head; rest: B
   )
 }
 
-/** A hand-driven client: handshake by hand, frames by hand, the server's frames parsed. */
-export class RawClient {
-  readonly socket: net.Socket
-  readonly reader = new FrameReader()
-  head: Head | undefined
-  /** Resolves when the socket closes. */
-  readonly closed: Promise<void>
-
-  private constructor(socket: net.Socket) {
-    this.socket = socket
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()))
-  }
+/**
+ * A hand-driven client (test/support/raw-websocket.ts): handshake by hand, frames by hand, the
+ * server's frames parsed, RSV bits included.
+ */
+export class RawClient extends RawWebSocket {
+  head: HttpHead | undefined
 
   /**
    * Connects and performs the handshake, offering `extensions` (default: the browsers' offer).
@@ -280,39 +275,33 @@ export class RawClient {
   static async connect(
     port: number,
     extensions: string | string[] | null = 'permessage-deflate; client_max_window_bits',
-  ) {
-    const socket = track(net.connect({ host: HOST, port }))
-    socket.on('error', () => {})
-    const client = new RawClient(socket)
-    await withTimeout(once(socket, 'connect'), 5000, 'raw connect')
+  ): Promise<RawClient> {
+    const client = new RawClient(track(await RawWebSocket.dialSocket({ port })))
     let request = `GET / HTTP/1.1\r\nHost: ${HOST}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n`
     for (const line of extensions === null ? [] : typeof extensions === 'string' ? [extensions] : extensions)
       request += `Sec-WebSocket-Extensions: ${line}\r\n`
-    socket.write(`${request}\r\n`)
-    const { head, rest } = await readHead(socket, 5000)
+    client.write(`${request}\r\n`)
+    const head = await client.readHead()
     if (head.status !== 101) throw new Error(`handshake answered ${head.status}`)
-    if (head.headers.get('sec-websocket-accept')?.[0] !== computeAcceptKey(KEY)) throw new Error('bad accept')
+    if (head.headers['sec-websocket-accept'] !== computeAcceptKey(KEY)) throw new Error('bad accept')
     client.head = head
-    socket.on('data', (chunk: Buffer) => client.reader.push(chunk))
-    socket.once('close', () => client.reader.frames.fail(new Error('the server closed the connection')))
-    if (rest.length > 0) client.reader.push(rest)
     return client
   }
 
   /** The response's Sec-WebSocket-Extensions, joined. */
   get extensions(): string {
-    return this.head?.headers.get('sec-websocket-extensions')?.join(', ') ?? ''
+    return this.head?.headers['sec-websocket-extensions'] ?? ''
   }
 
   send(...frames: Buffer[]): void {
-    this.socket.write(Buffer.concat(frames))
+    this.write(...frames)
   }
 
   nextFrame(ms = 5000): Promise<ParsedFrame> {
-    return this.reader.frames.next(ms, 'a server frame')
+    return this.readFrame(ms)
   }
 
-  /** Skips frames until a data frame or close (pongs are collected in `pongs`). */
+  /** Skips frames until a data frame or close (pongs and pings are skipped). */
   async nextDataFrame(ms = 5000): Promise<ParsedFrame> {
     while (true) {
       const frame = await this.nextFrame(ms)
@@ -341,10 +330,6 @@ export class RawClient {
       const frame = await this.nextFrame(ms)
       if (frame.opcode === Op.Close) return closeCodeOf(frame)
     }
-  }
-
-  destroy(): void {
-    this.socket.destroy()
   }
 }
 

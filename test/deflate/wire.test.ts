@@ -192,7 +192,7 @@ describe('RSV1 and compressed-data errors', () => {
     const client = await RawClient.connect(port, options.extensions)
     client.send(...frames)
     assert.equal(await client.closeCode(), expected)
-    await client.closed
+    await client.waitForClose()
     assert.deepEqual(messages, [], 'no message delivered')
   }
 

@@ -81,7 +81,8 @@ async function setup(): Promise<{ proxy: FaultProxy; target: Target }> {
 async function connectThrough(
   proxy: FaultProxy,
   target: Target,
-): Promise<{ client: net.Socket; server: net.Socket }> {
+): Promise<{ client: net.Socket; server: net.Socket; openedAt: number }> {
+  const openedAt = Date.now()
   const taken = target.sockets.length
   const relayed = proxy.counters.accepted
   const client = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true })
@@ -91,7 +92,7 @@ async function connectThrough(
   const server = await target.nextSocket(taken)
   // The relay exists once the proxy saw the target accept: faults then apply to it.
   if (proxy.counters.accepted === relayed) await once(proxy, 'connection')
-  return { client, server }
+  return { client, server, openedAt }
 }
 
 afterEach(async () => {
@@ -286,9 +287,33 @@ describe('FaultProxy', () => {
     assert.equal((await received).data.toString(), '!')
   })
 
+  test('cutAfter resets each connection at its age, busy or not, and heal lifts it', async () => {
+    const { proxy, target } = await setup()
+    const old = await connectThrough(proxy, target)
+    proxy.cutAfter(300)
+    const young = await connectThrough(proxy, target)
+    // Traffic does not keep a connection alive: the age counts, not idleness.
+    const received = readBytes(young.server, 4)
+    young.client.write('busy')
+    assert.equal((await received).data.toString(), 'busy')
+    const oldClosed = closed(old.client)
+    const youngClosed = closed(young.client)
+    await oldClosed
+    await youngClosed
+    assert.ok(Date.now() - young.openedAt >= 300, 'the young connection lived its whole age')
+    assert.equal(proxy.counters.cut, 2)
+    proxy.heal()
+    const healed = await connectThrough(proxy, target)
+    const stillOpen = readBytes(healed.server, 2)
+    healed.client.write('ok')
+    assert.equal((await stillOpen).data.toString(), 'ok')
+    assert.equal(proxy.counters.cut, 2)
+  })
+
   test('rejects nonsense fault settings with a clear error', async () => {
     const { proxy } = await setup()
     assert.throws(() => proxy.delay(-1), /delay must be >= 0/)
     assert.throws(() => proxy.slowDrip(0), /positive whole number/)
+    assert.throws(() => proxy.cutAfter(0), /positive age/)
   })
 })

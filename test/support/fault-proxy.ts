@@ -15,6 +15,8 @@
  *   connections and swallows what is sent that way afterwards; the other direction still flows.
  * - `slowDrip(bytes, tickMs, direction)`: at most `bytes` are forwarded per tick.
  * - `refuse()`: new connections are reset as soon as they are accepted.
+ * - `cutAfter(ms)`: each connection is reset once it is `ms` old, as a proxy or load balancer
+ *   that ends any response at a fixed age (however busy it is) does.
  * `heal()` removes every standing fault. Counters say what happened; a 'forwarded' event
  * (direction, bytes) marks each write the proxy makes.
  *
@@ -194,6 +196,9 @@ class Lane {
 class Relay {
   readonly lanes: Record<Direction, Lane>
   private disposed = false
+  readonly openedAt = Date.now()
+  /** Set by cutAfter: resets this relay at its maximum age. */
+  ageTimer: NodeJS.Timeout | undefined
 
   constructor(
     private readonly proxy: FaultProxy,
@@ -215,6 +220,7 @@ class Relay {
   destroy(reset: boolean): void {
     if (this.disposed) return
     this.disposed = true
+    if (this.ageTimer !== undefined) clearTimeout(this.ageTimer)
     this.lanes.upstream.dispose()
     this.lanes.downstream.dispose()
     for (const socket of [this.client, this.upstream]) {
@@ -237,7 +243,7 @@ export interface FaultProxyOptions {
 
 /**
  * Events: 'connection' (a relay opened, after the target accepted), 'closed' (a relay ended),
- * 'refused' (a connection was reset on accept).
+ * 'refused' (a connection was reset on accept), 'cut' (a relay reset at its maximum age).
  */
 export class FaultProxy extends EventEmitter {
   readonly counters: FaultProxyCounters = {
@@ -253,6 +259,7 @@ export class FaultProxy extends EventEmitter {
     downstream: { delayMs: 0, blackHole: false, drip: undefined },
   }
   private refusing = false
+  private maxAgeMs: number | undefined
   private readonly relays = new Set<Relay>()
   private readonly server: net.Server
   private readonly targetHost: string
@@ -350,9 +357,34 @@ export class FaultProxy extends EventEmitter {
     this.refusing = on
   }
 
-  /** Removes every standing fault (delay, black holes, drip, refusal); cut connections stay cut. */
+  /**
+   * Resets every connection, present and future, once it is `ms` old (counted in `cut`, with a
+   * 'cut' event each); undefined lifts it.
+   */
+  cutAfter(ms: number | undefined): void {
+    if (ms !== undefined && !(ms > 0)) throw new RangeError(`cutAfter needs a positive age, got ${ms}`)
+    this.maxAgeMs = ms
+    for (const relay of this.relays) this.scheduleAgeCut(relay)
+  }
+
+  private scheduleAgeCut(relay: Relay): void {
+    if (relay.ageTimer !== undefined) clearTimeout(relay.ageTimer)
+    relay.ageTimer = undefined
+    if (this.maxAgeMs === undefined) return
+    relay.ageTimer = setTimeout(
+      () => {
+        relay.destroy(true)
+        this.counters.cut++
+        this.emit('cut')
+      },
+      Math.max(0, relay.openedAt + this.maxAgeMs - Date.now()),
+    )
+  }
+
+  /** Removes every standing fault (delay, black holes, drip, refusal, age cut); cut connections stay cut. */
   heal(): void {
     this.refusing = false
+    this.cutAfter(undefined)
     for (const direction of DIRECTIONS) {
       this.faults[direction] = { delayMs: 0, blackHole: false, drip: undefined }
       for (const relay of this.relays) {
@@ -401,6 +433,7 @@ export class FaultProxy extends EventEmitter {
       }
       const relay = new Relay(this, client, upstream)
       this.relays.add(relay)
+      this.scheduleAgeCut(relay)
       this.counters.accepted++
       this.counters.active = this.relays.size
       client.resume()

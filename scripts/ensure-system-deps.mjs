@@ -1,5 +1,6 @@
 // Installs, with apt-get, the system packages the test suite talks to when they are missing:
-// Debian's python3-websockets and Chromium (WebSocket peers nobody here wrote), and redis-server
+// Debian's python3-websockets, python3-h2 with python3-wsproto (an RFC 8441 client for
+// test/http2) and Chromium (WebSocket peers nobody here wrote), and redis-server
 // and nats-server (the brokers the cluster-bus tests start on free ports of their own; the
 // system services are left stopped). Runs as root on Debian; elsewhere it says what is missing
 // and the tests report the missing peer or broker.
@@ -13,8 +14,8 @@ export const REDIS_SERVER = '/usr/bin/redis-server'
 export const NATS_SERVER = '/usr/sbin/nats-server'
 export const NGINX = '/usr/sbin/nginx'
 
-function hasPythonWebsockets() {
-  const probe = spawnSync(DEBIAN_PYTHON, ['-c', 'import websockets'], { stdio: 'ignore' })
+function hasPythonModule(name) {
+  const probe = spawnSync(DEBIAN_PYTHON, ['-c', `import ${name}`], { stdio: 'ignore' })
   return probe.status === 0
 }
 
@@ -37,7 +38,9 @@ function aptInstall(packages, why = 'the interop tests') {
 
 export function ensureSystemDeps() {
   const missing = []
-  if (!hasPythonWebsockets()) missing.push('python3-websockets')
+  if (!hasPythonModule('websockets')) missing.push('python3-websockets')
+  if (!hasPythonModule('h2')) missing.push('python3-h2')
+  if (!hasPythonModule('wsproto')) missing.push('python3-wsproto')
   if (!existsSync(CHROMIUM)) missing.push('chromium')
   if (missing.length === 0) return
   if (!aptInstall(missing)) console.error(`# could not install ${missing.join(' ')}; interop tests will fail`)

@@ -33,7 +33,12 @@ if (files.length === 0) {
   console.error('no test files found')
   process.exit(1)
 }
-if (explicit.length === 0 && (only === undefined || only === 'interop' || only === 'deflate'))
+const PEER_SUITES = ['interop', 'deflate', 'http2']
+if (
+  explicit.length === 0
+    ? only === undefined || PEER_SUITES.includes(only)
+    : explicit.some((file) => file.includes('test/http2/'))
+)
   ensureSystemDeps()
 const needsBrokers =
   explicit.length === 0

@@ -54,7 +54,7 @@ beforeEach(() => {
 
 afterEach(async () => {
   for (const peer of peers) peer.destroy()
-  await Promise.all([...peers].map((p) => p.closed))
+  await Promise.all([...peers].map((p) => p.waitForClose()))
   peers.clear()
   await witnesses.checkpoint()
   await waitFor(
@@ -88,7 +88,7 @@ async function hostile(bytes: Buffer | Buffer[], code: number, errorCode?: strin
   // The peer goes away; the application's close handler hears 1006 (no close frame came).
   const closes = log.closes.length
   p.destroy()
-  await p.closed
+  await p.waitForClose()
   await waitFor(() => log.closes.length > closes, 2000, 'the close handler')
   assert.equal(log.closes.at(-1)?.code, 1006)
 }
@@ -382,7 +382,7 @@ describe('close frames', { timeout: 60_000 }, () => {
       assert.equal(close.code, code)
       await p.expectTcpClosed()
       p.socket.end()
-      await p.closed
+      await p.waitForClose()
       await waitFor(() => log.closes.length > closes, 2000, 'the close handler')
       assert.deepEqual(log.closes.at(-1), { code, reason: 'bye', url: '/' })
     })

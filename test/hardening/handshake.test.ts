@@ -197,7 +197,7 @@ describe('missing, duplicate and oversized headers', { timeout: 60_000 }, () => 
       assert.equal(peer.frames[0]!.payload.toString(), 'hello')
     } finally {
       peer.destroy()
-      await peer.closed
+      await peer.waitForClose()
     }
     await waitClients(2)
   })

@@ -20,8 +20,9 @@ import {
   type WebSocketOptions,
 } from '../../src/index.js'
 import { Opcode } from '../../src/protocol/index.js'
-import { clientFrame, closePayload, type FrameSpec, parseFrame, type WireFrame } from '../support/frames.js'
+import { clientFrame, closePayload, type FrameSpec, type WireFrame } from '../support/frames.js'
 import { type RawServer, rawServer } from '../support/net.js'
+import { type HttpHead, RawWebSocket } from '../support/raw-websocket.js'
 import { sleep, waitUntil, withTimeout } from '../support/timing.js'
 
 export { Opcode }
@@ -189,23 +190,6 @@ export type ServerFrame = WireFrame
 
 let roundTrips = 0
 
-/** Minimal independent parser of server frames (not the library's own parser). */
-export class ServerFrameReader {
-  private buffer: Buffer = Buffer.alloc(0)
-  readonly frames: ServerFrame[] = []
-
-  push(chunk: Buffer): ServerFrame[] {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk])
-    const parsed: ServerFrame[] = []
-    for (let next = parseFrame(this.buffer); next !== undefined; next = parseFrame(this.buffer)) {
-      parsed.push(next.frame)
-      this.buffer = this.buffer.subarray(next.size)
-    }
-    this.frames.push(...parsed)
-    return parsed
-  }
-}
-
 export interface CloseResult {
   code: number
   reason: string
@@ -216,107 +200,53 @@ export interface CloseResult {
 }
 
 /**
- * A hostile (or merely hand-driven) WebSocket peer on a raw socket: it completes the opening
- * handshake itself, then sends whatever bytes the test wants and parses what the server sends.
+ * A hostile (or merely hand-driven) WebSocket peer on a raw socket (test/support/raw-websocket.ts):
+ * it completes the opening handshake itself, then sends whatever bytes the test wants and collects
+ * every frame the server sends in `frames`.
  */
-export class RawPeer {
-  readonly socket: Socket
-  readonly reader = new ServerFrameReader()
-  /** Resolves when the socket is closed (by either side). */
-  readonly closed: Promise<void>
-  /** True once the server sent FIN. */
-  serverEnded = false
-  /** Bytes received after the handshake. */
-  bytesReceived = 0
-  /** When false, received bytes are only counted, not parsed (for floods of echoes). */
-  keepFrames = true
-  private waiters: (() => void)[] = []
-
-  private constructor(socket: Socket) {
-    this.socket = socket
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()))
-    socket.on('end', () => {
-      this.serverEnded = true
-      this.notify()
-    })
-    socket.on('close', () => this.notify())
-  }
-
+export class RawPeer extends RawWebSocket {
   /** Connects and completes the handshake (asserting the 101 and the accept key). */
-  static connect(
+  static async connect(
     port: number,
     options: { path?: string; localAddress?: string; request?: string; timeout?: number } = {},
   ): Promise<RawPeer> {
-    return withTimeout(
-      new Promise<RawPeer>((resolve, reject) => {
-        const socket = connect({ port, host: HOST, localAddress: options.localAddress, allowHalfOpen: true })
-        socket.on('error', () => {}) // resets are expected from a server defending itself
-        let head = Buffer.alloc(0)
-        const onData = (chunk: Buffer): void => {
-          head = Buffer.concat([head, chunk])
-          const end = head.indexOf('\r\n\r\n')
-          if (end === -1) return
-          socket.removeListener('data', onData)
-          socket.removeListener('close', onClose)
-          const reply = parseReply(head.subarray(0, end + 4).toString('latin1'), false, 0)
-          if (reply.status !== 101 || reply.headers.get('sec-websocket-accept')?.[0] !== ACCEPT) {
-            socket.destroy()
-            reject(new Error(`Handshake refused: ${reply.statusLine}`))
-            return
-          }
-          const peer = new RawPeer(socket)
-          socket.on('data', (data: Buffer) => {
-            peer.bytesReceived += data.length
-            if (peer.keepFrames) peer.reader.push(data)
-            peer.notify()
-          })
-          const rest = head.subarray(end + 4)
-          peer.bytesReceived += rest.length
-          if (rest.length > 0) peer.reader.push(rest)
-          resolve(peer)
-        }
-        const onClose = (): void => reject(new Error('Closed during the handshake'))
-        socket.on('data', onData)
-        socket.on('close', onClose)
-        socket.write(options.request ?? upgradeRequest({ path: options.path }))
+    const timeout = options.timeout ?? 3000
+    const peer = new RawPeer(
+      await RawWebSocket.dialSocket({
+        port,
+        localAddress: options.localAddress,
+        allowHalfOpen: true,
+        timeout,
       }),
-      options.timeout ?? 3000,
-      'raw peer handshake',
     )
+    peer.write(options.request ?? upgradeRequest({ path: options.path }))
+    let reply: HttpHead
+    try {
+      reply = await peer.readHead(timeout)
+    } catch (error) {
+      peer.destroy()
+      throw new Error(`Raw peer handshake: ${(error as Error).message}`)
+    }
+    if (reply.status !== 101 || reply.headers['sec-websocket-accept'] !== ACCEPT) {
+      peer.destroy()
+      throw new Error(`Handshake refused: ${reply.statusLine}`)
+    }
+    peer.collectFrames()
+    return peer
   }
 
-  get frames(): ServerFrame[] {
-    return this.reader.frames
-  }
-
-  write(bytes: Uint8Array | string): boolean {
-    return this.socket.write(bytes)
+  /** True once the server sent FIN. */
+  get serverEnded(): boolean {
+    return this.gotEnd
   }
 
   send(opcode: number, payload: Uint8Array | string = '', spec: FrameSpec = {}): boolean {
-    return this.socket.write(clientFrame(opcode, payload, spec))
+    return this.sendFrame(opcode, payload, spec)
   }
 
-  private notify(): void {
-    const waiters = this.waiters
-    this.waiters = []
-    for (const waiter of waiters) waiter()
-  }
-
-  /** Waits until `predicate` holds, re-checking on every frame and on close. */
+  /** Waits until `predicate` holds, re-checked on every chunk and on close. */
   async until(predicate: () => boolean, ms: number, label: string): Promise<void> {
-    const deadline = Date.now() + ms
-    while (!predicate()) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`Timed out after ${ms} ms waiting for ${label}`)
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 50))
-        this.waiters.push(() => {
-          clearTimeout(timer)
-          resolve()
-        })
-      })
-    }
+    await this.waitFor(() => (predicate() ? true : undefined), ms, label)
   }
 
   /** Waits for the server's close frame; fails if the socket closes without one. */
@@ -371,14 +301,6 @@ export class RawPeer {
     await this.until(() => this.frames.some(isAnswer) || this.socket.closed, ms, `the pong to ${token}`)
     const index = this.frames.findIndex(isAnswer)
     if (index !== -1) this.frames.splice(index, 1)
-  }
-
-  describe(): string {
-    return JSON.stringify(this.frames.map((f) => ({ op: f.opcode, len: f.payload.length })))
-  }
-
-  destroy(): void {
-    this.socket.destroy()
   }
 }
 

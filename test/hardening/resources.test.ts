@@ -224,8 +224,8 @@ describe('a peer that floods without reading the echoes', { timeout: 60_000 }, (
               assert.ok(await drainOrTimeout(peer.socket, 5000), 'the flood moves once the peer reads')
           }
           const expected = (written / frame.length) * (size + 10)
-          await peer.until(() => peer.bytesReceived >= expected, 30_000, 'every echo')
-          assert.equal(peer.bytesReceived, expected, 'every message echoed exactly once')
+          await peer.until(() => peer.bytesCollected >= expected, 30_000, 'every echo')
+          assert.equal(peer.bytesCollected, expected, 'every message echoed exactly once')
         } finally {
           clearInterval(sampler)
         }

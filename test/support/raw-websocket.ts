@@ -55,8 +55,8 @@ export class RawWebSocket {
   closed = false
   /** The socket's error (ECONNRESET...), if any: expected from a server defending itself. */
   error: Error | undefined
-  /** Bytes received in all. */
-  bytesReceived = 0
+  /** Bytes received since `collectFrames()` (those already buffered then included): the frames' bytes. */
+  bytesCollected = 0
   /** Reads (`data` events) since `collectFrames()`: how the server's bytes were batched. */
   readsWhileCollecting = 0
   /** Collected frames keep their bytes only while this is true (false: a flood is only counted). */
@@ -67,8 +67,8 @@ export class RawWebSocket {
   protected constructor(socket: Socket) {
     this.socket = socket
     socket.on('data', (chunk: Buffer) => {
-      this.bytesReceived += chunk.length
       if (this.collecting) {
+        this.bytesCollected += chunk.length
         this.readsWhileCollecting++
         if (!this.keepFrames) {
           this.wake()
@@ -203,6 +203,7 @@ export class RawWebSocket {
   /** From now on, every frame received is appended to `frames` (those already buffered first). */
   collectFrames(): void {
     this.collecting = true
+    this.bytesCollected = this.buffer.length
     this.collect()
   }
 

@@ -292,3 +292,5 @@ class ErrorEventLike extends Event {
 
 /** The realtime layer (rally.v1) as a route of a Hono app; see rallyjs/realtime. */
 export { mountRealtime } from '../../realtime/hono.js'
+/** The realtime layer's SSE and long-polling routes on a Hono app served by @hono/node-server. */
+export { mountTransports } from '../../realtime/transports/hono.js'

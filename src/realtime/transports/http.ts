@@ -27,7 +27,7 @@ import type { AddressInfo } from 'node:net'
 import { DisconnectCode } from '../protocol.js'
 import type { Realtime } from '../server.js'
 import type { RealtimeSession, SessionTransport } from '../session.js'
-import { handleChannelEvents } from './channel-events.js'
+import { type ChannelEventLimits, handleChannelEvents } from './channel-events.js'
 
 export type HttpTransportKind = 'sse' | 'long-polling'
 
@@ -137,6 +137,7 @@ export class HttpTransports {
     this.maxBodySize = options.maxBodySize ?? realtime.core.limits.maxMessageSize * 4
     this.maxSessionsPerIp = options.maxSessionsPerIp ?? DEFAULTS.maxSessionsPerIp
     this.cors = options.cors
+    this.eventLimits.maxQueuedBytes = this.maxQueuedBytes
     for (const [name, value] of Object.entries({
       pollTimeout: this.pollTimeout,
       sseHeartbeat: this.sseHeartbeat,
@@ -150,6 +151,25 @@ export class HttpTransports {
     const period = Math.max(10, Math.min(1000, this.sseHeartbeat / 4, this.sessionTimeout / 4))
     this.timer = setInterval(() => this.tick(Date.now()), period)
     this.timer.unref()
+  }
+
+  /** The read-only event streams (P/events) share the sessions' limits. */
+  private readonly eventLimits: ChannelEventLimits = {
+    maxQueuedBytes: 0,
+    admit: (request) => {
+      const ip = request.socket.remoteAddress ?? ''
+      const count = this.sessionsPerIp.get(ip) ?? 0
+      if (count >= this.maxSessionsPerIp) return undefined
+      this.sessionsPerIp.set(ip, count + 1)
+      let released = false
+      return () => {
+        if (released) return
+        released = true
+        const left = (this.sessionsPerIp.get(ip) ?? 1) - 1
+        if (left > 0) this.sessionsPerIp.set(ip, left)
+        else this.sessionsPerIp.delete(ip)
+      }
+    },
   }
 
   /** Open sessions (for tests and metrics). */
@@ -174,10 +194,19 @@ export class HttpTransports {
     const pathname = query === -1 ? url : url.slice(0, query)
     if (!pathname.startsWith(`${this.path}/`)) return false
     const route = pathname.slice(this.path.length + 1)
-    if (route === 'events') return handleChannelEvents(this.realtime, this.path, request, response)
-    if (route !== 'open' && route !== 'sse' && route !== 'poll' && route !== 'send' && route !== 'close')
+    if (
+      route !== 'open' &&
+      route !== 'sse' &&
+      route !== 'poll' &&
+      route !== 'send' &&
+      route !== 'close' &&
+      route !== 'events'
+    )
       return false
+    if (route === 'events' && request.method !== 'GET' && request.method !== 'OPTIONS') return false
     const params = new URLSearchParams(query === -1 ? '' : url.slice(query + 1))
+    // The same CORS rules for every route: a page of another origin reads a channel's events
+    // (EventSource with withCredentials) only if the transports would let it open a session.
     if (!this.applyCors(request, response)) {
       answer(response, 403, { error: 'origin not allowed' })
       return true
@@ -186,6 +215,8 @@ export class HttpTransports {
       response.writeHead(204).end()
       return true
     }
+    if (route === 'events')
+      return handleChannelEvents(this.realtime, this.path, request, response, this.eventLimits)
     try {
       if (route === 'open') this.open(request, response)
       else if (route === 'send') this.receive(request, response, params)

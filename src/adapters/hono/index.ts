@@ -18,6 +18,7 @@
  */
 import { Buffer } from 'node:buffer'
 import type { IncomingMessage } from 'node:http'
+import type { Http2SecureServer } from 'node:http2'
 import type { Duplex } from 'node:stream'
 import { defineWebSocketHelper, WSContext, type WSEvents } from 'hono/ws'
 import { CloseEvent } from '../../client/events.js'
@@ -100,7 +101,10 @@ export interface NodeWebSocket {
   upgradeWebSocket: ReturnType<
     typeof defineWebSocketHelper<ServerWebSocket<HonoConnection>, UpgradeWebSocketOptions>
   >
-  /** Handles upgrade requests of a node:http(s) server (the one `serve()` returns). */
+  /**
+   * Handles upgrade requests of a node:http(s) server (the one `serve()` returns); on a
+   * node:http2 server, its WebSocket streams (RFC 8441) too, through the same routes.
+   */
   injectWebSocket(server: UpgradeEventSource): void
   /** The Rally server underneath: `publish`, `subscriberCount`, `stats()`, `close()`. */
   rally: RallyServer<HonoConnection>
@@ -123,17 +127,12 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
   const rally = new RallyServer<HonoConnection>({
     ...serverOptions,
     upgrade(request: UpgradeRequest, context: UpgradeContext) {
-      const connection = pending.get(request)!
+      const connection = pending.get(request)
+      // Not routed yet: an extended CONNECT on an HTTP/2 stream (RFC 8441), which attachHttp2
+      // hands straight to Rally. The app routes it here, as injectWebSocket does an upgrade.
+      if (connection === undefined) return routeStream(request, context)
       pending.delete(request)
-      const wanted = connection.options.protocols
-      context.protocol =
-        wanted === undefined
-          ? context.protocols[0]
-          : wanted.find((protocol) => context.protocols.includes(protocol))
-      connection.responseHeaders.forEach((value, name) => {
-        if (!SKIPPED_HEADERS.has(name)) context.headers.append(name, value)
-      })
-      return connection
+      return accept(connection, context)
     },
     open(ws) {
       const connection = ws.data
@@ -175,6 +174,31 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
       }
     },
   })
+
+  /** The route's subprotocol choice and the headers middleware set, for the 101 (or the 200). */
+  function accept(connection: HonoConnection, context: UpgradeContext): HonoConnection {
+    const wanted = connection.options.protocols
+    context.protocol =
+      wanted === undefined
+        ? context.protocols[0]
+        : wanted.find((protocol) => context.protocols.includes(protocol))
+    connection.responseHeaders.forEach((value, name) => {
+      if (!SKIPPED_HEADERS.has(name)) context.headers.append(name, value)
+    })
+    return connection
+  }
+
+  /** Runs the app for a WebSocket stream: its route accepts, or its response is the refusal. */
+  async function routeStream(
+    request: UpgradeRequest,
+    context: UpgradeContext,
+  ): Promise<HonoConnection | Response> {
+    const slot: UpgradeSlot = {}
+    const env = { incoming: request, outgoing: undefined, [UPGRADE_SLOT]: slot }
+    const response = await app.fetch(toRequest(request), env)
+    if (slot.events === undefined || response.headers.get(ACCEPT_HEADER) !== '1') return response
+    return accept(new HonoConnection(slot, response.headers), context)
+  }
 
   const upgradeWebSocket = defineWebSocketHelper<ServerWebSocket<HonoConnection>, UpgradeWebSocketOptions>(
     (c, events, options) => {
@@ -226,6 +250,12 @@ export function createNodeWebSocket(init: NodeWebSocketOptions): NodeWebSocket {
           else endAndRelease(socket, plainResponse(500, 'Internal Server Error'))
         })
     })
+    // An HTTP/2 server (node:http2, allowHTTP1): its WebSocket streams too, through the same
+    // routes (the upgrade hook above runs the app for them). Its HTTP/1.1 upgrades stay with
+    // the listener above.
+    const http2 = server as UpgradeEventSource & Partial<Pick<Http2SecureServer, 'updateSettings'>>
+    if (typeof http2.updateSettings === 'function')
+      rally.attachHttp2(server as Http2SecureServer, { http1Upgrades: false })
     server.on('close', () => void rally.close())
   }
 
@@ -243,9 +273,15 @@ const SKIPPED_HEADERS = new Set([
 
 function ignore(): void {}
 
-/** The upgrade request as a web Request for Hono (no body: it is a GET). */
-function toRequest(request: IncomingMessage): Request {
-  const host = request.headers.host ?? 'localhost'
+/**
+ * The upgrade request as a web Request for Hono (no body: it is a GET). An extended CONNECT
+ * (HTTP/2) is shown as the GET upgrade it stands for (RFC 8441 5), so that `app.get` routes and
+ * upgradeWebSocket take it; pseudo-header fields are left out (Headers refuses their names) and
+ * `:authority` is the host (RFC 9113 8.3.1).
+ */
+function toRequest(request: UpgradeRequest): Request {
+  const extendedConnect = request.method === 'CONNECT'
+  const host = (extendedConnect ? request.headers[':authority'] : request.headers.host) ?? 'localhost'
   const secure = (request.socket as { encrypted?: boolean }).encrypted === true
   const url = new URL(request.url ?? '/', `${secure ? 'https' : 'http'}://${host}`)
   const headers = new Headers()
@@ -256,7 +292,11 @@ function toRequest(request: IncomingMessage): Request {
       // A header value Headers refuses (invalid characters) is left out rather than failing.
     }
   }
-  return new Request(url, { method: request.method, headers })
+  if (!extendedConnect) return new Request(url, { method: request.method, headers })
+  headers.set('host', String(host))
+  headers.set('upgrade', 'websocket')
+  headers.set('connection', 'Upgrade')
+  return new Request(url, { method: 'GET', headers })
 }
 
 async function writeResponse(socket: Duplex, response: Response): Promise<void> {

@@ -1,5 +1,9 @@
 // The chat on Rally's realtime layer: a room is the channel chat:<room> (history and presence on),
-// typing indicators go through typing:<room> (no history: they are worth nothing later).
+// typing indicators go through typing:<room> (no history: they are worth nothing later), and so
+// do delivery receipts, on receipt:<room>: a page that has shown the room's messages up to an
+// offset says so, and the authors of those messages mark them delivered. A message is "sent"
+// when the server acknowledged its publish (with its offset), "delivered" once another member's
+// page has shown it.
 import { RallyClient } from '/rally/client/index.js'
 
 const $ = (id) => document.getElementById(id)
@@ -7,6 +11,8 @@ const params = new URLSearchParams(location.search)
 const HISTORY_SHOWN = 100
 const TYPING_SHOWN_MS = 3000
 const TYPING_SENT_EVERY_MS = 1500
+/** Receipts for messages shown close together go out as one. */
+const RECEIPT_DELAY_MS = 150
 
 /** Connection state and transport in the header, and on <body> for tests and styles. */
 function showConnection(client) {
@@ -30,6 +36,7 @@ function start(nick, room) {
   window.rallyClient = client
   const chat = client.channel(`chat:${room}`, { joinLeave: true })
   const typing = client.channel(`typing:${room}`, { recover: false })
+  const receipts = client.channel(`receipt:${room}`, { recover: false })
   /** Message elements by offset: a publication seen twice (history + live) is shown once. */
   const shown = new Map()
   const members = new Map()
@@ -65,16 +72,78 @@ function start(nick, room) {
     messages.scrollTop = messages.scrollHeight
   }
 
+  function markSent(element, offset, epoch) {
+    element.classList.remove('pending')
+    element.classList.add('sent')
+    element.dataset.epoch = epoch
+    element.querySelector('.mark').textContent = 'sent ✓'
+    place(offset, element)
+  }
+
   function showPublication(pub) {
     if (shown.has(pub.offset)) return
     const author = pub.info?.info?.nick ?? pub.info?.user ?? 'server'
     const element = messageElement(author, pub.data.text)
-    if (pub.info?.client === client.clientId) {
-      element.classList.add('sent')
-      element.querySelector('.mark').textContent = 'sent ✓'
+    if (pub.info !== undefined && (pub.info.client === client.clientId || mine.has(pub.info.client))) {
+      markSent(element, pub.offset, pub.epoch)
+      applyReceipts(element)
+    } else {
+      place(pub.offset, element)
+      noteSeen(pub)
     }
-    place(pub.offset, element)
   }
+
+  // --- Delivery receipts -------------------------------------------------------------------
+  /** This page's client ids (one per connection): its messages from before a reconnect are its own. */
+  const mine = new Set()
+  /** The furthest position shown of the others' messages, which this page's receipt reports. */
+  let seen
+  let receiptTimer
+  /** Per epoch, the furthest offset each other member has shown, by nickname. */
+  const readers = new Map()
+
+  function noteSeen(pub) {
+    if (seen !== undefined && seen.epoch === pub.epoch && seen.upTo >= pub.offset) return
+    seen = { upTo: pub.offset, epoch: pub.epoch }
+    sendReceiptSoon()
+  }
+
+  function sendReceiptSoon() {
+    if (receiptTimer !== undefined || seen === undefined) return
+    receiptTimer = setTimeout(() => {
+      receiptTimer = undefined
+      // Offline, the receipt waits: the subscribed event below sends the latest one.
+      if (client.state !== 'connected') return
+      receipts.publish({ upTo: seen.upTo, epoch: seen.epoch }).catch(() => {})
+    }, RECEIPT_DELAY_MS)
+  }
+
+  function applyReceipts(element) {
+    const offset = Number(element.dataset.offset)
+    const names = [...(readers.get(element.dataset.epoch) ?? new Map())]
+      .filter(([, upTo]) => upTo >= offset)
+      .map(([name]) => name)
+      .sort()
+    if (names.length === 0) return
+    element.classList.add('delivered')
+    element.dataset.deliveredTo = names.join(',')
+    const mark = element.querySelector('.mark')
+    mark.textContent = 'delivered ✓✓'
+    mark.title = `seen by ${names.join(', ')}`
+  }
+
+  receipts.on('publication', (pub) => {
+    if (pub.info === undefined || mine.has(pub.info.client) || pub.info.client === client.clientId) return
+    const name = pub.info.info?.nick ?? pub.info.user
+    const { upTo, epoch } = pub.data
+    if (!readers.has(epoch)) readers.set(epoch, new Map())
+    const byName = readers.get(epoch)
+    if ((byName.get(name) ?? 0) >= upTo) return
+    byName.set(name, upTo)
+    for (const element of $('messages').querySelectorAll('.message.sent')) applyReceipts(element)
+  })
+  // Back after a reconnect: say again how far this page has read (receipts have no history).
+  receipts.on('subscribed', sendReceiptSoon)
 
   async function reloadHistory() {
     const { publications } = await chat.history({ limit: HISTORY_SHOWN })
@@ -101,7 +170,10 @@ function start(nick, room) {
   }
 
   client.on('state', () => showConnection(client))
-  client.on('connected', () => showConnection(client))
+  client.on('connected', () => {
+    mine.add(client.clientId)
+    showConnection(client)
+  })
   // A refusal (a nickname the server does not accept): said on the page, the client stops.
   client.on('closed', ({ reason }) => notice(`Connection refused: ${reason}`))
   let disconnections = 0
@@ -131,6 +203,8 @@ function start(nick, room) {
   })
   chat.on('publication', showPublication)
   chat.on('join', (member) => {
+    // Someone (back) in the room may have missed this page's receipts: they are sent again.
+    sendReceiptSoon()
     members.set(member.client, member.info?.nick ?? member.user)
     renderMembers()
     notice(`${member.info?.nick ?? member.user} joined`)
@@ -182,11 +256,10 @@ function start(nick, room) {
     $('messages').append(element)
     try {
       // Acknowledged: the reply carries the publication's offset in the channel.
-      const { offset } = await chat.publish({ text })
+      const { offset, epoch } = await chat.publish({ text })
       shown.get(offset)?.remove()
-      element.classList.replace('pending', 'sent')
-      element.querySelector('.mark').textContent = 'sent ✓'
-      place(offset, element)
+      markSent(element, offset, epoch)
+      applyReceipts(element)
     } catch (error) {
       element.classList.replace('pending', 'failed')
       element.querySelector('.mark').textContent = `not sent: ${error.message}`

@@ -4,7 +4,7 @@
  * the runner prints as one line and exits 2 on, before it builds or starts anything.
  */
 import { parseArgs } from 'node:util'
-import { PEER_IDS, SCENARIO_IDS, type ServerId } from './scenarios.js'
+import { PEER_IDS, SCENARIO_GROUPS, SCENARIO_IDS, type ServerId } from './scenarios.js'
 
 export interface Options {
   quick: boolean
@@ -101,7 +101,16 @@ export function parseOptions(argv: string[]): Options {
     warmup: values.warmup === undefined ? (quick ? 0.15 : 0.75) : seconds('--warmup', values.warmup, true),
     duration:
       values.duration === undefined ? (quick ? 0.3 : 2) : seconds('--duration', values.duration, false),
-    only: values.only === undefined ? undefined : idList('--only', values.only, SCENARIO_IDS),
+    only:
+      values.only === undefined
+        ? undefined
+        : [
+            ...new Set(
+              idList('--only', values.only, [...SCENARIO_IDS, ...Object.keys(SCENARIO_GROUPS)]).flatMap(
+                (id) => SCENARIO_GROUPS[id] ?? [id],
+              ),
+            ),
+          ],
     servers:
       values.servers === undefined
         ? undefined
@@ -115,9 +124,10 @@ export function parseOptions(argv: string[]): Options {
 export const HELP = `Usage: npm run bench -- [options]    (or, from a clone: rally bench [options])
 
 Rally's server benchmarks next to ws (plain and with bufferutil), ws pre-framed, a raw node:net
-server and Bun's built-in server (where Bun runs), and Rally's real-time layer next to Rally's raw
-topics and Socket.IO 4, driven by a C load generator (bench/loadgen, built with cc). A full run takes
-about 15 minutes and writes docs/benchmarks.md and docs/benchmarks.svg; raw results go to
+server and Bun's built-in server (where Bun runs), Rally's real-time layer next to Rally's raw
+topics and Socket.IO 4, its SSE and long-polling transports, and a cluster of nodes on Redis next
+to Socket.IO's Redis adapter; driven by a C load generator (bench/loadgen, built with cc) and, for
+HTTP transports, a Node one (bench/loadgen/fanout.ts). A full run takes about 20 minutes and writes docs/benchmarks.md and docs/benchmarks.svg; raw results go to
 bench/results/.
 
 Options:
@@ -125,7 +135,7 @@ Options:
   --reps N             repetitions per scenario (default 5, quick 2; memory 3, quick 1)
   --duration S         seconds measured per repetition (default 2, quick 0.3)
   --warmup S           seconds of load before each measured window (default 0.75, quick 0.15)
-  --only ID,...        these scenarios only (ids below)
+  --only ID,...        these scenarios only (ids below, or a group: ${Object.keys(SCENARIO_GROUPS).join(', ')})
   --servers ID,...     these peers only, always with rally (and the real-time layer in its own
                        scenarios): ${PEER_IDS.join(', ')}
   --docs, --no-docs    write the report or not (default: only after a full run; partial runs
@@ -137,4 +147,8 @@ Options:
   --help               this text
 
 Scenarios, in the order they run (--quick leaves idle-max out unless --only names it):
-${SCENARIO_IDS.map((id) => `  ${id}`).join('\n')}`
+${SCENARIO_IDS.map((id) => `  ${id}`).join('\n')}
+
+Groups: ${Object.entries(SCENARIO_GROUPS)
+  .map(([name, ids]) => `${name} (${ids.join(', ')})`)
+  .join('; ')}`

@@ -6,7 +6,14 @@
  */
 import { readFileSync } from 'node:fs'
 import type { Options } from './cli-options.js'
-import { type LoadgenResult, type RunningServer, sleep, startLoadgen, startServer } from './processes.js'
+import {
+  type LoadgenResult,
+  type RunningServer,
+  sleep,
+  startLoadgen,
+  startNodeLoadgen,
+  startServer,
+} from './processes.js'
 import type { Scenario, ServerId } from './scenarios.js'
 
 function readRssKiB(pid: number): number {
@@ -74,19 +81,25 @@ export async function measureThroughput(
   rep: number,
   options: Options,
 ): Promise<Sample> {
-  const args = [
-    ...scenario.loadgen,
-    ...(scenario.loadgenFor?.[server.id] ?? []),
-    '--port',
-    String(server.port),
-    '--server-pid',
-    String(server.pid),
-    '--warmup',
-    String(options.warmup),
-    '--duration',
-    String(options.duration),
-  ]
-  const run = startLoadgen(args, (options.warmup + options.duration) * 1000 + 90_000, options)
+  const duration = Math.max(options.duration, scenario.minDuration ?? 0)
+  const timing = ['--warmup', String(options.warmup), '--duration', String(duration)]
+  const node = scenario.nodeLoadgen?.[server.id]
+  // A cluster's subscribers are spread over its nodes, and its CPU time is the sum of theirs.
+  const where = ['--ports', server.ports.join(','), '--server-pids', server.pids.join(',')]
+  const run =
+    node !== undefined
+      ? startNodeLoadgen(
+          node[0]!,
+          [...node.slice(1), ...where, ...timing],
+          // Opening a thousand HTTP sessions from Node takes longer than the C load generator.
+          (options.warmup + duration) * 1000 + 180_000,
+          options,
+        )
+      : startLoadgen(
+          [...scenario.loadgen, ...(scenario.loadgenFor?.[server.id] ?? []), ...where, ...timing],
+          (options.warmup + duration) * 1000 + 90_000,
+          options,
+        )
   const raw = await run.result
   const cpu = raw.server_cpu_s
   const perCpu = cpu > 0 ? raw.count / cpu : Number.NaN

@@ -6,6 +6,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { startRedis } from '../test/support/brokers.js'
 import type { Options } from './cli-options.js'
 import { BENCH, BUN_BINARY, LOADGEN_BINARY, RESULTS, ROOT } from './paths.js'
 import { type Scenario, SERVERS, type ServerId } from './scenarios.js'
@@ -92,6 +93,9 @@ export interface RunningServer {
   id: ServerId
   pid: number
   port: number
+  /** Every process and port of it: one, or each node of a cluster (the first is `pid`, `port`). */
+  pids: number[]
+  ports: number[]
   /** Server arguments it was started with (servers are reused by scenarios with the same). */
   key: string
   alive(): boolean
@@ -123,6 +127,7 @@ export async function startServer(
     else env[name] = value
   }
   if (spec.runtime === 'bun') return startBunServer(id, scenario, options, env)
+  if (spec.nodes !== undefined) return startCluster(id, scenario, options, env, spec.nodes)
   const nodeArgs = ['--expose-gc', '--import', 'tsx']
   if (options.cpuProf && id === 'rally') {
     // One directory per server: the main thread and tsx's loader thread each write a profile.
@@ -137,6 +142,63 @@ export async function startServer(
     options,
   )
   return superviseServer(id, scenario, command, args, env)
+}
+
+/**
+ * A cluster: a redis-server on a free port (test/support/brokers.ts, as the cluster tests start
+ * it), then `nodes` processes of the server script, each told `--redis URL`, all on the server's
+ * CPU. One RunningServer for all of them: its CPU time and RSS are the sums over the nodes.
+ */
+async function startCluster(
+  id: ServerId,
+  scenario: Scenario,
+  options: Options,
+  env: Record<string, string | undefined>,
+  nodes: number,
+): Promise<RunningServer> {
+  const spec = SERVERS[id]
+  const redis = await startRedis()
+  const started: RunningServer[] = []
+  try {
+    for (let i = 0; i < nodes; i++) {
+      const [command, args] = pinned(
+        0,
+        process.execPath,
+        [
+          '--expose-gc',
+          '--import',
+          'tsx',
+          join(BENCH, 'servers', spec.script),
+          ...spec.args,
+          ...scenario.serverArgs,
+          '--redis',
+          redis.url,
+        ],
+        options,
+      )
+      started.push(await superviseServer(id, scenario, command, args, env))
+    }
+  } catch (error) {
+    await Promise.all(started.map((node) => node.stop()))
+    await redis.stop()
+    throw error
+  }
+  return {
+    id,
+    pid: started[0]!.pid,
+    port: started[0]!.port,
+    pids: started.map((node) => node.pid),
+    ports: started.map((node) => node.port),
+    key: serverKey(id, scenario),
+    alive: () => started.every((node) => node.alive()),
+    async gc() {
+      await Promise.all(started.map((node) => node.gc()))
+    },
+    async stop() {
+      await Promise.all(started.map((node) => node.stop()))
+      await redis.stop()
+    },
+  }
 }
 
 /** Bun's server runs its TypeScript itself; no profiling, no --expose-gc (it collects with Bun.gc). */
@@ -183,6 +245,8 @@ async function superviseServer(
     id,
     pid: child.pid!,
     port,
+    pids: [child.pid!],
+    ports: [port],
     key: serverKey(id, scenario),
     alive: () => child.exitCode === null && child.signalCode === null,
     async gc() {
@@ -243,6 +307,29 @@ export interface LoadgenRun {
 
 export function startLoadgen(args: string[], timeoutMs: number, options: Options): LoadgenRun {
   const [command, argv] = pinned(1, LOADGEN_BINARY, args, options)
+  return runLoadgen(command, argv, args, timeoutMs)
+}
+
+/**
+ * A Node.js load generator (bench/loadgen/SCRIPT, for HTTP transports): the same report on stdout,
+ * the same CPU as the C one.
+ */
+export function startNodeLoadgen(
+  script: string,
+  args: string[],
+  timeoutMs: number,
+  options: Options,
+): LoadgenRun {
+  const [command, argv] = pinned(
+    1,
+    process.execPath,
+    ['--import', 'tsx', join(BENCH, 'loadgen', script), ...args],
+    options,
+  )
+  return runLoadgen(command, argv, [script, ...args], timeoutMs)
+}
+
+function runLoadgen(command: string, argv: string[], args: string[], timeoutMs: number): LoadgenRun {
   const child = track(spawn(command, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }))
   const stderr = new LineReader(child.stderr!)
   let stdout = ''

@@ -7,7 +7,7 @@ import { availableParallelism, cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { Options } from './cli-options.js'
 import { NOTES, ROOT } from './paths.js'
-import { type Kind, OFFER_BROWSER, OFFER_FAIR, type Scenario } from './scenarios.js'
+import { type Kind, OFFER_BROWSER, OFFER_FAIR, type Scenario, subjectOf } from './scenarios.js'
 import { type ScenarioResult, type ServerSummary, type Spread, spread } from './stats.js'
 
 export function si(value: number): string {
@@ -222,6 +222,31 @@ export function realtimeTable(results: ScenarioResult[]): string[] {
   return rows
 }
 
+/**
+ * The targets of issues 13 (transports), 14 (cluster) and 16 (HTTP/2): each scenario's subject
+ * against each other server, pair by pair, with the target where the issue sets one.
+ */
+export function laterIssuesTable(results: ScenarioResult[]): string[] {
+  const rows: string[] = [
+    '| issue | scenario | figure | measured | target |',
+    '| --- | --- | --- | --- | --- |',
+  ]
+  for (const { scenario, summary } of results) {
+    if (scenario.issue === undefined) continue
+    const subject = summary.find((s) => s.id === subjectOf(scenario))
+    const lower = lowerIsBetter(scenario.kind)
+    for (const peer of summary) {
+      if (peer === subject || peer.ratio === undefined || peer.ratio.n === 0) continue
+      const target = scenario.targets?.peers?.[peer.id]
+      const verdict = target === undefined ? '' : meets(lower, peer.ratio.median, target) ? ' ✅' : ' ❌'
+      rows.push(
+        `| #${scenario.issue} | ${scenario.title} | ${subject?.label ?? subjectOf(scenario)} / ${peer.label}, ${headlineName(scenario)} | ${spreadText(peer.ratio, ratio)}${verdict} | ${targetText(lower, target)} |`,
+      )
+    }
+  }
+  return rows
+}
+
 export function detailTables(results: ScenarioResult[]): string[] {
   const out: string[] = []
   for (const { scenario, summary } of results) {
@@ -308,19 +333,21 @@ export function chartSvg(results: ScenarioResult[]): string {
           const lo = Math.min(f(r.min), f(r.max))
           const hi = Math.max(f(r.min), f(r.max))
           const target =
-            scenario.subject !== undefined
-              ? s.id === 'rally'
-                ? scenario.targets?.vsRally
-                : s.id === 'socketio'
-                  ? scenario.targets?.vsSocketIo
-                  : undefined
-              : s.id === 'raw'
-                ? scenario.targets?.vsRaw
-                : s.id === 'bun'
-                  ? scenario.targets?.vsBun
-                  : s.id === wsPeer(summary)?.id
-                    ? scenario.targets?.vsWs
+            scenario.targets?.peers !== undefined
+              ? scenario.targets.peers[s.id]
+              : scenario.subject !== undefined
+                ? s.id === 'rally'
+                  ? scenario.targets?.vsRally
+                  : s.id === 'socketio'
+                    ? scenario.targets?.vsSocketIo
                     : undefined
+                : s.id === 'raw'
+                  ? scenario.targets?.vsRaw
+                  : s.id === 'bun'
+                    ? scenario.targets?.vsBun
+                    : s.id === wsPeer(summary)?.id
+                      ? scenario.targets?.vsWs
+                      : undefined
           return {
             id: s.id,
             label: s.label,
@@ -505,6 +532,15 @@ export function markdown(
       '',
     )
     out.push(...realtimeRows, '')
+  }
+  const laterRows = laterIssuesTable(results)
+  if (laterRows.length > 2) {
+    out.push('## Transports, cluster and HTTP/2 against the targets of issues 13, 14 and 16', '')
+    out.push(
+      'Each scenario’s subject (named first) over each other server, pair by pair in the same run; the scenarios and how their load is generated are described under Results.',
+      '',
+    )
+    out.push(...laterRows, '')
   }
   out.push('![Rally compared with each peer](benchmarks.svg)', '')
   out.push('## Results', '')

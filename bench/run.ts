@@ -8,7 +8,7 @@
  * load generator as child processes), measure (one measured window), recovery (the real-time
  * recovery round trip), stats (median, pairwise ratios), report (tables, markdown, chart).
  *
- *   npm run bench                  full run (about 15 minutes), writes docs/benchmarks.md + .svg
+ *   npm run bench                  full run (about 20 minutes), writes docs/benchmarks.md + .svg
  *   npm run bench -- --quick       short run (3–4 minutes), for development; no docs unless --docs
  *   npm run bench -- --help        every option (HELP below)
  *
@@ -38,6 +38,7 @@ import { killAll, probeBun, type RunningServer, repsOf, serverKey, startServer }
 import { measureRecovery } from './recovery.js'
 import {
   chartSvg,
+  laterIssuesTable,
   type Machine,
   machineInfo,
   markdown,
@@ -272,6 +273,11 @@ async function main(): Promise<void> {
   if (realtimeRows.length > 0) {
     process.stdout.write(`\nThe real-time layer against the targets of issue 12:\n`)
     for (const row of realtimeRows) process.stdout.write(`  ${row}\n`)
+  }
+  const laterRows = laterIssuesTable(results).slice(2)
+  if (laterRows.length > 0) {
+    process.stdout.write(`\nTransports, cluster and HTTP/2 against the targets of issues 13, 14 and 16:\n`)
+    for (const row of laterRows) process.stdout.write(`  ${row}\n`)
   }
 
   mkdirSync(RESULTS, { recursive: true })

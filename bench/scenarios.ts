@@ -4,7 +4,23 @@
  */
 import type { Options } from './cli-options.js'
 
-export type ServerId = 'rally' | 'ws' | 'ws-native' | 'ws-prepared' | 'raw' | 'bun' | 'realtime' | 'socketio'
+export type ServerId =
+  | 'rally'
+  | 'ws'
+  | 'ws-native'
+  | 'ws-prepared'
+  | 'raw'
+  | 'bun'
+  | 'realtime'
+  | 'socketio'
+  | 'rt-ws'
+  | 'rt-sse'
+  | 'rt-lp'
+  | 'socketio-lp'
+  | 'cluster-1'
+  | 'cluster-2'
+  | 'cluster-3'
+  | 'socketio-cluster'
 export type Kind = 'throughput' | 'latency' | 'memory' | 'recovery'
 
 /**
@@ -25,7 +41,18 @@ export const SCENARIO_IDS = [
   'realtime-fanout',
   'realtime-idle',
   'realtime-recovery',
+  'transports-sse',
+  'transports-lp',
+  'transports-latency',
+  'cluster-fanout',
+  'cluster-scaling',
 ]
+
+/** Names for several scenarios at once in `--only`: those of one issue. */
+export const SCENARIO_GROUPS: Record<string, string[]> = {
+  transports: ['transports-sse', 'transports-lp', 'transports-latency'],
+  cluster: ['cluster-fanout', 'cluster-scaling'],
+}
 
 export interface ServerSpec {
   label: string
@@ -35,6 +62,11 @@ export interface ServerSpec {
   env: Record<string, string | undefined>
   /** What runs the script: Node with tsx (default), or Bun (a reference, where it can run). */
   runtime?: 'bun'
+  /**
+   * A cluster: this many processes of the script, each started with `--redis URL` of a
+   * redis-server the runner starts for them on a free port (test/support/brokers.ts).
+   */
+  nodes?: number
 }
 
 export const NO_NATIVE = { WS_NO_BUFFER_UTIL: '1', WS_NO_UTF_8_VALIDATE: '1' }
@@ -55,6 +87,47 @@ export const SERVERS: Record<ServerId, ServerSpec> = {
   realtime: { label: 'Rally realtime', script: 'realtime.ts', args: [], env: NO_NATIVE },
   // Socket.IO runs on ws; with bufferutil, its best case.
   socketio: { label: 'Socket.IO 4', script: 'socketio.ts', args: [], env: NATIVE },
+  // Issue 13: one realtime server with every transport (bench/servers/transports.ts); the id
+  // says which transport the load generator's subscribers use.
+  'rt-ws': { label: 'Rally realtime, WebSocket', script: 'transports.ts', args: [], env: NO_NATIVE },
+  'rt-sse': { label: 'Rally realtime, SSE', script: 'transports.ts', args: [], env: NO_NATIVE },
+  'rt-lp': { label: 'Rally realtime, long polling', script: 'transports.ts', args: [], env: NO_NATIVE },
+  'socketio-lp': {
+    label: 'Socket.IO 4, long polling',
+    script: 'socketio.ts',
+    args: ['--polling'],
+    env: NATIVE,
+  },
+  // Issue 14: nodes on RedisBus (recovery on: the channel keeps history), and Socket.IO on its
+  // Redis adapter.
+  'cluster-1': {
+    label: 'Rally, 1 node',
+    script: 'transports.ts',
+    args: ['--history', '1000'],
+    env: NO_NATIVE,
+    nodes: 1,
+  },
+  'cluster-2': {
+    label: 'Rally, 2 nodes',
+    script: 'transports.ts',
+    args: ['--history', '1000'],
+    env: NO_NATIVE,
+    nodes: 2,
+  },
+  'cluster-3': {
+    label: 'Rally, 3 nodes',
+    script: 'transports.ts',
+    args: ['--history', '1000'],
+    env: NO_NATIVE,
+    nodes: 3,
+  },
+  'socketio-cluster': {
+    label: 'Socket.IO 4 + redis-adapter, 3 nodes',
+    script: 'socketio.ts',
+    args: [],
+    env: NATIVE,
+    nodes: 3,
+  },
 }
 
 export const PEER_IDS = Object.keys(SERVERS).filter((id) => id !== 'rally')
@@ -71,6 +144,8 @@ export interface Targets {
   vsRally?: number
   /** Issue 12: the real-time layer / Socket.IO 4. */
   vsSocketIo?: number
+  /** Issues 13, 14 and 16: the scenario's subject / this server, on the headline figure. */
+  peers?: Partial<Record<ServerId, number>>
 }
 
 export interface Scenario {
@@ -94,6 +169,18 @@ export interface Scenario {
   subject?: ServerId
   /** Load generator arguments for one server only (the protocol its subscribers speak). */
   loadgenFor?: Partial<Record<ServerId, string[]>>
+  /**
+   * Servers whose load comes from a Node.js load generator instead of the C one: the script in
+   * bench/loadgen/ and its arguments (ports, server pids and timing are added).
+   */
+  nodeLoadgen?: Partial<Record<ServerId, string[]>>
+  /** The issue whose targets it checks, for scenarios after issue 12 (reported in their own table). */
+  issue?: number
+  /**
+   * Seconds measured at the least, whatever --duration says: CPU time is read in clock ticks
+   * (10 ms), and a slow load (HTTP polling, a cluster) does too little in --quick's 0.3 s.
+   */
+  minDuration?: number
 }
 
 /** The server a scenario's ratios are taken of. */
@@ -113,6 +200,29 @@ export function scenarios(
   const broadcastServers: ServerId[] = ['rally', 'ws', 'ws-native', 'ws-prepared', 'raw', 'bun']
   const deflateServers: ServerId[] = ['rally', 'ws', 'ws-native', 'bun']
   const idleBig = Math.min(19_900, maxConns)
+  // Issue 13's fan-out and issue 14's cluster: smaller in a quick run, where connecting takes the time.
+  const fanoutConns = options.quick ? 400 : 1000
+  const clusterConns = options.quick ? 3000 : 10_000
+  const fanout = (transport: string): string[] => [
+    'fanout.ts',
+    '--transport',
+    transport,
+    '--conns',
+    String(fanoutConns),
+    '--window',
+    '8',
+  ]
+  const oneSubscriber = (transport: string): string[] => [
+    'fanout.ts',
+    '--transport',
+    transport,
+    '--conns',
+    '1',
+    '--window',
+    '1',
+  ]
+  const clusterLoad = ['--mode', 'sink', '--conns', String(clusterConns), '--window', '8', '--text']
+  const rallyOnCluster = ['--proto', 'rally', '--sub-path', '/rt']
   const list: Scenario[] = [
     {
       id: 'echo-32',
@@ -303,6 +413,102 @@ export function scenarios(
       serverArgs: [],
       loadgen: [],
       note: 'a client subscribed, went away, 1,000 publications (64 B) were made on the channel, and it subscribes again with its last offset and epoch: the time from sending that subscribe to its reply, and the frames it took',
+    },
+    {
+      id: 'transports-sse',
+      title: `real-time transports: a 64 B publication to ${fanoutConns.toLocaleString('en-US')} subscribers over SSE, against WebSocket, 8 in flight`,
+      kind: 'throughput',
+      unit: 'delivery',
+      units: 'deliveries',
+      servers: ['rt-sse', 'rt-ws'],
+      subject: 'rt-sse',
+      issue: 13,
+      minDuration: 1.5,
+      serverArgs: [],
+      loadgen: [
+        '--mode',
+        'sink',
+        '--conns',
+        String(fanoutConns),
+        '--window',
+        '8',
+        '--text',
+        ...rallyOnCluster,
+      ],
+      nodeLoadgen: { 'rt-sse': fanout('sse') },
+      targets: { peers: { 'rt-ws': 0.5 } },
+      note: 'the same realtime server (`bench/servers/transports.ts`: `createRealtime`, WebSocket on `/rt`, SSE and long polling under it) publishes each 64 B text from the publisher connection with `realtime.publish`; subscribers read it as SSE events (`GET /rt/sse`, Node load generator `bench/loadgen/fanout.ts` over keep-alive HTTP/1.1, a `pong` POST acknowledging every 1,000 events) or as rally.v1 WebSocket messages (the C load generator). A delivery is a publication received by a subscriber',
+    },
+    {
+      id: 'transports-lp',
+      title: `real-time transports: a 64 B publication to ${fanoutConns.toLocaleString('en-US')} subscribers over long polling, against Socket.IO 4's polling, 8 in flight`,
+      kind: 'throughput',
+      unit: 'delivery',
+      units: 'deliveries',
+      servers: ['rt-lp', 'socketio-lp'],
+      subject: 'rt-lp',
+      issue: 13,
+      minDuration: 1.5,
+      serverArgs: [],
+      loadgen: [],
+      nodeLoadgen: { 'rt-lp': fanout('lp'), 'socketio-lp': fanout('sio-lp') },
+      targets: { peers: { 'socketio-lp': 3 } },
+      note: "both driven by `bench/loadgen/fanout.ts`: Rally’s `GET /rt/poll` held until there is something to send, polled again at once with the acknowledgement of what came; Socket.IO 4 with `transports: ['polling']` (Engine.IO v4 polling: open, `40`, a `join` event with an ack, then a GET loop; the broadcast is `io.to(room).emit`)",
+    },
+    {
+      id: 'transports-latency',
+      title: 'real-time transports: one publication to one subscriber, latency',
+      kind: 'latency',
+      unit: 'delivery',
+      units: 'deliveries',
+      servers: ['rt-ws', 'rt-sse', 'rt-lp', 'socketio', 'socketio-lp'],
+      subject: 'rt-ws',
+      issue: 13,
+      minDuration: 1.5,
+      serverArgs: [],
+      loadgen: [],
+      nodeLoadgen: {
+        'rt-ws': oneSubscriber('ws'),
+        'rt-sse': oneSubscriber('sse'),
+        'rt-lp': oneSubscriber('lp'),
+        socketio: oneSubscriber('sio-ws'),
+        'socketio-lp': oneSubscriber('sio-lp'),
+      },
+      note: 'one subscriber, one publication in flight, from the publisher’s send to the subscriber’s receipt, both in `bench/loadgen/fanout.ts` (Rally’s WebSocket client for WebSocket, `node:http` for the rest); Socket.IO 4 over its websocket and its polling transports, for reference. The ratio column is WebSocket / this: below 1× the transport is slower than WebSocket',
+    },
+    {
+      id: 'cluster-fanout',
+      title: `cluster: a 64 B publication to ${clusterConns.toLocaleString('en-US')} subscribers on 3 nodes through Redis, 8 in flight`,
+      kind: 'throughput',
+      unit: 'delivery',
+      units: 'deliveries',
+      servers: ['cluster-3', 'socketio-cluster'],
+      subject: 'cluster-3',
+      issue: 14,
+      minDuration: 1.5,
+      serverArgs: [],
+      loadgen: clusterLoad,
+      loadgenFor: {
+        'cluster-3': rallyOnCluster,
+        'socketio-cluster': ['--proto', 'socketio', '--sub-path', '/socket.io/?EIO=4&transport=websocket'],
+      },
+      targets: { peers: { 'socketio-cluster': 3 } },
+      note: 'three server processes and one redis-server (started on a free port by the runner); subscribers spread over the nodes in turn, the publisher on the first. Rally: `createRealtime` on `RedisBus`, the channel with history (recovery on: offset, stream append and publish in one Redis script); Socket.IO 4 with `@socket.io/redis-adapter` (its recovery cannot run with it). Per server CPU-second: the sum over the node processes (Redis’s own CPU is not counted, for either). Latency: the send time the C load generator writes in each text publication, read back where the payload starts',
+    },
+    {
+      id: 'cluster-scaling',
+      title: `cluster: the same load (${clusterConns.toLocaleString('en-US')} subscribers) on 1, 2 and 3 Rally nodes through Redis`,
+      kind: 'throughput',
+      unit: 'delivery',
+      units: 'deliveries',
+      servers: ['cluster-1', 'cluster-2', 'cluster-3'],
+      subject: 'cluster-3',
+      issue: 14,
+      minDuration: 1.5,
+      serverArgs: [],
+      loadgen: clusterLoad,
+      loadgenFor: { 'cluster-1': rallyOnCluster, 'cluster-2': rallyOnCluster, 'cluster-3': rallyOnCluster },
+      note: 'every node on `RedisBus`, as above, all pinned to the same CPU as a single server would be: the ratio column is 3 nodes / this. On a 2-core machine the nodes cannot run in parallel with the load generator on the other core, so the curve shows what spreading costs per delivery (each node receives every publication from Redis and frames it for its own subscribers), not how far throughput grows with cores',
     },
   ]
   list.sort((a, b) => SCENARIO_IDS.indexOf(a.id) - SCENARIO_IDS.indexOf(b.id))

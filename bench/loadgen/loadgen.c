@@ -36,7 +36,11 @@
  * Publishing (sink) and the idle "ready" line wait until every open connection's subscription
  * is confirmed; only publications (`{"push":"pub"`, `42`) count as deliveries. With --text the
  * triggers are text: the send time and sequence in hex, which the real-time servers publish as
- * a JSON string; no latency is read back from them.
+ * a JSON string; the send time is read back where the publication's payload starts (after
+ * `"data":"` in a rally.v1 push, after `42["m","` in a Socket.IO event).
+ *
+ * A cluster: --ports P1,P2,... spreads the subscribers over several servers in turn (the
+ * publisher connects to the first) and --server-pids PID1,PID2,... sums their CPU time and RSS.
  *
  * Timing: --warmup seconds of load, then --duration seconds measured. At the window's edges it
  * reads its own CPU time (getrusage) and, with --server-pid, the server's utime+stime from
@@ -84,6 +88,13 @@ static int opt_text = 0;
 static double opt_warmup = 1.0;
 static double opt_duration = 3.0;
 static int opt_server_pid = 0;
+/* A cluster (--ports, --server-pids): subscribers are spread over the ports in turn, the
+ * publisher uses the first; the servers' CPU time and RSS are the sums over their processes. */
+#define MAX_NODES 8
+static int node_ports[MAX_NODES];
+static int n_node_ports = 0;
+static int server_pids[MAX_NODES];
+static int n_server_pids = 0;
 static int opt_connect_concurrency = 256;
 /* What subscribers (sink) and idle connections speak after the upgrade: nothing (plain
  * WebSocket), rally.v1 (connect, then subscribe to --channel) or Socket.IO 4 over its websocket
@@ -204,19 +215,55 @@ static double proc_rss_kib(int pid) {
 static double rss_first_kib = -1, rss_last_kib = -1, rss_peak_kib = -1;
 static unsigned rss_samples = 0;
 
-static void sample_rss(int pid) {
-  double kib = proc_rss_kib(pid);
-  if (kib < 0) return;
-  if (rss_samples == 0) rss_first_kib = kib;
-  rss_last_kib = kib;
-  if (kib > rss_peak_kib) rss_peak_kib = kib;
+/* The sums over --server-pids (or the one --server-pid); -1 if one is unreadable. */
+static double servers_cpu_s(void) {
+  double sum = 0;
+  for (int i = 0; i < n_server_pids; i++) {
+    double cpu = proc_cpu_s(server_pids[i]);
+    if (cpu < 0) return -1;
+    sum += cpu;
+  }
+  return n_server_pids > 0 ? sum : -1;
+}
+
+static void sample_servers_rss(void) {
+  double sum = 0;
+  for (int i = 0; i < n_server_pids; i++) {
+    double kib = proc_rss_kib(server_pids[i]);
+    if (kib < 0) return;
+    sum += kib;
+  }
+  if (rss_samples == 0) rss_first_kib = sum;
+  rss_last_kib = sum;
+  if (sum > rss_peak_kib) rss_peak_kib = sum;
   rss_samples++;
+}
+
+/* "a,b,c" into up to MAX_NODES positive integers; the count, or -1 if malformed. */
+static int parse_int_list(const char *text, int *out) {
+  int n = 0;
+  const char *p = text;
+  while (*p) {
+    char *end;
+    long value = strtol(p, &end, 10);
+    if (end == p || value <= 0 || n == MAX_NODES) return -1;
+    out[n++] = (int)value;
+    p = *end == ',' ? end + 1 : end;
+    if (*end != ',' && *end != 0) return -1;
+  }
+  return n;
 }
 
 /* ------------------------------------------------------------------ connections */
 
 enum { C_FREE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSED };
 enum { ROLE_PLAIN, ROLE_PUB };
+
+/* The first bytes of each message are kept: 16 tell a protocol's messages apart; text
+ * publications of a real-time layer are kept further, to where their payload's send time is
+ * (after a rally.v1 envelope's fields). */
+#define PREFIX_MAX 192
+static size_t prefix_cap = 16;
 
 typedef struct conn {
   int fd;
@@ -233,7 +280,7 @@ typedef struct conn {
   uint8_t proto_state; /* protocol handshake progress, see proto_message() */
   uint8_t mask[4];
   uint8_t hdr[14];
-  uint8_t prefix[16];
+  uint8_t prefix[PREFIX_MAX];
   uint64_t remaining;
   uint64_t payload_pos;
   /* handshake */
@@ -328,7 +375,9 @@ static int bind_local_port(int fd) {
   for (int attempt = 0; attempt < 64; attempt++) {
     int port = next_port++;
     if (next_port > 65535) next_port = 10000;
-    if (port == opt_port) continue;
+    int taken = port == opt_port;
+    for (int k = 0; k < n_node_ports; k++) taken |= port == node_ports[k];
+    if (taken) continue;
     local.sin_port = htons((uint16_t)port);
     if (bind(fd, (struct sockaddr *)&local, sizeof local) == 0) return 0;
     if (errno != EADDRINUSE) return -1;
@@ -342,7 +391,12 @@ static int start_connect(conn *c) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   bind_local_port(fd);
-  int r = connect(fd, (struct sockaddr *)&server_addr, sizeof server_addr);
+  struct sockaddr_in addr = server_addr;
+  if (n_node_ports > 1) {
+    int index = (int)(c - conns);
+    addr.sin_port = htons((uint16_t)node_ports[index >= opt_conns ? 0 : index % n_node_ports]);
+  }
+  int r = connect(fd, (struct sockaddr *)&addr, sizeof addr);
   if (r < 0 && errno != EINPROGRESS) {
     close(fd);
     return -1;
@@ -602,6 +656,31 @@ static int proto_message(conn *c) {
   return 0;
 }
 
+/*
+ * The send time of a text publication, read back from where its payload starts: after
+ * `"data":"` in a rally.v1 `pub` push, after `42["m","` in a Socket.IO event. The trigger's text
+ * starts with the send time as 16 hex digits (CLOCK_MONOTONIC ns, this process's clock).
+ */
+static int text_send_time(const conn *c, uint64_t *sent) {
+  const uint8_t *start = NULL;
+  if (opt_proto == PROTO_SOCKETIO) {
+    if (c->prefix_have >= 8 + 16 && memcmp(c->prefix, "42[\"m\",\"", 8) == 0) start = c->prefix + 8;
+  } else {
+    const uint8_t *at = memmem(c->prefix, c->prefix_have, "\"data\":\"", 8);
+    if (at != NULL && at + 8 + 16 <= c->prefix + c->prefix_have) start = at + 8;
+  }
+  if (start == NULL) return 0;
+  uint64_t value = 0;
+  for (int i = 0; i < 16; i++) {
+    uint8_t d = start[i];
+    int nibble = d >= '0' && d <= '9' ? d - '0' : d >= 'a' && d <= 'f' ? d - 'a' + 10 : -1;
+    if (nibble < 0) return 0;
+    value = (value << 4) | (uint64_t)nibble;
+  }
+  *sent = value;
+  return 1;
+}
+
 static void on_message(conn *c, uint64_t t) {
   if (opt_proto != PROTO_WS && c->role == ROLE_PLAIN && !proto_message(c)) return;
   if (opt_mode == MODE_ECHO) {
@@ -620,6 +699,9 @@ static void on_message(conn *c, uint64_t t) {
       uint64_t sent;
       memcpy(&sent, c->prefix, 8);
       if (sent <= t) hist_record(t - sent);
+    } else if (opt_text && opt_proto != PROTO_WS) {
+      uint64_t sent;
+      if (text_send_time(c, &sent) && sent <= t) hist_record(t - sent);
     }
   }
 }
@@ -667,8 +749,8 @@ static uint32_t parse_frames(conn *c, const uint8_t *buf, size_t n, uint64_t t) 
     }
     size_t avail = n - pos;
     size_t take = c->remaining < avail ? (size_t)c->remaining : avail;
-    if ((opt_mode == MODE_SINK || opt_proto != PROTO_WS) && c->prefix_have < 16 && take > 0) {
-      size_t want = 16 - c->prefix_have;
+    if ((opt_mode == MODE_SINK || opt_proto != PROTO_WS) && c->prefix_have < prefix_cap && take > 0) {
+      size_t want = prefix_cap - c->prefix_have;
       if (want > take) want = take;
       for (size_t i = 0; i < want; i++) {
         uint8_t b = buf[pos + i];
@@ -892,7 +974,8 @@ static void usage(void) {
           "  [--conns N] [--window W] [--size BYTES | --payload-file F] [--text]\n"
           "  [--deflate-file F --offer 'permessage-deflate; ...'] [--warmup S] [--duration S]\n"
           "  [--server-pid PID] [--sub-path /sub] [--pub-path /pub] [--connect-concurrency C]\n"
-          "  [--proto ws|rally|socketio] [--channel NAME]\n");
+          "  [--proto ws|rally|socketio] [--channel NAME] [--ports P1,P2,...]\n"
+          "  [--server-pids PID1,PID2,...]\n");
   exit(2);
 }
 
@@ -922,6 +1005,12 @@ int main(int argc, char **argv) {
     else if (ARG("--warmup")) opt_warmup = atof(v);
     else if (ARG("--duration")) opt_duration = atof(v);
     else if (ARG("--server-pid")) opt_server_pid = atoi(v);
+    else if (ARG("--server-pids")) {
+      if ((n_server_pids = parse_int_list(v, server_pids)) < 1) usage();
+    } else if (ARG("--ports")) {
+      if ((n_node_ports = parse_int_list(v, node_ports)) < 1) usage();
+      opt_port = node_ports[0];
+    }
     else if (ARG("--connect-concurrency")) opt_connect_concurrency = atoi(v);
     else if (ARG("--channel")) opt_channel = v;
     else if (ARG("--proto")) {
@@ -934,6 +1023,8 @@ int main(int argc, char **argv) {
 #undef ARG
   }
   if (opt_port <= 0 || opt_conns <= 0 || opt_window <= 0) usage();
+  if (n_server_pids == 0 && opt_server_pid > 0) server_pids[n_server_pids++] = opt_server_pid;
+  if (opt_mode == MODE_SINK && opt_text && opt_proto != PROTO_WS) prefix_cap = PREFIX_MAX;
 
   signal(SIGPIPE, SIG_IGN);
   signal(SIGTERM, on_signal);
@@ -1035,15 +1126,15 @@ int main(int argc, char **argv) {
       phase_measure = 1;
       messages = rx_bytes = tx_messages = handshakes = 0;
       hist_reset();
-      server_cpu0 = proc_cpu_s(opt_server_pid);
+      server_cpu0 = servers_cpu_s();
       self_cpu0 = self_cpu_s();
       t_measure0 = now_ns();
-      if (opt_server_pid > 0) sample_rss(opt_server_pid);
+      if (n_server_pids > 0) sample_servers_rss();
       next_rss = t_measure0 + rss_interval;
     }
     if (t >= measure_end) break;
-    if (measuring && opt_server_pid > 0 && t >= next_rss) {
-      sample_rss(opt_server_pid);
+    if (measuring && n_server_pids > 0 && t >= next_rss) {
+      sample_servers_rss();
       next_rss = t + rss_interval;
     }
     if (opt_mode == MODE_SINK) {
@@ -1061,9 +1152,9 @@ int main(int argc, char **argv) {
     poll_once(opt_mode == MODE_IDLE ? 50 : 2);
   }
   t_measure1 = now_ns();
-  double server_cpu1 = proc_cpu_s(opt_server_pid);
+  double server_cpu1 = servers_cpu_s();
   double self_cpu1 = self_cpu_s();
-  if (opt_server_pid > 0) sample_rss(opt_server_pid);
+  if (n_server_pids > 0) sample_servers_rss();
   double wall = (double)(t_measure1 - t_measure0) / 1e9;
   if (wall <= 0) wall = 1e-9;
   double server_cpu = server_cpu0 >= 0 && server_cpu1 >= 0 ? server_cpu1 - server_cpu0 : -1;

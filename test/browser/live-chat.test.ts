@@ -1,7 +1,8 @@
 /**
  * The demo's chat on the realtime layer in Chromium: two pages see each other in the room's
- * presence list and talk (each message marked sent once its publish is acknowledged), a late
- * joiner gets the history, typing shows on the other page, a page whose connection the server
+ * presence list and talk (each message marked sent once its publish is acknowledged, delivered
+ * once the other page has shown it — also when that page joined later and found it in the
+ * history), a late joiner gets the history, typing shows on the other page, a page whose connection the server
  * cuts while the browser is offline gets every missed message back on reconnection, and a page
  * whose server restarted (new epoch: history gone) says so and reloads the latest messages.
  */
@@ -63,9 +64,19 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     return (await page.locator('#members li').allTextContents()).sort()
   }
 
-  it('two pages: presence shows both, a message appears on the other page and is marked sent; a late joiner gets the history', async () => {
+  it('two pages: presence shows both, a message appears on the other page and is marked sent, then delivered; a late joiner gets the history', async () => {
     const alice = await join('alice', 'r1')
+    // Alone in the room: sent (acknowledged with its offset), delivered to nobody yet.
+    await say(alice.page, 'anyone here?')
+    await alice.page.waitForSelector('.message.sent:has-text("anyone here?") .mark:has-text("sent ✓")', {
+      timeout: 5000,
+    })
+    assert.equal(await alice.page.locator('.message.delivered').count(), 0)
     const bob = await join('bob', 'r1')
+    // Bob's page shows it from the history and says so: Alice's message becomes delivered.
+    await alice.page.waitForSelector('.message.delivered[data-delivered-to="bob"]:has-text("anyone here?")', {
+      timeout: 5000,
+    })
     assert.equal(await alice.page.locator('#transport').textContent(), 'websocket')
     await alice.page.waitForSelector('#members li:nth-child(2)', { timeout: 5000 })
     assert.deepEqual(await members(alice.page), ['alice', 'bob'])
@@ -77,17 +88,29 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     await alice.page.waitForSelector('#typing:has-text("bob is typing")', { timeout: 5000 })
     await say(bob.page, 'hello from bob')
     await say(alice.page, 'hello from alice')
-    await alice.page.waitForSelector('.message.sent:has-text("hello from alice") .mark:has-text("sent")', {
-      timeout: 5000,
-    })
     await bob.page.waitForSelector('.message:has-text("hello from alice")', { timeout: 5000 })
     await alice.page.waitForSelector('.message:has-text("hello from bob")', { timeout: 5000 })
+    // Each author's message is marked delivered, with who saw it, once the other page showed it.
+    await alice.page.waitForSelector(
+      '.message.sent.delivered[data-delivered-to="bob"]:has-text("hello from alice") .mark:has-text("delivered")',
+      { timeout: 5000 },
+    )
+    await bob.page.waitForSelector(
+      '.message.sent.delivered[data-delivered-to="alice"]:has-text("hello from bob")',
+      {
+        timeout: 5000,
+      },
+    )
+    assert.equal(await alice.page.locator('.message:has-text("hello from bob") .mark').textContent(), '')
 
     const carol = await join('carol', 'r1')
     await carol.page.waitForSelector('.message:has-text("hello from alice")', { timeout: 5000 })
     const texts = await carol.page.locator('#messages .message .text').allTextContents()
-    assert.deepEqual(texts, ['hello from bob', 'hello from alice'])
+    assert.deepEqual(texts, ['anyone here?', 'hello from bob', 'hello from alice'])
     await alice.page.waitForSelector('#members li:nth-child(3)', { timeout: 5000 })
+    await alice.page.waitForSelector('.message[data-delivered-to="bob,carol"]:has-text("hello from alice")', {
+      timeout: 5000,
+    })
     await carol.context.close()
     await alice.page.waitForSelector('text=carol left', { timeout: 5000 })
     assert.deepEqual(await members(alice.page), ['alice', 'bob'])

@@ -1,0 +1,99 @@
+/**
+ * The alternatives compared live, in Chromium: the page's four lanes (plain polling, long
+ * polling, SSE, WebSocket) each receive the server's stream over their own transport and show a
+ * latency and bytes on the wire per message, counted by the server on its sockets. The figures
+ * bear out the primer's comparison: a message costs fewer bytes, both ways, on a WebSocket than
+ * by polling, whose every request carries HTTP headers.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { type Demo, startDemo } from '../../src/demo/server.js'
+import {
+  assertChromium,
+  assertNoHorizontalScroll,
+  bounded,
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  collectErrors,
+  PHONE,
+} from './browser-support.js'
+
+const LANES = ['polling', 'long-polling', 'sse', 'websocket'] as const
+/** Messages each lane must have measured before the figures are read. */
+const MEASURED = 6
+
+describe('the alternatives compared live in Chromium', { timeout: 120_000 }, () => {
+  let browser: Browser
+  let demo: Demo
+
+  before(async () => {
+    assertChromium()
+    demo = await startDemo({ port: 0, host: '127.0.0.1', statsInterval: 60_000, notifyToken: 'test-token' })
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+  })
+
+  after(async () => {
+    await bounded(browser?.close(), 10_000)
+    await bounded(demo?.close(), 10_000)
+  })
+
+  it('answers 400 to a bad poll position or viewer id', async () => {
+    const base = `http://127.0.0.1:${demo.port}/compare`
+    const poll = await fetch(`${base}/poll?after=-1`)
+    assert.equal(poll.status, 400)
+    assert.match(((await poll.json()) as { error: string }).error, /after/)
+    const bytes = await fetch(`${base}/bytes?viewer=x`)
+    assert.equal(bytes.status, 400)
+    assert.match(((await bytes.json()) as { error: string }).error, /viewer/)
+  })
+
+  async function figure(page: Page, lane: string, name: string): Promise<string> {
+    return (await page.locator(`[data-lane="${lane}"] dd[data-figure="${name}"]`).textContent()) ?? ''
+  }
+
+  /** "123 B" or "1.5 KiB" in bytes. */
+  function bytes(text: string): number {
+    const match = /^([\d.]+) (B|KiB)$/.exec(text)
+    assert.ok(match !== null, `"${text}" is not a byte count`)
+    return Number(match[1]) * (match[2] === 'KiB' ? 1024 : 1)
+  }
+
+  it('four lanes, each on its own transport, receive the stream and show latency and bytes per message', async () => {
+    const context = await browser.newContext({ viewport: PHONE })
+    const page = await context.newPage()
+    const errors = collectErrors(page)
+    await page.goto(`http://127.0.0.1:${demo.port}/alternatives.html`)
+    await page.waitForSelector('body[data-connection="connected"]', { timeout: 30_000 })
+    for (const lane of LANES) {
+      await page.waitForFunction(
+        `(() => {
+          const lane = document.querySelector('[data-lane="${lane}"]')
+          return lane.dataset.measured === 'true' && Number(lane.dataset.received) >= ${MEASURED}
+        })()`,
+        undefined,
+        { timeout: 60_000 },
+      )
+    }
+    const figures: Record<string, { down: number; up: number }> = {}
+    for (const lane of LANES) {
+      assert.equal(await figure(page, lane, 'transport'), lane)
+      assert.match(await figure(page, lane, 'latency p50'), /^\d+ ms$/)
+      assert.match(await figure(page, lane, 'latency p95'), /^\d+ ms$/)
+      figures[lane] = {
+        down: bytes(await figure(page, lane, 'bytes/msg ↓')),
+        up: bytes(await figure(page, lane, 'bytes/msg ↑')),
+      }
+      assert.ok(figures[lane]!.down > 0, `${lane} carried its messages`)
+    }
+    // Polling sends a request with headers for every answer; the WebSocket sends nothing back
+    // but the heartbeat's answers, and frames each message in a few bytes.
+    assert.ok(figures.websocket!.down < figures.polling!.down, JSON.stringify(figures))
+    assert.ok(figures.websocket!.up < figures.polling!.up, JSON.stringify(figures))
+    assert.ok(figures['long-polling']!.up > figures.sse!.up, JSON.stringify(figures))
+
+    await assertNoHorizontalScroll(page)
+    assert.deepEqual(errors, [])
+    await context.close()
+  })
+})

@@ -20,6 +20,10 @@
  *   real-time layer then recovers those channels from history (or reports `recovered: false`).
  * - **Presence** is kept by the bus too, so that it spans nodes; each node's entries expire when
  *   the node stops refreshing them.
+ * - **Status.** A bus says whether it reaches its broker (`status`, `onStatus`), so that a node
+ *   cut off from it can send its clients to nodes that are not (src/realtime/bus-outage.ts).
+ * - **Idempotent publishes.** A publication carrying an `id` that the bus already stored in the
+ *   same channel within its window is not published again, whichever node it came through.
  */
 
 /** A position in a channel's stream: the last offset seen and the epoch it belongs to. */
@@ -58,6 +62,14 @@ export interface PublishRequest {
    * A broker bus keeps that policy next to the channel's offset, so every node applies the same.
    */
   readonly history?: HistoryPolicy
+  /**
+   * Idempotency id: when a publication with the same id was stored in this channel within the
+   * bus's window (its `dedupTtl`), `publish` resolves with that publication's position and
+   * publishes nothing, on whichever node of the cluster it is called. The real-time layer sets it
+   * for client publishes that carry a key, so that a retry after reconnecting to another node is
+   * not published twice.
+   */
+  readonly id?: string
 }
 
 export interface HistoryQuery {
@@ -99,6 +111,12 @@ export interface BusEvent {
 
 export type Unsubscribe = () => Promise<void>
 
+/**
+ * `up` while the bus reaches its broker and delivers; `down` from the moment it lost the
+ * connection until it is delivering again (after which it reports the gap).
+ */
+export type BusStatus = 'up' | 'down'
+
 export interface Bus {
   /** This node's id: unique per bus instance, used to suppress a node's own echoes. */
   readonly nodeId: string
@@ -137,6 +155,11 @@ export interface Bus {
    * channels subscribed at the time. The real-time layer recovers them from history.
    */
   onGap(listener: (channels: readonly string[]) => void): () => void
+
+  /** Whether the bus reaches its broker now. An in-process bus is always `up`. */
+  readonly status: BusStatus
+  /** Called on every change of `status`; returns the function that stops it. */
+  onStatus(listener: (status: BusStatus) => void): () => void
 
   /** Releases every subscription and connection the bus holds. */
   close(): Promise<void>

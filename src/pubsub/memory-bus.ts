@@ -9,7 +9,10 @@
  * Deliveries are synchronous, in offset order, through one queue: a listener that publishes
  * from inside a delivery has its publication delivered after the current one has reached every
  * listener, so every listener sees offsets in order. There is no broker connection to lose, so
- * `onGap` never fires.
+ * `onGap` never fires and `status` is always `up`.
+ *
+ * Idempotency ids (`PublishRequest.id`) are remembered in a window bounded in time (`dedupTtl`)
+ * and in count (`dedupKeys`, the oldest forgotten first), so that no publisher can grow it.
  */
 import type {
   Bus,
@@ -23,6 +26,7 @@ import type {
   StreamPosition,
   Unsubscribe,
 } from './bus.js'
+import { BusSignals, DEFAULT_DEDUP_TTL_MS } from './bus-support.js'
 
 export interface MemoryBusOptions {
   /** Ms a presence entry lives unless `join` refreshes it. Default 60000. */
@@ -32,12 +36,17 @@ export interface MemoryBusOptions {
    * misconfigured rule cannot grow memory without bound. Default 10000.
    */
   historyCap?: number
+  /** Ms a publication's idempotency id is remembered. Default 120000. */
+  dedupTtl?: number
+  /** Most idempotency ids remembered at once (every channel together). Default 10000. */
+  dedupKeys?: number
   /** The clock (ms since the Unix epoch); tests pass their own. Default Date.now. */
   now?: () => number
 }
 
 const DEFAULT_PRESENCE_TTL = 60_000
 const DEFAULT_HISTORY_CAP = 10_000
+const DEFAULT_DEDUP_KEYS = 10_000
 
 interface ChannelState {
   /** The last offset assigned in this bus's epoch (0 before the first publication). */
@@ -55,24 +64,30 @@ interface PresenceEntry {
   expires: number
 }
 
-export class MemoryBus implements Bus {
+export class MemoryBus extends BusSignals implements Bus {
   readonly nodeId: string
   /** This bus's history generation: a new one per instance. */
   readonly epoch: string
   private readonly presenceTtl: number
   private readonly historyCap: number
+  private readonly dedupTtl: number
+  private readonly dedupKeys: number
   private readonly now: () => number
   private readonly channels = new Map<string, ChannelState>()
   private readonly presence = new Map<string, Map<string, PresenceEntry>>()
-  private readonly gapListeners = new Set<(channels: readonly string[]) => void>()
+  /** Positions by channel and idempotency id, oldest first (a Map keeps insertion order). */
+  private readonly published = new Map<string, { position: StreamPosition; at: number }>()
   /** Deliveries waiting their turn (see the module comment). */
   private readonly queue: (() => void)[] = []
   private draining = false
   private closed = false
 
   constructor(options: MemoryBusOptions = {}) {
+    super()
     this.presenceTtl = positive(options.presenceTtl, DEFAULT_PRESENCE_TTL, 'presenceTtl')
     this.historyCap = positive(options.historyCap, DEFAULT_HISTORY_CAP, 'historyCap')
+    this.dedupTtl = positive(options.dedupTtl, DEFAULT_DEDUP_TTL_MS, 'dedupTtl')
+    this.dedupKeys = positive(options.dedupKeys, DEFAULT_DEDUP_KEYS, 'dedupKeys')
     this.now = options.now ?? Date.now
     this.nodeId = randomId()
     this.epoch = randomId()
@@ -80,6 +95,11 @@ export class MemoryBus implements Bus {
 
   async publish(channel: string, request: PublishRequest): Promise<StreamPosition> {
     this.checkOpen()
+    const dedupKey = request.id === undefined ? undefined : `${channel}\n${request.id}`
+    if (dedupKey !== undefined) {
+      const earlier = this.rememberedPublish(dedupKey)
+      if (earlier !== undefined) return earlier
+    }
     const state = this.channel(channel)
     state.offset++
     const publication: BusPublication =
@@ -102,7 +122,27 @@ export class MemoryBus implements Bus {
         for (const deliver of subscribers) deliver(publication)
       })
     }
-    return { offset: publication.offset, epoch: this.epoch }
+    const position = { offset: publication.offset, epoch: this.epoch }
+    if (dedupKey !== undefined) this.rememberPublish(dedupKey, position)
+    return position
+  }
+
+  /** The position published under this channel and id within the window, if any. */
+  private rememberedPublish(key: string): StreamPosition | undefined {
+    const oldestAllowed = this.now() - this.dedupTtl
+    for (const [id, entry] of this.published) {
+      if (entry.at > oldestAllowed) break
+      this.published.delete(id)
+    }
+    return this.published.get(key)?.position
+  }
+
+  private rememberPublish(key: string, position: StreamPosition): void {
+    this.published.set(key, { position, at: this.now() })
+    if (this.published.size > this.dedupKeys) {
+      const oldest = this.published.keys().next().value
+      if (oldest !== undefined) this.published.delete(oldest)
+    }
   }
 
   async subscribe(channel: string, deliver: (publication: BusPublication) => void): Promise<Unsubscribe> {
@@ -198,17 +238,12 @@ export class MemoryBus implements Bus {
     return this.livePresence(channel)?.size ?? 0
   }
 
-  onGap(listener: (channels: readonly string[]) => void): () => void {
-    // Kept for the contract; an in-process bus cannot miss a delivery.
-    this.gapListeners.add(listener)
-    return () => this.gapListeners.delete(listener)
-  }
-
   async close(): Promise<void> {
     this.closed = true
     this.channels.clear()
     this.presence.clear()
-    this.gapListeners.clear()
+    this.published.clear()
+    this.dropListeners()
     this.queue.length = 0
   }
 

@@ -312,7 +312,7 @@ export class RealtimeCore implements SessionCore {
       const keys = window
       const earlier = keys.get(key, Date.now())
       if (earlier !== undefined) return earlier
-      const attempt = this.clientPublish(session, channel, data)
+      const attempt = this.clientPublish(session, channel, data, key)
       keys.set(key, attempt, Date.now())
       // A refused or failed publish did not happen: a retry with the same key may try again.
       attempt.catch(() => keys.delete(key, attempt))
@@ -652,6 +652,7 @@ export class RealtimeCore implements SessionCore {
     session: RealtimeSession,
     channel: string,
     data: unknown,
+    key?: string,
   ): Promise<PublishResult> {
     const rule = this.ruleOrThrow(channel)
     if (rule.publish === undefined || rule.publish === false)
@@ -672,6 +673,9 @@ export class RealtimeCore implements SessionCore {
     const position = await this.bus.publish(channel, {
       data: text,
       ...(info === undefined ? {} : { info }),
+      // The bus keeps the key too, so that a retry through another node (whose window above
+      // never saw it) is not published twice; scoped by user, as the window is.
+      ...(key === undefined ? {} : { id: JSON.stringify([session.user, key]) }),
       ...(rule.history === undefined ? {} : { history: rule.history }),
     })
     return { offset: position.offset, epoch: position.epoch }

@@ -8,13 +8,19 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import type { Bus, BusEvent, BusPublication } from '../../src/pubsub/bus.js'
 
+/** What a test may ask of a new bus: a short presence expiry, a short idempotency window. */
+export interface BusTestOptions {
+  presenceTtl?: number
+  dedupTtl?: number
+}
+
 export interface BusUnderTest {
   readonly name: string
   /** Starts the broker, if any. */
   setUp?(): Promise<void>
   tearDown?(): Promise<void>
   /** A new bus: a node of the cluster when `shared`. */
-  createBus(options?: { presenceTtl?: number }): Promise<Bus>
+  createBus(options?: BusTestOptions): Promise<Bus>
   /** Whether buses from `createBus` share one broker (publications, history, presence). */
   readonly shared: boolean
   /** Makes the broker lose every channel's history and epoch (flush, or restart without data). */
@@ -83,7 +89,7 @@ export function busConformance(spec: BusUnderTest): void {
     let sequence = 0
     // Each test its own channels, so that tests never see each other's publications.
     const channelName = (label: string) => `conf-${label}-${process.pid}-${++sequence}`
-    const node = async (options?: { presenceTtl?: number }) => {
+    const node = async (options?: BusTestOptions) => {
       const bus = await spec.createBus(options)
       buses.push(bus)
       return bus
@@ -99,6 +105,7 @@ export function busConformance(spec: BusUnderTest): void {
 
     test('offsets are 1, 2, 3… per channel, delivered in order with data, info and time', async () => {
       const bus = await node()
+      assert.equal(bus.status, 'up', 'a connected bus is up')
       const channel = channelName('offsets')
       const other = channelName('offsets-other')
       const inbox = new Inbox<BusPublication>()
@@ -559,9 +566,15 @@ export function busConformance(spec: BusUnderTest): void {
       const gapsB = new Inbox<readonly string[]>()
       a.onGap(gapsA.push)
       b.onGap(gapsB.push)
+      const statusesA = new Inbox<string>()
+      a.onStatus(statusesA.push)
       await a.publish(channel, { data: '"before"', history: KEEP })
       await inboxB.until(1, 'the publication before the restart')
+      assert.equal(a.status, 'up')
       await spec.restartBroker!()
+      // Down while the broker is away, up again once deliveries are back in place.
+      assert.deepEqual(await statusesA.until(2, 'status changes on a'), ['down', 'up'])
+      assert.equal(a.status, 'up')
       assert.deepEqual(await gapsA.until(1, 'a gap report on a'), [[channel]])
       assert.deepEqual(
         await gapsB.until(1, 'a gap report on b'),
@@ -585,6 +598,54 @@ export function busConformance(spec: BusUnderTest): void {
         assert.equal(recovered.complete, true)
         assert.deepEqual(offsetsOf(recovered.publications), [afterRestart.offset])
       } else assert.equal(recovered.complete, false)
+    })
+
+    test('a repeated publication id is published once, from any node, and answered with the first position', async () => {
+      const a = await node()
+      const b = spec.shared ? await node() : a
+      const channel = channelName('dedup')
+      const other = channelName('dedup-other')
+      const inbox = new Inbox<BusPublication>()
+      await b.subscribe(channel, inbox.push)
+      const first = await a.publish(channel, { data: '"one"', id: 'client-7:key-1', history: KEEP })
+      // The retry comes through the other node (a client that reconnected elsewhere).
+      const retried = await b.publish(channel, { data: '"one"', id: 'client-7:key-1', history: KEEP })
+      assert.deepEqual(retried, first)
+      const again = await a.publish(channel, { data: '"one"', id: 'client-7:key-1' })
+      assert.deepEqual(again, first)
+      const second = await a.publish(channel, { data: '"two"', id: 'client-7:key-2', history: KEEP })
+      const plain = await b.publish(channel, { data: '"three"', history: KEEP })
+      assert.deepEqual([second.offset, plain.offset], [first.offset + 1, first.offset + 2])
+      // An id is per channel: the same id elsewhere is another publication.
+      const elsewhere = await b.publish(other, { data: '"one"', id: 'client-7:key-1', history: KEEP })
+      assert.equal(elsewhere.offset, 1)
+      const received = await inbox.until(3, 'three publications')
+      assert.deepEqual(
+        received.map((p) => [p.offset, p.data]),
+        [
+          [1, '"one"'],
+          [2, '"two"'],
+          [3, '"three"'],
+        ],
+      )
+      const { publications } = await a.history(channel, {})
+      assert.deepEqual(offsetsOf(publications), [1, 2, 3])
+      assert.equal(received.length, 3, 'no repeat delivered')
+    })
+
+    test('a publication id is forgotten after the bus’s dedupTtl', async () => {
+      const a = await node({ dedupTtl: 300 })
+      const channel = channelName('dedup-expiry')
+      const first = await a.publish(channel, { data: '1', id: 'k', history: KEEP })
+      // Only time ends the window: retry the same id until it is published anew (each attempt
+      // before that is answered with the first position and publishes nothing).
+      let latest = first
+      await eventually(async () => {
+        latest = await a.publish(channel, { data: '1', id: 'k', history: KEEP })
+        if (latest.offset === first.offset) assert.deepEqual(latest, first)
+        return latest.offset !== first.offset
+      }, 'the id to expire')
+      assert.equal(latest.offset, first.offset + 1)
     })
 
     test('a new bus without a shared broker starts a new epoch', {

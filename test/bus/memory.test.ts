@@ -7,6 +7,5 @@ import { busConformance } from './conformance.js'
 busConformance({
   name: 'MemoryBus',
   shared: false,
-  createBus: async (options) =>
-    new MemoryBus(options?.presenceTtl ? { presenceTtl: options.presenceTtl } : {}),
+  createBus: async (options) => new MemoryBus(options),
 })

@@ -40,7 +40,7 @@ busConformance({
     NatsBus.connect({
       servers: nats!.url,
       fillDelay: 100,
-      ...(options?.presenceTtl ? { presenceTtl: options.presenceTtl } : {}),
+      ...options,
     }),
   async loseHistory() {
     await nats!.restart({ wipe: true })

@@ -43,7 +43,7 @@ for (const sharded of [false, true]) {
       RedisBus.connect({
         url: redis!.url,
         sharded,
-        ...(options?.presenceTtl ? { presenceTtl: options.presenceTtl } : {}),
+        ...options,
       }),
     async loseHistory() {
       await redisCommand(redis!.port, 'FLUSHALL')

@@ -24,8 +24,12 @@
  *   its time to live (a dead node) is ignored by readers and expires from the bucket.
  * - **Restarts of the NATS server**: the client reconnects and resubscribes; this bus then reads
  *   each subscribed channel's position again and calls the gap listeners with those channels.
+ *   `status` is `down` from the client's disconnection until that is done.
+ * - **Idempotent publishes** use JetStream's own duplicate detection: a publication's id becomes
+ *   its message id (`Nats-Msg-Id`), and within the stream's duplicate window JetStream stores a
+ *   repeat once and acknowledges it with the first one's sequence.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import type { JetStreamClient, JetStreamManager, StreamConfig, StreamInfo } from '@nats-io/jetstream'
 import {
   DiscardPolicy,
@@ -36,25 +40,8 @@ import {
 } from '@nats-io/jetstream'
 import { type KV, Kvm } from '@nats-io/kv'
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node'
-import type {
-  Bus,
-  BusEvent,
-  BusPublication,
-  HistoryPolicy,
-  HistoryQuery,
-  HistoryResult,
-  PresenceMember,
-  PublishRequest,
-  StreamPosition,
-  Unsubscribe,
-} from '../../pubsub/bus.js'
-import {
-  type BrokerBusOptions,
-  DEFAULT_HISTORY_CAP,
-  DEFAULT_PRESENCE_TTL_MS,
-  handToAll,
-  joinFeed,
-} from '../../pubsub/bus-support.js'
+import type * as contract from '../../pubsub/bus.js'
+import { BrokerBusBase, type BrokerBusOptions, handToAll, joinFeed } from '../../pubsub/bus-support.js'
 
 export interface NatsBusOptions extends BrokerBusOptions {
   /** Server URL(s). Default `nats://127.0.0.1:4222`. Ignored when `connection` is given. */
@@ -81,8 +68,6 @@ const READ_CONCURRENCY = 64
 const JETSTREAM_RECOVERY_MS = 15_000
 /** Publications a channel may hold back while it waits for an earlier one. */
 const MAX_HELD_BACK = 10_000
-/** JetStream's own default window for duplicate message ids (unused here, but bounded by max_age). */
-const DUPLICATE_WINDOW_NS = 120e9
 
 /**
  * A channel name as one token of subjects, stream names and KV keys: letters, digits, `_` and
@@ -111,29 +96,29 @@ interface StreamState {
 }
 
 interface Feed {
-  readonly receivers: Set<(publication: BusPublication) => void>
+  readonly receivers: Set<(publication: contract.BusPublication) => void>
   readonly subscription: Subscription
   ready: Promise<void>
   /** False until the channel's position at subscription time is known. */
   positioned: boolean
-  early: BusPublication[]
+  early: contract.BusPublication[]
   epoch: string
   /** The next offset to deliver. */
   next: number
   /** Publications that arrived ahead of `next`, by offset. */
-  readonly held: Map<number, BusPublication>
+  readonly held: Map<number, contract.BusPublication>
   fillTimer: NodeJS.Timeout | undefined
 }
 
 interface EventFeed {
-  readonly receivers: Set<(event: BusEvent) => void>
+  readonly receivers: Set<(event: contract.BusEvent) => void>
   readonly subscription: Subscription
   readonly ready: Promise<void>
 }
 
 interface PresenceEntry {
   readonly ttl: number
-  readonly members: Record<string, PresenceMember>
+  readonly members: Record<string, contract.PresenceMember>
 }
 
 const encoder = new TextEncoder()
@@ -143,7 +128,7 @@ function epochOf(info: StreamInfo): string {
   return info.created.replace(/\D/g, '')
 }
 
-function policyKey(policy: HistoryPolicy): string {
+function policyKey(policy: contract.HistoryPolicy): string {
   return JSON.stringify({
     size: Math.max(0, Math.floor(policy.size)),
     ttl: Math.max(0, Math.floor(policy.ttl)),
@@ -153,7 +138,7 @@ function policyKey(policy: HistoryPolicy): string {
 /** The history size in a stream's description (0 when it is not one of this bus's policies). */
 function policySize(description: string): number {
   try {
-    const size = (JSON.parse(description) as Partial<HistoryPolicy>).size
+    const size = (JSON.parse(description) as Partial<contract.HistoryPolicy>).size
     return typeof size === 'number' ? size : 0
   } catch {
     return 0
@@ -175,13 +160,8 @@ async function streamInfoOrNone(jsm: JetStreamManager, name: string): Promise<St
 }
 
 /** The Rally cluster bus on NATS. Create it with `await NatsBus.connect({ servers })`. */
-export class NatsBus implements Bus {
+export class NatsBus extends BrokerBusBase implements contract.Bus {
   readonly nodeId = randomBytes(9).toString('base64url')
-
-  /** Milliseconds a presence member lives without a refresh (the `presenceTtl` option or its default). */
-  get presenceTtl(): number {
-    return this.#presenceTtl
-  }
 
   readonly #nc: NatsConnection
   readonly #ownsConnection: boolean
@@ -190,15 +170,12 @@ export class NatsBus implements Bus {
   readonly #prefix: string
   readonly #storage: StorageType
   readonly #replicas: number
-  readonly #presenceTtl: number
-  readonly #historyCap: number
   readonly #fillDelay: number
   readonly #streams = new Map<string, Promise<StreamState>>()
   readonly #feeds = new Map<string, Feed>()
   readonly #events = new Map<string, EventFeed>()
-  readonly #gapListeners = new Set<(channels: readonly string[]) => void>()
   /** This node's presence members per channel. */
-  readonly #members = new Map<string, Map<string, PresenceMember>>()
+  readonly #members = new Map<string, Map<string, contract.PresenceMember>>()
   /** Presence writes per channel, one after another so that the last write holds the last state. */
   readonly #presenceWrites = new Map<string, Promise<void>>()
   #kv: Promise<KV> | undefined
@@ -208,7 +185,6 @@ export class NatsBus implements Bus {
    */
   #online: Promise<void> = Promise.resolve()
   #goOnline: (() => void) | undefined
-  readonly #refreshTimer: NodeJS.Timeout
   #closed = false
 
   static async connect(options: NatsBusOptions = {}): Promise<NatsBus> {
@@ -223,6 +199,7 @@ export class NatsBus implements Bus {
   }
 
   private constructor(options: NatsBusOptions, nc: NatsConnection, ownsConnection: boolean) {
+    super(options)
     this.#nc = nc
     this.#ownsConnection = ownsConnection
     this.#js = jetstream(nc)
@@ -231,11 +208,7 @@ export class NatsBus implements Bus {
     this.#prefix = options.prefix ?? 'rally'
     this.#storage = options.storage === 'memory' ? StorageType.Memory : StorageType.File
     this.#replicas = options.replicas ?? 1
-    this.#presenceTtl = options.presenceTtl ?? DEFAULT_PRESENCE_TTL_MS
-    this.#historyCap = options.historyCap ?? DEFAULT_HISTORY_CAP
     this.#fillDelay = options.fillDelay ?? DEFAULT_FILL_DELAY_MS
-    this.#refreshTimer = setInterval(() => this.#refreshPresence(), Math.max(10, this.#presenceTtl / 3))
-    this.#refreshTimer.unref()
     void this.#watchStatus()
   }
 
@@ -246,6 +219,7 @@ export class NatsBus implements Bus {
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
       if (status.type === 'disconnect' && this.#goOnline === undefined) {
+        this.signalStatus('down')
         this.#online = new Promise((resolve) => {
           this.#goOnline = resolve
         })
@@ -286,8 +260,10 @@ export class NatsBus implements Bus {
         this.#drain(channel, feed)
       }),
     )
-    this.#refreshPresence()
-    if (channels.length > 0 && !this.#closed) for (const listener of this.#gapListeners) listener(channels)
+    this.refreshPresence()
+    if (this.#closed || this.#goOnline !== undefined) return
+    this.signalGap(channels)
+    this.signalStatus('up')
   }
 
   /** JetStream answers "unavailable" for a while after the server restarts; wait it out. */
@@ -311,7 +287,7 @@ export class NatsBus implements Bus {
     return `${this.#prefix}.${kind}.${channelToken(channel)}`
   }
 
-  #streamConfig(channel: string, policy: HistoryPolicy): Partial<StreamConfig> & { name: string } {
+  #streamConfig(channel: string, policy: contract.HistoryPolicy): Partial<StreamConfig> & { name: string } {
     const size = Math.max(0, Math.floor(policy.size))
     const maxAgeNs = Math.max(0, Math.floor(policy.ttl)) * 1e6
     return {
@@ -324,7 +300,8 @@ export class NatsBus implements Bus {
       // history reads return none (the policy is in the description).
       max_msgs: Math.max(1, size),
       max_age: maxAgeNs,
-      duplicate_window: maxAgeNs > 0 ? Math.min(maxAgeNs, DUPLICATE_WINDOW_NS) : DUPLICATE_WINDOW_NS,
+      // JetStream refuses a duplicate window longer than the messages live.
+      duplicate_window: maxAgeNs > 0 ? Math.min(maxAgeNs, this.dedupTtl * 1e6) : this.dedupTtl * 1e6,
       allow_direct: true,
       description: policyKey(policy),
     }
@@ -334,7 +311,7 @@ export class NatsBus implements Bus {
    * The channel's stream, created when missing (with `policy`, or no history), updated when
    * `policy` differs from the one it has.
    */
-  #stream(channel: string, policy: HistoryPolicy | undefined): Promise<StreamState> {
+  #stream(channel: string, policy: contract.HistoryPolicy | undefined): Promise<StreamState> {
     let known = this.#streams.get(channel)
     if (known === undefined) {
       known = this.#openStream(channel, policy)
@@ -355,7 +332,7 @@ export class NatsBus implements Bus {
     })
   }
 
-  async #openStream(channel: string, policy: HistoryPolicy | undefined): Promise<StreamState> {
+  async #openStream(channel: string, policy: contract.HistoryPolicy | undefined): Promise<StreamState> {
     const jsm = await this.#manager()
     const name = this.#streamName(channel)
     let info = await streamInfoOrNone(jsm, name)
@@ -383,7 +360,7 @@ export class NatsBus implements Bus {
   }
 
   /** The channel's current position, read from the server (never from the cache). */
-  async #position(channel: string): Promise<StreamPosition & { first: number; policy: string }> {
+  async #position(channel: string): Promise<contract.StreamPosition & { first: number; policy: string }> {
     await this.#online
     const jsm = await this.#manager()
     const name = this.#streamName(channel)
@@ -413,7 +390,7 @@ export class NatsBus implements Bus {
   }
 
   /** `${node} ${time} ${infoBytes}\n${info}${data}`: what the stream stores. */
-  #storedBody(time: number, request: PublishRequest): Uint8Array {
+  #storedBody(time: number, request: contract.PublishRequest): Uint8Array {
     const info = encoder.encode(request.info ?? '')
     const data = encoder.encode(request.data)
     const head = encoder.encode(`${this.nodeId} ${time} ${info.length}\n`)
@@ -424,39 +401,55 @@ export class NatsBus implements Bus {
     return body
   }
 
-  async publish(channel: string, request: PublishRequest): Promise<StreamPosition> {
+  async publish(channel: string, request: contract.PublishRequest): Promise<contract.StreamPosition> {
     if (this.#closed) throw new Error('NatsBus is closed')
     const time = Date.now()
-    const stored = this.#storedBody(time, request)
+    let stored = this.#storedBody(time, request)
     // The same message id on every attempt: JetStream stores a retried publication once (within
-    // its duplicate window) and acknowledges the retry with the original sequence.
-    const msgID = randomBytes(12).toString('base64url')
-    let { state, offset } = await this.#retryWhileRecovering(async () => {
+    // its duplicate window) and acknowledges the retry with the original sequence. A caller's id
+    // is that message id (hashed: any text, fixed length), so that a repeat made through another
+    // node is recognised too.
+    const msgID =
+      request.id === undefined
+        ? randomBytes(12).toString('base64url')
+        : createHash('sha256').update(request.id).digest('base64url')
+    let { state, offset, duplicate } = await this.#retryWhileRecovering(async () => {
       await this.#online
       const stream = await this.#stream(channel, request.history)
       try {
         const ack = await this.#js.publish(this.#subject('h', channel), stored, { msgID })
-        return { state: stream, offset: ack.seq }
+        return { state: stream, offset: ack.seq, duplicate: ack.duplicate }
       } catch (error) {
         // No stream answered (deleted, or lost by the server): the next attempt creates it.
         this.#streams.delete(channel)
         throw error
       }
     })
-    if (offset <= state.lastAcked) {
+    if (duplicate) {
+      // Stored before, by this call's lost attempt or by another node that may have died before
+      // its fan-out: fan out what the stream holds (nodes that have it skip it by offset).
+      const kept = await this.#manager()
+        .then((jsm) => jsm.direct.getMessage(state.name, { seq: offset }))
+        .catch(() => null)
+      if (kept === null) return { offset, epoch: state.epoch }
+      stored = kept.data
+    } else if (offset <= state.lastAcked) {
       // A sequence going backwards: the stream was created again since it was cached.
       this.#streams.delete(channel)
       state = await this.#stream(channel, undefined)
     }
-    state.lastAcked = offset
-    const publication: BusPublication = {
-      channel,
-      offset,
-      epoch: state.epoch,
-      time,
-      data: request.data,
-      ...(request.info !== undefined && request.info !== '' ? { info: request.info } : {}),
-    }
+    state.lastAcked = Math.max(state.lastAcked, offset)
+    const publication: contract.BusPublication | undefined = duplicate
+      ? this.#parseStored(channel, offset, state.epoch, stored)
+      : {
+          channel,
+          offset,
+          epoch: state.epoch,
+          time,
+          data: request.data,
+          ...(request.info !== undefined && request.info !== '' ? { info: request.info } : {}),
+        }
+    if (publication === undefined) return { offset, epoch: state.epoch }
     const prefix = encoder.encode(`${offset} ${state.epoch} `)
     const message = new Uint8Array(prefix.length + stored.length)
     message.set(prefix, 0)
@@ -470,7 +463,12 @@ export class NatsBus implements Bus {
     return { offset, epoch: state.epoch }
   }
 
-  #parseStored(channel: string, offset: number, epoch: string, body: Uint8Array): BusPublication | undefined {
+  #parseStored(
+    channel: string,
+    offset: number,
+    epoch: string,
+    body: Uint8Array,
+  ): contract.BusPublication | undefined {
     const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
     const newline = bytes.indexOf(10)
     if (newline < 0) return undefined
@@ -487,7 +485,7 @@ export class NatsBus implements Bus {
     }
   }
 
-  #parseLive(channel: string, body: Uint8Array): BusPublication | undefined {
+  #parseLive(channel: string, body: Uint8Array): contract.BusPublication | undefined {
     const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength)
     const firstSpace = bytes.indexOf(32)
     const secondSpace = bytes.indexOf(32, firstSpace + 1)
@@ -498,7 +496,7 @@ export class NatsBus implements Bus {
   }
 
   /** Takes a publication for a subscribed channel and delivers what is now in order. */
-  #accept(channel: string, feed: Feed, publication: BusPublication): void {
+  #accept(channel: string, feed: Feed, publication: contract.BusPublication): void {
     if (!feed.positioned) {
       feed.early.push(publication)
       return
@@ -511,7 +509,7 @@ export class NatsBus implements Bus {
       feed.epoch = publication.epoch
       feed.next = 1
       feed.held.clear()
-      if (hadEpoch) for (const listener of this.#gapListeners) listener([channel])
+      if (hadEpoch) this.signalGap([channel])
     }
     if (publication.offset < feed.next) return
     if (feed.held.size >= MAX_HELD_BACK) this.#fill(channel, feed)
@@ -555,7 +553,7 @@ export class NatsBus implements Bus {
           else break
         }
         this.#drain(channel, feed)
-        if (lost) for (const listener of this.#gapListeners) listener([channel])
+        if (lost) this.signalGap([channel])
       },
       () => {
         if (this.#feeds.get(channel) === feed) this.#drain(channel, feed)
@@ -564,11 +562,16 @@ export class NatsBus implements Bus {
   }
 
   /** Publications `from`…`until` that the stream still holds, oldest first. */
-  async #read(channel: string, epoch: string, from: number, until: number): Promise<BusPublication[]> {
+  async #read(
+    channel: string,
+    epoch: string,
+    from: number,
+    until: number,
+  ): Promise<contract.BusPublication[]> {
     await this.#online
     const jsm = await this.#manager()
     const name = this.#streamName(channel)
-    const found: BusPublication[] = []
+    const found: contract.BusPublication[] = []
     for (let start = from; start <= until; start += READ_CONCURRENCY) {
       const sequences = Array.from(
         { length: Math.min(READ_CONCURRENCY, until - start + 1) },
@@ -586,7 +589,10 @@ export class NatsBus implements Bus {
     return found
   }
 
-  async subscribe(channel: string, deliver: (publication: BusPublication) => void): Promise<Unsubscribe> {
+  async subscribe(
+    channel: string,
+    deliver: (publication: contract.BusPublication) => void,
+  ): Promise<contract.Unsubscribe> {
     if (this.#closed) throw new Error('NatsBus is closed')
     let feed = this.#feeds.get(channel)
     if (feed === undefined) {
@@ -635,11 +641,11 @@ export class NatsBus implements Bus {
     })
   }
 
-  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
+  async history(channel: string, query: contract.HistoryQuery): Promise<contract.HistoryResult> {
     if (this.#closed) throw new Error('NatsBus is closed')
     const position = await this.#retryWhileRecovering(() => this.#position(channel))
-    const latest: StreamPosition = { epoch: position.epoch, offset: position.offset }
-    const limit = Math.max(0, Math.min(query.limit ?? this.#historyCap, this.#historyCap))
+    const latest: contract.StreamPosition = { epoch: position.epoch, offset: position.offset }
+    const limit = Math.max(0, Math.min(query.limit ?? this.historyCap, this.historyCap))
     const keepsHistory = policySize(position.policy) > 0
     const since = query.since
     if (since !== undefined && (since.epoch !== latest.epoch || since.offset > latest.offset))
@@ -657,20 +663,20 @@ export class NatsBus implements Bus {
     return { publications, latest, complete }
   }
 
-  async emit(event: BusEvent): Promise<void> {
+  async emit(event: contract.BusEvent): Promise<void> {
     if (this.#closed) throw new Error('NatsBus is closed')
     this.#nc.publish(this.#subject('e', event.channel), event.data)
   }
 
-  async listen(channel: string, receive: (event: BusEvent) => void): Promise<Unsubscribe> {
+  async listen(channel: string, receive: (event: contract.BusEvent) => void): Promise<contract.Unsubscribe> {
     if (this.#closed) throw new Error('NatsBus is closed')
     let feed = this.#events.get(channel)
     if (feed === undefined) {
-      const receivers = new Set<(event: BusEvent) => void>()
+      const receivers = new Set<(event: contract.BusEvent) => void>()
       const subscription = this.#nc.subscribe(this.#subject('e', channel), {
         callback: (error, message) => {
           if (error !== null) return
-          const event: BusEvent = { channel, data: message.string() }
+          const event: contract.BusEvent = { channel, data: message.string() }
           handToAll(receivers, event)
         },
       })
@@ -685,7 +691,7 @@ export class NatsBus implements Bus {
       // The bucket's own limit only clears entries of nodes long gone; readers go by each entry's
       // time to live, which every node writes into its entry.
       const kv = new Kvm(this.#nc).create(`${this.#prefix}_presence`, {
-        ttl: Math.max(3 * this.#presenceTtl, 60_000),
+        ttl: Math.max(3 * this.presenceTtl, 60_000),
         history: 1,
         storage: this.#storage,
         replicas: this.#replicas,
@@ -715,7 +721,7 @@ export class NatsBus implements Bus {
           await kv.delete(this.#presenceKey(channel))
           return
         }
-        const entry: PresenceEntry = { ttl: this.#presenceTtl, members: Object.fromEntries(local) }
+        const entry: PresenceEntry = { ttl: this.presenceTtl, members: Object.fromEntries(local) }
         await kv.put(this.#presenceKey(channel), JSON.stringify(entry))
       })
     this.#presenceWrites.set(channel, write)
@@ -726,7 +732,7 @@ export class NatsBus implements Bus {
     return write
   }
 
-  async join(channel: string, member: PresenceMember): Promise<void> {
+  async join(channel: string, member: contract.PresenceMember): Promise<void> {
     if (this.#closed) throw new Error('NatsBus is closed')
     let local = this.#members.get(channel)
     if (local === undefined) this.#members.set(channel, (local = new Map()))
@@ -752,7 +758,7 @@ export class NatsBus implements Bus {
    * consumer is created per read (the KV client's `keys()` makes one, and can wait for a
    * heartbeat when entries change while it lists them).
    */
-  async members(channel: string): Promise<readonly PresenceMember[]> {
+  async members(channel: string): Promise<readonly contract.PresenceMember[]> {
     if (this.#closed) throw new Error('NatsBus is closed')
     await this.#online
     await this.#bucket()
@@ -766,7 +772,7 @@ export class NatsBus implements Bus {
       subjects.map((subject) => jsm.direct.getMessage(stream, { last_by_subj: subject }).catch(() => null)),
     )
     const now = Date.now()
-    const members = new Map<string, PresenceMember>()
+    const members = new Map<string, contract.PresenceMember>()
     for (const entry of entries) {
       // Deleted entries (a node whose last member left) keep a marker with an operation header.
       if (entry === null || entry.header?.get('KV-Operation')) continue
@@ -782,18 +788,13 @@ export class NatsBus implements Bus {
     return (await this.members(channel)).length
   }
 
-  #refreshPresence(): void {
+  protected refreshPresence(): void {
     if (this.#closed || this.#nc.isClosed()) return
     for (const channel of this.#members.keys()) {
       this.#writePresence(channel).catch(() => {
         // The next refresh tries again; an entry expires only after three missed refreshes.
       })
     }
-  }
-
-  onGap(listener: (channels: readonly string[]) => void): () => void {
-    this.#gapListeners.add(listener)
-    return () => this.#gapListeners.delete(listener)
   }
 
   /**
@@ -804,7 +805,7 @@ export class NatsBus implements Bus {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    clearInterval(this.#refreshTimer)
+    this.stopBase()
     for (const feed of this.#feeds.values()) {
       clearTimeout(feed.fillTimer)
       feed.subscription.unsubscribe()
@@ -812,7 +813,6 @@ export class NatsBus implements Bus {
     for (const feed of this.#events.values()) feed.subscription.unsubscribe()
     this.#feeds.clear()
     this.#events.clear()
-    this.#gapListeners.clear()
     if (this.#ownsConnection) await this.#nc.close()
   }
 }

@@ -22,27 +22,16 @@
  *   subscriber connection is ready again, this bus calls the gap listeners with the channels it
  *   holds, so the real-time layer recovers them from the streams (or learns the epoch changed).
  *   A publication arriving with a new epoch (a flush without a disconnect) reports a gap too.
+ *   `status` is `down` from the moment either connection is lost until both serve again and
+ *   every subscription is back in place.
+ * - **Idempotent publishes**: the publish script sets the id's key with NX and a time to live
+ *   (`dedupTtl`) next to the channel's other keys; a publish finding it returns the position it
+ *   holds and publishes nothing.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { createClient } from 'redis'
-import type {
-  Bus,
-  BusEvent,
-  BusPublication,
-  HistoryQuery,
-  HistoryResult,
-  PresenceMember,
-  PublishRequest,
-  StreamPosition,
-  Unsubscribe,
-} from '../../pubsub/bus.js'
-import {
-  type BrokerBusOptions,
-  DEFAULT_HISTORY_CAP,
-  DEFAULT_PRESENCE_TTL_MS,
-  handToAll,
-  joinFeed,
-} from '../../pubsub/bus-support.js'
+import type * as contract from '../../pubsub/bus.js'
+import { BrokerBusBase, type BrokerBusOptions, handToAll, joinFeed } from '../../pubsub/bus-support.js'
 
 /** A pub/sub listener in buffer mode: the message and the channel it came on. */
 export type RedisBufferListener = (message: Buffer, channel: Buffer) => unknown
@@ -78,12 +67,21 @@ export interface RedisBusOptions extends BrokerBusOptions {
   readonly onError?: (error: unknown) => void
 }
 
-// One publication. KEYS: meta hash, stream, pub/sub channel. ARGV: candidate epoch, data, info
-// ('' for none), history size and ttl (ms) (both '' for the channel's last policy, kept in the
-// meta hash), node id, meta ttl (ms, 0 keeps), publish command.
+// One publication. KEYS: meta hash, stream, pub/sub channel, and the idempotency id's key when
+// there is one. ARGV: candidate epoch, data, info ('' for none), history size and ttl (ms) (both
+// '' for the channel's last policy, kept in the meta hash), node id, meta ttl (ms, 0 keeps),
+// publish command, the id's time to live (ms). Returns epoch, offset, time, and '1' when the id
+// was already there (nothing published: the position is the first publication's).
 // Stream entry ids are `<offset>-0`, so a history read seeks straight to an offset, and MINID
 // trims by offset: the first entry still within its age limit is found from the oldest end.
 const PUBLISH_SCRIPT = `
+if #KEYS > 3 then
+  local earlier = redis.call('GET', KEYS[4])
+  if earlier then
+    local e, o, t = string.match(earlier, '^(%S+) (%S+) (%S+)$')
+    return {e, o, t, '1'}
+  end
+end
 local epoch = ARGV[1]
 if redis.call('HSETNX', KEYS[1], 'e', epoch) == 1 then
   redis.call('DEL', KEYS[2])
@@ -139,7 +137,8 @@ else
 end
 if tonumber(ARGV[7]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[7]) end
 redis.call(ARGV[8], KEYS[3], ARGV[6] .. ' ' .. offset .. ' ' .. epoch .. ' ' .. now .. ' ' .. string.len(ARGV[3]) .. '\\n' .. ARGV[3] .. ARGV[2])
-return {epoch, offset, now}
+if #KEYS > 3 then redis.call('SET', KEYS[4], epoch .. ' ' .. offset .. ' ' .. now, 'PX', ARGV[9], 'NX') end
+return {epoch, offset, now, '0'}
 `
 
 // A history read. KEYS: meta hash, stream. ARGV: candidate epoch, since offset (-1 for the
@@ -247,30 +246,23 @@ function tagged(prefix: string, channel: string, suffix: string): string {
 }
 
 /** The Rally cluster bus on Redis. Create it with `await RedisBus.connect({ url })`. */
-export class RedisBus implements Bus {
+export class RedisBus extends BrokerBusBase implements contract.Bus {
   readonly nodeId = randomBytes(9).toString('base64url')
-
-  /** Milliseconds a presence member lives without a refresh (the `presenceTtl` option or its default). */
-  get presenceTtl(): number {
-    return this.#presenceTtl
-  }
 
   readonly #commands: RedisClientLike
   readonly #subscriber: RedisClientLike
   readonly #ownsClients: boolean
   readonly #prefix: string
   readonly #sharded: boolean
-  readonly #presenceTtl: number
-  readonly #historyCap: number
   readonly #metaTtl: number
-  readonly #publications = new Map<string, Fanout<BusPublication>>()
+  readonly #publications = new Map<string, Fanout<contract.BusPublication>>()
   readonly #lastDelivered = new Map<string, LastDelivered>()
-  readonly #events = new Map<string, Fanout<BusEvent>>()
-  readonly #gapListeners = new Set<(channels: readonly string[]) => void>()
+  readonly #events = new Map<string, Fanout<contract.BusEvent>>()
   /** This node's presence members per channel, re-sent on every refresh. */
   readonly #members = new Map<string, Map<string, string>>()
-  readonly #refreshTimer: NodeJS.Timeout
   #disconnected = false
+  /** The subscriber serves with every subscription in place (false from a disconnection until resubscribed). */
+  #subscriptionsInPlace = true
   #closed = false
 
   /** Connects two clients (commands, subscriber) to `url` and returns the bus. */
@@ -306,20 +298,29 @@ export class RedisBus implements Bus {
     clients: { readonly commands: RedisClientLike; readonly subscriber: RedisClientLike },
     ownsClients: boolean,
   ) {
+    super(options)
     this.#commands = clients.commands
     this.#subscriber = clients.subscriber
     this.#ownsClients = ownsClients
     this.#prefix = options.prefix ?? 'rally'
     this.#sharded = options.sharded ?? false
-    this.#presenceTtl = options.presenceTtl ?? DEFAULT_PRESENCE_TTL_MS
-    this.#historyCap = options.historyCap ?? DEFAULT_HISTORY_CAP
     this.#metaTtl = options.metaTtl ?? 0
     const markDisconnected = () => {
       this.#disconnected = true
+      this.#subscriptionsInPlace = false
+      this.signalStatus('down')
     }
     this.#subscriber.on('end', markDisconnected)
     this.#subscriber.on('reconnecting', markDisconnected)
-    this.#subscriber.on('error', markDisconnected)
+    // An error that leaves the connection serving (no 'ready' follows it) is not an outage.
+    this.#subscriber.on('error', () => {
+      if (!this.#subscriber.isReady) markDisconnected()
+    })
+    // Commands wait in the client's queue while it reconnects: publishing is down too.
+    const commandsDown = () => this.signalStatus('down')
+    this.#commands.on('end', commandsDown)
+    this.#commands.on('reconnecting', commandsDown)
+    this.#commands.on('ready', () => this.#reportStatusNow())
     // The client resubscribes every channel before it reports ready again, but a resubscription
     // answered with an error (a server still starting) makes it forget that channel for good. So
     // each subscription is asserted again — a no-op for a channel the client still holds — and
@@ -328,14 +329,20 @@ export class RedisBus implements Bus {
       if (!this.#disconnected || this.#closed) return
       this.#disconnected = false
       void this.#resubscribeAll().then(() => {
-        if (this.#closed) return
-        const channels = [...this.#publications.keys()]
-        if (channels.length > 0) for (const listener of this.#gapListeners) listener(channels)
+        if (this.#closed || this.#disconnected) return
+        this.#subscriptionsInPlace = true
+        this.signalGap([...this.#publications.keys()])
+        this.#reportStatusNow()
       })
     })
-    // A third of the time to live: two refreshes may fail before a live member expires.
-    this.#refreshTimer = setInterval(() => this.#refreshPresence(), Math.max(10, this.#presenceTtl / 3))
-    this.#refreshTimer.unref()
+    this.#reportStatusNow()
+  }
+
+  /** Up when both connections serve and every subscription is in place again. */
+  #reportStatusNow(): void {
+    if (this.#closed) return
+    const up = this.#commands.isReady && this.#subscriber.isReady && this.#subscriptionsInPlace
+    this.signalStatus(up ? 'up' : 'down')
   }
 
   async #run(script: Script, keys: string[], args: string[]): Promise<unknown> {
@@ -349,27 +356,32 @@ export class RedisBus implements Bus {
     }
   }
 
-  async publish(channel: string, request: PublishRequest): Promise<StreamPosition> {
+  async publish(channel: string, request: contract.PublishRequest): Promise<contract.StreamPosition> {
     const history = request.history
-    const reply = (await this.#run(
-      SCRIPTS.publish,
-      [
-        tagged(this.#prefix, channel, 'meta'),
-        tagged(this.#prefix, channel, 'stream'),
-        tagged(this.#prefix, channel, 'pub'),
-      ],
-      [
-        newEpoch(),
-        request.data,
-        request.info ?? '',
-        history === undefined ? '' : String(Math.max(0, Math.floor(history.size))),
-        history === undefined ? '' : String(Math.max(0, Math.floor(history.ttl))),
-        this.nodeId,
-        String(this.#metaTtl),
-        this.#sharded ? 'SPUBLISH' : 'PUBLISH',
-      ],
-    )) as [string, string, string]
+    const keys = [
+      tagged(this.#prefix, channel, 'meta'),
+      tagged(this.#prefix, channel, 'stream'),
+      tagged(this.#prefix, channel, 'pub'),
+    ]
+    // The id hashed: a key of fixed length whatever the id holds.
+    if (request.id !== undefined) {
+      const digest = createHash('sha256').update(request.id).digest('base64url')
+      keys.push(tagged(this.#prefix, channel, `dedup:${digest}`))
+    }
+    const reply = (await this.#run(SCRIPTS.publish, keys, [
+      newEpoch(),
+      request.data,
+      request.info ?? '',
+      history === undefined ? '' : String(Math.max(0, Math.floor(history.size))),
+      history === undefined ? '' : String(Math.max(0, Math.floor(history.ttl))),
+      this.nodeId,
+      String(this.#metaTtl),
+      this.#sharded ? 'SPUBLISH' : 'PUBLISH',
+      String(Math.ceil(this.dedupTtl)),
+    ])) as [string, string, string, string]
     const position = { epoch: reply[0], offset: Number(reply[1]) }
+    // A repeated id: the first publication was fanned out when it was made.
+    if (reply[3] === '1') return position
     // This node's own subscribers get the publication now when it is the next one they expect;
     // its echo through Redis is then skipped by offset. When an earlier publication from another
     // node is still on its way, the echo delivers it in order instead.
@@ -392,7 +404,7 @@ export class RedisBus implements Bus {
    * connection, so offsets only grow within an epoch; after a flush the epoch differs and
    * delivery starts again from whatever offset arrives.
    */
-  #deliver(channel: string, publication: BusPublication): void {
+  #deliver(channel: string, publication: contract.BusPublication): void {
     const fanout = this.#publications.get(channel)
     if (fanout === undefined) return
     const last = this.#lastDelivered.get(channel)
@@ -400,19 +412,18 @@ export class RedisBus implements Bus {
     this.#lastDelivered.set(channel, { epoch: publication.epoch, offset: publication.offset })
     // A new epoch on a live connection (FLUSHALL, an expired meta hash): whatever this node's
     // subscribers hold belongs to the old history. The gap makes the real-time layer check.
-    if (last !== undefined && last.epoch !== publication.epoch)
-      for (const listener of this.#gapListeners) listener([channel])
+    if (last !== undefined && last.epoch !== publication.epoch) this.signalGap([channel])
     handToAll(fanout.receivers, publication)
   }
 
-  #parsePublication(channel: string, message: Buffer): BusPublication | undefined {
+  #parsePublication(channel: string, message: Buffer): contract.BusPublication | undefined {
     const newline = message.indexOf(10)
     if (newline < 0) return undefined
     const header = message.toString('latin1', 0, newline).split(' ')
     if (header.length !== 5) return undefined
     const [, offset, epoch, time, infoLength] = header as [string, string, string, string, string]
     const infoEnd = newline + 1 + Number(infoLength)
-    const publication: BusPublication = {
+    const publication: contract.BusPublication = {
       channel,
       offset: Number(offset),
       epoch,
@@ -453,7 +464,7 @@ export class RedisBus implements Bus {
     parse: (message: Buffer) => T | undefined,
     onMessage: (value: T) => void,
     receive: (value: T) => void,
-  ): Promise<Unsubscribe> {
+  ): Promise<contract.Unsubscribe> {
     if (this.#closed) throw new Error('RedisBus is closed')
     let fanout = table.get(channel)
     if (fanout === undefined) {
@@ -478,7 +489,10 @@ export class RedisBus implements Bus {
     })
   }
 
-  subscribe(channel: string, deliver: (publication: BusPublication) => void): Promise<Unsubscribe> {
+  subscribe(
+    channel: string,
+    deliver: (publication: contract.BusPublication) => void,
+  ): Promise<contract.Unsubscribe> {
     return this.#attach(
       this.#publications,
       channel,
@@ -489,16 +503,16 @@ export class RedisBus implements Bus {
     )
   }
 
-  async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
-    const limit = Math.max(0, Math.min(query.limit ?? this.#historyCap, this.#historyCap))
+  async history(channel: string, query: contract.HistoryQuery): Promise<contract.HistoryResult> {
+    const limit = Math.max(0, Math.min(query.limit ?? this.historyCap, this.historyCap))
     const reply = (await this.#run(
       SCRIPTS.history,
       [tagged(this.#prefix, channel, 'meta'), tagged(this.#prefix, channel, 'stream')],
       [newEpoch(), String(query.since?.offset ?? -1), query.since?.epoch ?? '', String(limit)],
     )) as string[]
     const epoch = reply[0]!
-    const latest: StreamPosition = { epoch, offset: Number(reply[1]) }
-    const publications: BusPublication[] = []
+    const latest: contract.StreamPosition = { epoch, offset: Number(reply[1]) }
+    const publications: contract.BusPublication[] = []
     for (let i = 2; i + 3 < reply.length; i += 4) {
       const info = reply[i + 3]!
       publications.push({
@@ -524,7 +538,7 @@ export class RedisBus implements Bus {
     return { publications, latest, complete }
   }
 
-  async emit(event: BusEvent): Promise<void> {
+  async emit(event: contract.BusEvent): Promise<void> {
     await this.#commands.sendCommand([
       this.#sharded ? 'SPUBLISH' : 'PUBLISH',
       tagged(this.#prefix, event.channel, 'event'),
@@ -532,7 +546,7 @@ export class RedisBus implements Bus {
     ])
   }
 
-  listen(channel: string, receive: (event: BusEvent) => void): Promise<Unsubscribe> {
+  listen(channel: string, receive: (event: contract.BusEvent) => void): Promise<contract.Unsubscribe> {
     return this.#attach(
       this.#events,
       channel,
@@ -545,7 +559,7 @@ export class RedisBus implements Bus {
     )
   }
 
-  async join(channel: string, member: PresenceMember): Promise<void> {
+  async join(channel: string, member: contract.PresenceMember): Promise<void> {
     const json = JSON.stringify({ client: member.client, user: member.user, info: member.info })
     let local = this.#members.get(channel)
     if (local === undefined) this.#members.set(channel, (local = new Map()))
@@ -553,7 +567,7 @@ export class RedisBus implements Bus {
     await this.#run(
       SCRIPTS.presenceRefresh,
       [tagged(this.#prefix, channel, 'presence'), tagged(this.#prefix, channel, 'presence-expiry')],
-      [String(this.#presenceTtl), member.client, json],
+      [String(this.presenceTtl), member.client, json],
     )
   }
 
@@ -565,13 +579,13 @@ export class RedisBus implements Bus {
     await this.#commands.sendCommand(['ZREM', tagged(this.#prefix, channel, 'presence-expiry'), client])
   }
 
-  async members(channel: string): Promise<readonly PresenceMember[]> {
+  async members(channel: string): Promise<readonly contract.PresenceMember[]> {
     const values = (await this.#run(
       SCRIPTS.presenceRead,
       [tagged(this.#prefix, channel, 'presence'), tagged(this.#prefix, channel, 'presence-expiry')],
       ['list'],
     )) as string[]
-    return values.map((value) => JSON.parse(value) as PresenceMember)
+    return values.map((value) => JSON.parse(value) as contract.PresenceMember)
   }
 
   async memberCount(channel: string): Promise<number> {
@@ -585,10 +599,10 @@ export class RedisBus implements Bus {
   }
 
   /** Re-sends this node's members with a fresh expiry (also restores them after a Redis flush). */
-  #refreshPresence(): void {
+  protected refreshPresence(): void {
     if (this.#closed || !this.#commands.isReady) return
     for (const [channel, local] of this.#members) {
-      const args = [String(this.#presenceTtl)]
+      const args = [String(this.presenceTtl)]
       for (const [client, json] of local) args.push(client, json)
       this.#run(
         SCRIPTS.presenceRefresh,
@@ -600,11 +614,6 @@ export class RedisBus implements Bus {
     }
   }
 
-  onGap(listener: (channels: readonly string[]) => void): () => void {
-    this.#gapListeners.add(listener)
-    return () => this.#gapListeners.delete(listener)
-  }
-
   /**
    * Stops refreshing presence and releases the connections (when the bus made them). Members
    * joined through this node are not removed: the real-time layer makes its sessions leave on a
@@ -613,7 +622,7 @@ export class RedisBus implements Bus {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    clearInterval(this.#refreshTimer)
+    this.stopBase()
     // Clients of the caller's stay open: leave nothing subscribed on them.
     const releases = this.#ownsClients
       ? []
@@ -627,7 +636,6 @@ export class RedisBus implements Bus {
         ]
     this.#publications.clear()
     this.#events.clear()
-    this.#gapListeners.clear()
     await Promise.allSettled(releases)
     if (this.#ownsClients) await Promise.allSettled([this.#commands.close(), this.#subscriber.close()])
   }

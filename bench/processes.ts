@@ -7,6 +7,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { startRedis } from '../test/support/brokers.js'
+import { type Certificate, makeCertificate } from '../test/support/tls.js'
 import type { Options } from './cli-options.js'
 import { BENCH, BUN_BINARY, LOADGEN_BINARY, RESULTS, ROOT } from './paths.js'
 import { type Scenario, SERVERS, type ServerId } from './scenarios.js'
@@ -128,6 +129,7 @@ export async function startServer(
   }
   if (spec.runtime === 'bun') return startBunServer(id, scenario, options, env)
   if (spec.nodes !== undefined) return startCluster(id, scenario, options, env, spec.nodes)
+  const tlsArgs = spec.tls === true ? certificateArgs() : []
   const nodeArgs = ['--expose-gc', '--import', 'tsx']
   if (options.cpuProf && id === 'rally') {
     // One directory per server: the main thread and tsx's loader thread each write a profile.
@@ -138,10 +140,21 @@ export async function startServer(
   const [command, args] = pinned(
     0,
     process.execPath,
-    [...nodeArgs, join(BENCH, 'servers', spec.script), ...spec.args, ...scenario.serverArgs],
+    [...nodeArgs, join(BENCH, 'servers', spec.script), ...spec.args, ...tlsArgs, ...scenario.serverArgs],
     options,
   )
   return superviseServer(id, scenario, command, args, env)
+}
+
+/** One certificate for every TLS server of a run, made when the first needs it. */
+let certificate: Certificate | undefined
+function certificateArgs(): string[] {
+  if (certificate === undefined) {
+    certificate = makeCertificate()
+    const made = certificate
+    process.once('exit', () => made.dispose())
+  }
+  return ['--cert', certificate.certFile, '--key', certificate.keyFile]
 }
 
 /**

@@ -53,7 +53,8 @@ export function headlineFormat(kind: Kind): (v: number) => string {
 }
 
 export function headlineName(scenario: Scenario): string {
-  if (scenario.kind === 'latency') return 'p50 round trip'
+  // Issues 13 and 16 time one way (publication to delivery) or up to a first message.
+  if (scenario.kind === 'latency') return scenario.issue === undefined ? 'p50 round trip' : 'p50 latency'
   if (scenario.kind === 'memory') return 'bytes per connection'
   if (scenario.kind === 'recovery') return 'round trip of the recovering subscribe'
   return `${scenario.units} per server CPU-s`

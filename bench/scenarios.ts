@@ -21,6 +21,8 @@ export type ServerId =
   | 'cluster-2'
   | 'cluster-3'
   | 'socketio-cluster'
+  | 'h2'
+  | 'h1-tls'
 export type Kind = 'throughput' | 'latency' | 'memory' | 'recovery'
 
 /**
@@ -46,12 +48,16 @@ export const SCENARIO_IDS = [
   'transports-latency',
   'cluster-fanout',
   'cluster-scaling',
+  'http2-handshake',
+  'http2-first-message',
+  'http2-echo',
 ]
 
 /** Names for several scenarios at once in `--only`: those of one issue. */
 export const SCENARIO_GROUPS: Record<string, string[]> = {
   transports: ['transports-sse', 'transports-lp', 'transports-latency'],
   cluster: ['cluster-fanout', 'cluster-scaling'],
+  http2: ['http2-handshake', 'http2-first-message', 'http2-echo'],
 }
 
 export interface ServerSpec {
@@ -67,6 +73,8 @@ export interface ServerSpec {
    * redis-server the runner starts for them on a free port (test/support/brokers.ts).
    */
   nodes?: number
+  /** Started with `--cert F --key F`: a self-signed certificate the runner makes (test/support/tls.ts). */
+  tls?: boolean
 }
 
 export const NO_NATIVE = { WS_NO_BUFFER_UTIL: '1', WS_NO_UTF_8_VALIDATE: '1' }
@@ -128,6 +136,10 @@ export const SERVERS: Record<ServerId, ServerSpec> = {
     env: NATIVE,
     nodes: 3,
   },
+  // Issue 16: one server (bench/servers/http2.ts, node:http2 with allowHTTP1); the id says how the
+  // load generator reaches it.
+  h2: { label: 'HTTP/2 stream', script: 'http2.ts', args: [], env: NO_NATIVE, tls: true },
+  'h1-tls': { label: 'HTTP/1.1 over TLS', script: 'http2.ts', args: [], env: NO_NATIVE, tls: true },
 }
 
 export const PEER_IDS = Object.keys(SERVERS).filter((id) => id !== 'rally')
@@ -223,6 +235,14 @@ export function scenarios(
   ]
   const clusterLoad = ['--mode', 'sink', '--conns', String(clusterConns), '--window', '8', '--text']
   const rallyOnCluster = ['--proto', 'rally', '--sub-path', '/rt']
+  const h2 = (mode: string, via: string, extra: string[] = []): string[] => [
+    'h2.ts',
+    '--mode',
+    mode,
+    '--via',
+    via,
+    ...extra,
+  ]
   const list: Scenario[] = [
     {
       id: 'echo-32',
@@ -509,6 +529,60 @@ export function scenarios(
       loadgen: clusterLoad,
       loadgenFor: { 'cluster-1': rallyOnCluster, 'cluster-2': rallyOnCluster, 'cluster-3': rallyOnCluster },
       note: 'every node on `RedisBus`, as above, all pinned to the same CPU as a single server would be: the ratio column is 3 nodes / this. On a 2-core machine the nodes cannot run in parallel with the load generator on the other core, so the curve shows what spreading costs per delivery (each node receives every publication from Redis and frames it for its own subscribers), not how far throughput grows with cores',
+    },
+    {
+      id: 'http2-handshake',
+      title:
+        'HTTP/2: new WebSockets, 32 concurrent, as streams of one HTTP/2 connection vs HTTP/1.1 over TLS',
+      kind: 'throughput',
+      unit: 'handshake',
+      units: 'handshakes',
+      servers: ['h2', 'h1-tls'],
+      subject: 'h2',
+      issue: 16,
+      minDuration: 1.5,
+      serverArgs: [],
+      loadgen: [],
+      nodeLoadgen: {
+        h2: h2('handshake', 'h2', ['--conns', '32']),
+        'h1-tls': h2('handshake', 'h1', ['--conns', '32']),
+      },
+      note: 'one server (`bench/servers/http2.ts`: `node:http2` `createSecureServer` with `allowHTTP1`, `server.attachHttp2`), driven by `bench/loadgen/h2.ts`. HTTP/2: an extended CONNECT (`:protocol websocket`) on a connection opened before the measurement, counted on its `200`, then the stream is cancelled. HTTP/1.1: a TCP connection, a TLS handshake (resuming the TLS session, as browsers do), the upgrade, counted on its `101`, then reset. p50 and p99 are the handshake’s time',
+    },
+    {
+      id: 'http2-first-message',
+      title:
+        'HTTP/2: time to the first message of a new WebSocket, on an open HTTP/2 connection vs a new HTTP/1.1 TLS connection',
+      kind: 'latency',
+      unit: 'socket',
+      units: 'sockets',
+      servers: ['h2', 'h1-tls'],
+      subject: 'h2',
+      issue: 16,
+      minDuration: 1.5,
+      serverArgs: [],
+      loadgen: [],
+      nodeLoadgen: { h2: h2('first', 'h2'), 'h1-tls': h2('first', 'h1') },
+      note: 'one socket at a time with Rally’s WebSocket client (`{ http2: session }` on a session opened before the measurement, or a new `wss://` connection): from `new WebSocket()` to the echo of 32 B sent on open',
+    },
+    {
+      id: 'http2-echo',
+      title:
+        'HTTP/2: echo 32 B binary, 100 WebSockets × 16 in flight, as streams of one HTTP/2 connection vs 100 HTTP/1.1 TLS connections',
+      kind: 'throughput',
+      unit: 'msg',
+      units: 'msgs',
+      servers: ['h2', 'h1-tls'],
+      subject: 'h2',
+      issue: 16,
+      minDuration: 1.5,
+      serverArgs: [],
+      loadgen: [],
+      nodeLoadgen: {
+        h2: h2('echo', 'h2', ['--conns', '100', '--window', '16', '--size', '32']),
+        'h1-tls': h2('echo', 'h1', ['--conns', '100', '--window', '16', '--size', '32']),
+      },
+      note: 'Rally’s WebSocket client, binary messages, every echo timed and replaced at once; all 100 sockets on one HTTP/2 connection (Rally’s default cap of WebSocket streams per connection), or each on its own TLS connection',
     },
   ]
   list.sort((a, b) => SCENARIO_IDS.indexOf(a.id) - SCENARIO_IDS.indexOf(b.id))

@@ -2,21 +2,29 @@
  * permessage-deflate on zlib (RFC 7692 7.2), with memory and CPU bounded by default.
  *
  * How each direction is done:
- * - Without context takeover (the server's default in both directions), a message is compressed
- *   or decompressed on its own. Small ones are done synchronously with zlib's one-shot functions:
- *   about 10 µs for 1 KiB, no thread-pool round trip, no per-connection zlib state at all.
+ * - Small messages are (de)compressed synchronously on the event loop, through zlib contexts
+ *   that are kept and driven a call at a time (src/node/zlib-sync.ts): no thread-pool round
+ *   trip, and no zlib context built and torn down per message (for 1 KiB of JSON that set-up
+ *   was most of the cost: 25 µs one-shot against 7 µs on a kept context, bench/profile-notes.md).
  *   "Small" bounds the work of the synchronous call: compression takes at most SYNC_LIMIT input
  *   bytes; decompression at most SYNC_LIMIT compressed bytes AND produces at most
  *   SYNC_INFLATE_OUTPUT_LIMIT bytes — the compressed size says nothing about the output (16 KiB
- *   inflate to 16 MiB), so a message that would inflate past it is started again in the thread
- *   pool. Larger messages go to the thread pool through the process-wide limiter.
- * - With context takeover, a zlib stream is kept per connection (created on first use) and every
- *   message goes through the thread pool, through the limiter.
+ *   inflate to 16 MiB), so a message that inflates past it is finished in the thread pool.
+ *   Larger messages go to the thread pool through the process-wide limiter.
+ * - Without context takeover (the server's default in both directions), every connection with
+ *   the same settings shares ONE compressor and one decompressor per window size, reset after
+ *   each message (RFC 7692 7.1.1: each message "MUST" start from an empty sliding window): a
+ *   synchronous call finishes before another starts, so one context serves the whole process.
+ *   A message too large for the synchronous path is done one-shot in the thread pool.
+ * - With context takeover, a zlib stream is kept per connection (created on first use); a small
+ *   message goes through it synchronously when no thread-pool job is running on it, otherwise it
+ *   waits its turn behind that job.
  *
  * Memory per connection with context takeover, from zlib's documentation:
  *   compressor   (1 << (windowBits + 2)) + (1 << (memLevel + 9))  — 256 KiB at 15/8, 64 KiB at 13/7
  *   decompressor (1 << windowBits) + about 7 KiB                   — 39 KiB at 15
- * Without context takeover: nothing between messages.
+ * (measured figures, with Node's own overhead, in docs/deflate.md). Without context
+ * takeover: nothing per connection.
  *
  * Zip bombs: decompression stops as soon as the output passes the message size limit, so a
  * message never expands in memory beyond `maxPayload` plus one zlib chunk (16 KiB).
@@ -29,10 +37,9 @@ import {
   createInflateRaw,
   type DeflateRaw,
   deflateRaw,
-  deflateRawSync,
   type InflateRaw,
   inflateRaw,
-  inflateRawSync,
+  type ZlibOptions,
 } from 'node:zlib'
 import { CompressionDeclinedError, type MessageCompression } from '../protocol/extensions/compression.js'
 import {
@@ -45,6 +52,7 @@ import {
   type PerMessageDeflateOptions,
 } from '../protocol/extensions/permessage-deflate.js'
 import { ProtocolError, ProtocolErrorCode } from '../protocol/index.js'
+import { type SyncDone, type SyncStopped, SyncZlib, syncZlibAvailable } from './zlib-sync.js'
 
 /** Messages up to this size are (de)compressed synchronously on the event loop. */
 export const SYNC_LIMIT = 64 * 1024
@@ -167,12 +175,15 @@ export class DeflateCodec implements MessageCompression {
   readonly threshold: number
   private readonly options: DeflateCodecOptions
   private readonly limiter: ZlibLimiter
-  private deflater: DeflateRaw | undefined
-  private inflater: InflateRaw | undefined
+  private deflater: SyncZlib | undefined
+  private inflater: SyncZlib | undefined
   private closed = false
   /** Operations on one persistent zlib stream run one after the other, in call order. */
   private deflaterTail: Promise<unknown> = Promise.resolve()
   private inflaterTail: Promise<unknown> = Promise.resolve()
+  /** Thread-pool jobs queued or running on each persistent stream: none, and a call may be synchronous. */
+  private deflaterJobs = 0
+  private inflaterJobs = 0
 
   readonly sharedKey: string | undefined
 
@@ -194,8 +205,9 @@ export class DeflateCodec implements MessageCompression {
       windowBits: zlibWindowBits(compress.windowBits),
       finishFlush: constants.Z_SYNC_FLUSH,
     }
+    const sync = data.length <= SYNC_LIMIT && syncZlibAvailable()
     if (compress.noContextTakeover) {
-      if (data.length <= SYNC_LIMIT) return stripTail(deflateRawSync(data, zlibOptions))
+      if (sync) return stripTail(compressShared(this.sharedKey!, zlibOptions, data))
       return this.limiter.run(
         () =>
           new Promise<Uint8Array>((resolve, reject) => {
@@ -206,16 +218,27 @@ export class DeflateCodec implements MessageCompression {
         data.length,
       )
     }
+    if (sync && this.deflaterJobs === 0 && !this.closed) {
+      // zlib emits nothing for a Z_SYNC_FLUSH right after another with no input between
+      // ("avoid duplicate consecutive flushes", deflate.c), and an empty payload is no valid
+      // DEFLATE data once 00 00 FF FF is appended. The empty message is an empty stored block,
+      // 0x00 after the tail is removed (RFC 7692 7.2.3.6), and leaves the context as it was.
+      if (data.length === 0) return Uint8Array.of(0x00)
+      this.deflater ??= new SyncZlib(createDeflateRaw(zlibOptions))
+      // Compression output is bounded by its input (stored blocks at worst), so it always completes.
+      return stripTail((this.deflater.process([data], Number.POSITIVE_INFINITY) as SyncDone).output)
+    }
+    this.deflaterJobs++
     const result = this.deflaterTail.then(() =>
       this.limiter.run(() => {
         if (this.closed) return Promise.reject(new Error('Compressor closed'))
-        this.deflater ??= createDeflateRaw(zlibOptions)
-        return streamThrough(this.deflater, [data], Number.POSITIVE_INFINITY, false).then(stripTail)
+        this.deflater ??= new SyncZlib(createDeflateRaw(zlibOptions))
+        return streamThrough(this.deflater.stream, [data], Number.POSITIVE_INFINITY, false).then(stripTail)
       }, data.length),
     )
     // A ZlibBusyError comes before the compressor saw the message: its context is untouched, so
     // the message may go uncompressed (the peer inflates only messages with RSV1 set).
-    this.deflaterTail = result.catch(ignore)
+    this.deflaterTail = result.catch(ignore).finally(() => this.deflaterJobs--)
     return result
   }
 
@@ -225,24 +248,22 @@ export class DeflateCodec implements MessageCompression {
     maxSize: number,
   ): Uint8Array | Promise<Uint8Array> {
     const { decompress } = this.options
+    const sync = length <= SYNC_LIMIT && syncZlibAvailable()
+    // The synchronous call's output is bounded, not only its input: it stops once the output
+    // passes SYNC_INFLATE_OUTPUT_LIMIT (or maxSize, if lower).
+    const syncOutputLimit = Math.min(Math.max(1, maxSize), SYNC_INFLATE_OUTPUT_LIMIT)
     if (decompress.noContextTakeover) {
+      if (sync) {
+        const done = inflateShared(decompress.windowBits, pieces, syncOutputLimit, maxSize)
+        if (done !== undefined) return done
+        // Past the synchronous bound but maybe within maxSize: started again in the thread pool.
+      }
       const input = Buffer.concat([...pieces, TAIL], length + TAIL.length)
       const zlibOptions = {
         windowBits: decompress.windowBits,
         finishFlush: constants.Z_SYNC_FLUSH,
         // Stops inflating once the output passes the limit: a zip bomb never expands in memory.
         maxOutputLength: Math.max(1, maxSize),
-      }
-      if (length <= SYNC_LIMIT) {
-        // The synchronous call's output is bounded, not only its input: it stops once the output
-        // passes SYNC_INFLATE_OUTPUT_LIMIT, and a larger message starts again in the thread pool.
-        const syncOutputLimit = Math.min(zlibOptions.maxOutputLength, SYNC_INFLATE_OUTPUT_LIMIT)
-        try {
-          return inflateRawSync(input, { ...zlibOptions, maxOutputLength: syncOutputLimit })
-        } catch (error) {
-          if (!isOutputTooLarge(error) || syncOutputLimit === zlibOptions.maxOutputLength)
-            throw inflateError(error, maxSize)
-        }
       }
       return this.limiter.run(
         () =>
@@ -259,29 +280,99 @@ export class DeflateCodec implements MessageCompression {
         input.length,
       )
     }
+    let first: Uint8Array[] = [...pieces, TAIL]
+    let prefix: Buffer | undefined
+    if (sync && this.inflaterJobs === 0 && !this.closed) {
+      this.inflater ??= new SyncZlib(createInflateRaw({ windowBits: decompress.windowBits }))
+      let outcome: SyncDone | SyncStopped
+      try {
+        outcome = this.inflater.process(first, syncOutputLimit)
+      } catch (error) {
+        throw inflateError(error, maxSize)
+      }
+      if (outcome.complete) return outcome.output
+      if (outcome.produced.length > maxSize) throw tooLarge(maxSize)
+      // Within maxSize but past the synchronous bound: the same context finishes the message in
+      // the thread pool, from where zlib stopped reading.
+      first = outcome.rest
+      prefix = outcome.produced
+    }
+    this.inflaterJobs++
     const result = this.inflaterTail.then(() =>
       this.limiter.run(() => {
         if (this.closed) return Promise.reject(new Error('Decompressor closed'))
-        this.inflater ??= createInflateRaw({ windowBits: decompress.windowBits })
-        return streamThrough(this.inflater, [...pieces, TAIL], maxSize, true)
+        this.inflater ??= new SyncZlib(createInflateRaw({ windowBits: decompress.windowBits }))
+        return streamThrough(this.inflater.stream, first, maxSize, true, prefix)
       }, length),
     )
-    this.inflaterTail = result.catch(ignore)
+    this.inflaterTail = result.catch(ignore).finally(() => this.inflaterJobs--)
     return result
   }
 
   close(): void {
     this.closed = true
-    this.deflater?.destroy()
-    this.inflater?.destroy()
+    this.deflater?.stream.destroy()
+    this.inflater?.stream.destroy()
     this.deflater = undefined
     this.inflater = undefined
   }
 }
 
 /**
+ * The process's compressors for messages compressed on their own, one per setting (sharedKey),
+ * and its decompressors, one per window size. Used only synchronously, so one of each is enough
+ * however many connections there are; each is reset after every message.
+ */
+const sharedDeflaters = new Map<string, SyncZlib>()
+const sharedInflaters = new Map<number, SyncZlib>()
+
+function compressShared(key: string, zlibOptions: ZlibOptions, data: Uint8Array): Buffer {
+  let deflater = sharedDeflaters.get(key)
+  if (deflater === undefined || deflater.broken) {
+    deflater = new SyncZlib(createDeflateRaw(zlibOptions))
+    sharedDeflaters.set(key, deflater)
+  }
+  try {
+    return (deflater.process([data], Number.POSITIVE_INFINITY) as SyncDone).output
+  } finally {
+    // RFC 7692 7.1.1.1: the next message must not refer to this one. deflateReset empties the
+    // window's hash table, as a new context would have it.
+    if (!deflater.broken) deflater.reset()
+  }
+}
+
+/**
+ * Inflates one message on the shared decompressor for its window size: the message, or
+ * undefined when its output passed `syncOutputLimit` while still within `maxSize` (the caller
+ * starts it again in the thread pool). Throws MessageTooLarge or InvalidCompressedData.
+ */
+function inflateShared(
+  windowBits: number,
+  pieces: readonly Uint8Array[],
+  syncOutputLimit: number,
+  maxSize: number,
+): Buffer | undefined {
+  let inflater = sharedInflaters.get(windowBits)
+  if (inflater === undefined || inflater.broken) {
+    inflater = new SyncZlib(createInflateRaw({ windowBits }))
+    sharedInflaters.set(windowBits, inflater)
+  }
+  try {
+    const outcome = inflater.process([...pieces, TAIL], syncOutputLimit)
+    if (outcome.complete) return outcome.output
+    if (outcome.produced.length > maxSize) throw tooLarge(maxSize)
+    return undefined
+  } catch (error) {
+    throw inflateError(error, maxSize)
+  } finally {
+    if (!inflater.broken) inflater.reset()
+  }
+}
+
+/**
  * Writes pieces through a persistent zlib stream and flushes with Z_SYNC_FLUSH, collecting the
- * output; with `limit`, rejects with MessageTooLarge as soon as the output passes it and
+ * output after `prefix` (what a synchronous call produced before handing over); with `limit`,
+ * rejects with MessageTooLarge as soon as the output passes it and
  * destroys the stream (the connection is failing anyway).
  */
 function streamThrough(
@@ -289,10 +380,15 @@ function streamThrough(
   pieces: readonly Uint8Array[],
   limit: number,
   inflating: boolean,
+  prefix?: Buffer,
 ): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const output = new OutputAssembler(inflating ? outputBufferSize(limit) : 0)
     let total = 0
+    if (prefix !== undefined) {
+      output.add(prefix)
+      total = prefix.length
+    }
     let settled = false
     const cleanup = (): void => {
       stream.removeListener('data', onData)
@@ -304,12 +400,7 @@ function streamThrough(
         settled = true
         cleanup()
         stream.destroy()
-        reject(
-          new ProtocolError(
-            ProtocolErrorCode.MessageTooLarge,
-            `Decompressed message exceeds the limit of ${limit} bytes`,
-          ),
-        )
+        reject(tooLarge(limit))
         return
       }
       output.add(chunk)
@@ -432,14 +523,16 @@ function stripTail(output: Buffer): Buffer {
   return output
 }
 
+function tooLarge(maxSize: number): ProtocolError {
+  return new ProtocolError(
+    ProtocolErrorCode.MessageTooLarge,
+    `Decompressed message exceeds the limit of ${maxSize} bytes`,
+  )
+}
+
 function inflateError(error: unknown, maxSize: number): ProtocolError | ZlibBusyError {
   if (error instanceof ProtocolError || error instanceof ZlibBusyError) return error
-  if (isOutputTooLarge(error)) {
-    return new ProtocolError(
-      ProtocolErrorCode.MessageTooLarge,
-      `Decompressed message exceeds the limit of ${maxSize} bytes`,
-    )
-  }
+  if (isOutputTooLarge(error)) return tooLarge(maxSize)
   return new ProtocolError(ProtocolErrorCode.InvalidCompressedData, 'Invalid compressed data')
 }
 

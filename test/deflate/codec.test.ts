@@ -1,14 +1,15 @@
 /**
- * The zlib codec (src/node/deflate.ts) on its own, in each of its three paths: one-shot
- * synchronous (payload <= SYNC_LIMIT, no context takeover), one-shot in the thread pool
- * (payload > SYNC_LIMIT), and persistent streams (context takeover). Limits at the exact
- * boundary, corrupt data, window sizes, ordering, the limiter, and close() while busy.
+ * The zlib codec (src/node/deflate.ts) on its own, in each of its paths: synchronous on the
+ * process's shared context (payload <= SYNC_LIMIT, no context takeover), one-shot in the thread
+ * pool (payload > SYNC_LIMIT), synchronous on the connection's own context (context takeover),
+ * and that context finishing in the thread pool (output past SYNC_INFLATE_OUTPUT_LIMIT). Limits
+ * at the exact boundary, corrupt data, window sizes, ordering, the limiter, and close() while busy.
  */
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
 import { describe, test } from 'node:test'
 import zlib from 'node:zlib'
-import { DeflateCodec, SYNC_LIMIT, ZlibLimiter } from '../../src/node/deflate.js'
+import { DeflateCodec, SYNC_INFLATE_OUTPUT_LIMIT, SYNC_LIMIT, ZlibLimiter } from '../../src/node/deflate.js'
 import { ProtocolError, ProtocolErrorCode } from '../../src/protocol/index.js'
 import {
   compressibleBytes,
@@ -39,9 +40,25 @@ async function settle<T>(value: T | Promise<T>): Promise<T> {
 }
 
 const PATHS = [
-  { name: 'sync one-shot', takeover: false, data: () => compressibleBytes(200 * KiB) },
-  { name: 'thread-pool one-shot', takeover: false, data: () => randomBytes(SYNC_LIMIT + 4 * KiB) },
-  { name: 'stream (context takeover)', takeover: true, data: () => compressibleBytes(200 * KiB) },
+  { name: 'sync shared context', takeover: false, sync: true, data: () => compressibleBytes(200 * KiB) },
+  {
+    name: 'thread-pool one-shot',
+    takeover: false,
+    sync: false,
+    data: () => randomBytes(SYNC_LIMIT + 4 * KiB),
+  },
+  {
+    name: 'sync own context (context takeover)',
+    takeover: true,
+    sync: true,
+    data: () => compressibleBytes(200 * KiB),
+  },
+  {
+    name: 'own context finished in the thread pool (context takeover)',
+    takeover: true,
+    sync: false,
+    data: () => compressibleBytes(SYNC_INFLATE_OUTPUT_LIMIT + 300 * KiB),
+  },
 ]
 
 describe('DeflateCodec paths', () => {
@@ -51,12 +68,11 @@ describe('DeflateCodec paths', () => {
       const c = codec(path.takeover)
       try {
         const payload = deflate(data)
-        if (path.name === 'sync one-shot')
-          assert.ok(payload.length <= SYNC_LIMIT, 'payload.length <= SYNC_LIMIT')
         if (path.name === 'thread-pool one-shot')
           assert.ok(payload.length > SYNC_LIMIT, 'payload.length > SYNC_LIMIT')
+        else assert.ok(payload.length <= SYNC_LIMIT, 'payload.length <= SYNC_LIMIT')
         const result = c.decompress([payload.subarray(0, 10), payload.subarray(10)], payload.length, 16 * MiB)
-        assert.equal(result instanceof Promise, path.name !== 'sync one-shot', 'sync or async as documented')
+        assert.equal(result instanceof Promise, !path.sync, 'sync or async as documented')
         assert.ok(
           Buffer.from(await settle(result)).equals(data),
           'Buffer.from(await settle(result)).equals(data)',
@@ -144,6 +160,115 @@ describe('DeflateCodec paths', () => {
       const inflated = await Promise.all(outputs.map((o) => peer.decompress([o], o.length, MiB)))
       for (const out of inflated)
         assert.ok(Buffer.from(out).equals(message), 'Buffer.from(out).equals(message)')
+    } finally {
+      c.close()
+      peer.close()
+    }
+  })
+
+  test('no context takeover: one shared context, yet every message stands alone (same bytes each time, inflatable alone)', async () => {
+    const a = codec(false)
+    const b = codec(false)
+    try {
+      const message = Buffer.from(compressibleText(3 * KiB))
+      const other = Buffer.from(compressibleText(5 * KiB).toUpperCase())
+      const first = Buffer.from(await settle(a.compress(message)))
+      // Interleaved on the shared context: another connection's message, then the same again.
+      await settle(b.compress(other))
+      const second = Buffer.from(await settle(b.compress(message)))
+      const third = Buffer.from(await settle(a.compress(message)))
+      assert.ok(first.equals(second) && first.equals(third), 'no reference to earlier messages')
+      // A fresh inflater (nothing before it) reads each one: RFC 7692 7.1.1.1.
+      assert.ok(inflate(third).equals(message), 'inflate(third).equals(message)')
+    } finally {
+      a.close()
+      b.close()
+    }
+  })
+
+  test('no context takeover: the shared decompressor serves the next message after corrupt data and after an oversized one', async () => {
+    const a = codec(false)
+    const b = codec(false)
+    try {
+      const message = Buffer.from(compressibleText(4 * KiB))
+      const payload = deflate(message)
+      const garbage = randomBytes(300)
+      garbage[0] = 0x07 // BTYPE=11: reserved
+      assert.throws(
+        () => a.decompress([garbage], garbage.length, MiB),
+        (error: unknown) =>
+          error instanceof ProtocolError && error.code === ProtocolErrorCode.InvalidCompressedData,
+      )
+      assert.ok(Buffer.from(await settle(b.decompress([payload], payload.length, MiB))).equals(message))
+      // Stopped half-way through by the limit: the next message must not continue from there.
+      assert.throws(
+        () => a.decompress([payload], payload.length, 100),
+        (error: unknown) =>
+          error instanceof ProtocolError && error.code === ProtocolErrorCode.MessageTooLarge,
+      )
+      assert.ok(Buffer.from(await settle(b.decompress([payload], payload.length, MiB))).equals(message))
+    } finally {
+      a.close()
+      b.close()
+    }
+  })
+
+  test('context takeover: an empty message between two others is an empty block (0x00), and the context carries on', async () => {
+    const c = codec(true)
+    const peer = codec(true)
+    try {
+      const message = Buffer.from(randomBytes(2 * KiB).toString('hex'))
+      for (const data of [message, Buffer.alloc(0), Buffer.alloc(0), message]) {
+        const payload = await settle(c.compress(data))
+        if (data.length === 0) assert.deepEqual([...payload], [0x00])
+        const inflated = await settle(peer.decompress([payload], payload.length, MiB))
+        assert.ok(Buffer.from(inflated).equals(data), `${data.length} bytes back`)
+      }
+    } finally {
+      c.close()
+      peer.close()
+    }
+  })
+
+  test('context takeover: a small message behind a thread-pool job waits its turn; the peer reads both in order', async () => {
+    const c = codec(true)
+    const peer = codec(true)
+    try {
+      const large = randomBytes(SYNC_LIMIT + 4 * KiB)
+      const small = Buffer.from(compressibleText(2 * KiB))
+      const first = c.compress(large)
+      const second = c.compress(small)
+      assert.ok(first instanceof Promise, 'over SYNC_LIMIT: thread pool')
+      assert.ok(second instanceof Promise, 'behind it: waits, not synchronous')
+      const [one, two] = await Promise.all([first, second])
+      assert.ok(Buffer.from(await settle(peer.decompress([one], one.length, MiB))).equals(large))
+      assert.ok(Buffer.from(await settle(peer.decompress([two], two.length, MiB))).equals(small))
+      // Idle again: the next small message is compressed on the spot.
+      assert.ok(!(c.compress(small) instanceof Promise), 'synchronous once idle')
+    } finally {
+      c.close()
+      peer.close()
+    }
+  })
+
+  test('context takeover: a message finished in the thread pool keeps the context for the next one', async () => {
+    const c = codec(true)
+    const peer = codec(true)
+    try {
+      // Incompressible at its end: that end, sent again, shrinks only by referring back into the
+      // first message, and inflates right only if the context went on from where the thread
+      // pool left it.
+      const tail = Buffer.from(randomBytes(4 * KiB).toString('hex'))
+      const big = Buffer.concat([Buffer.from(compressibleText(SYNC_INFLATE_OUTPUT_LIMIT + 200 * KiB)), tail])
+      const bigPayload = await settle(peer.compress(big))
+      const tailPayload = await settle(peer.compress(tail))
+      assert.ok(tailPayload.length < 100, `refers back (${tailPayload.length} B)`)
+      const inflated = c.decompress([bigPayload], bigPayload.length, 4 * MiB)
+      assert.ok(inflated instanceof Promise, 'past the synchronous output bound: finished off the event loop')
+      const next = c.decompress([tailPayload], tailPayload.length, 4 * MiB)
+      assert.ok(next instanceof Promise, 'waits behind the thread-pool job')
+      assert.ok(Buffer.from(await inflated).equals(big), 'first message intact')
+      assert.ok(Buffer.from(await next).equals(tail), 'second message intact')
     } finally {
       c.close()
       peer.close()

@@ -4,12 +4,16 @@
  * three are RallyClients forced onto one transport each) — with the latency and the bytes on the
  * wire per message of each, measured.
  *
- * Bytes are counted on the server's TCP sockets (`socket.bytesWritten`, `socket.bytesRead`), so
- * they are what really crossed the wire: HTTP status lines and headers, chunked framing, SSE
- * fields, WebSocket frames after permessage-deflate, heartbeats. A request names its lane and
- * its viewer in the query (`?lane=sse&viewer=…`); HTTP/1.1 requests on one socket follow each
- * other, so the bytes between the end of one response and the end of the next belong to the
- * next. An upgraded WebSocket or an SSE stream holds its socket alone: it is read live.
+ * Bytes are counted on the server's TCP sockets, so they are what really crossed the wire: HTTP
+ * status lines and headers, chunked framing, SSE fields, WebSocket frames (after
+ * permessage-deflate, for messages above its threshold), heartbeats. A request names its lane
+ * and its viewer in the query (`?lane=sse&viewer=…`). Down: `socket.bytesWritten` from the
+ * request's arrival to its response's end — a browser sends the next request on a keep-alive
+ * socket only after the previous response, so what is written meanwhile is this response; an
+ * upgraded WebSocket or an SSE stream holds its socket alone, and is read live. Up: the request
+ * as it arrived (request line, headers as received, the declared body), and for a WebSocket the
+ * socket's `bytesRead` after the upgrade. Sockets are shared by the page's other requests
+ * (scripts, the figures themselves), so counting from socket totals alone would mix them in.
  *
  * The comparison has its own Realtime instance at /compare/rt: its measuring middleware has to
  * run before the transports' routes, and its stream must not mix with the other pages' traffic.
@@ -62,7 +66,10 @@ export interface LaneBytes {
 /** An exchange in progress on a socket: counted live until its response (or socket) ends. */
 interface Open {
   socket: Socket
-  read: number
+  /** The request's own bytes (line, headers, declared body). */
+  request: number
+  /** `socket.bytesRead` when the request arrived, for an upgraded socket's frames after it. */
+  read: number | undefined
   written: number
 }
 
@@ -86,6 +93,23 @@ function isLane(value: string | undefined): value is Lane {
   return (LANES as readonly string[]).includes(value ?? '')
 }
 
+/** A request's bytes as it came: request line, header lines as received, the declared body. */
+function requestBytes(incoming: IncomingMessage): number {
+  let bytes = Buffer.byteLength(`${incoming.method} ${incoming.url} HTTP/${incoming.httpVersion}\r\n\r\n`)
+  const raw = incoming.rawHeaders
+  for (let i = 0; i + 1 < raw.length; i += 2) bytes += Buffer.byteLength(`${raw[i]}: ${raw[i + 1]}\r\n`)
+  const body = Number(incoming.headers['content-length'] ?? 0)
+  return bytes + (Number.isSafeInteger(body) && body > 0 ? body : 0)
+}
+
+/** An exchange's bytes so far. */
+function measured(open: Open): { down: number; up: number } {
+  return {
+    down: open.socket.bytesWritten - open.written,
+    up: open.request + (open.read === undefined ? 0 : open.socket.bytesRead - open.read),
+  }
+}
+
 export function installCompare(
   app: Hono,
   nodeWebSocket: NodeWebSocket,
@@ -93,8 +117,6 @@ export function installCompare(
 ): Compare {
   const interval = options.interval ?? 500
   const viewers = new Map<string, Viewer>()
-  /** Where each socket stood when its previous exchange ended (keep-alive sockets carry several). */
-  const settled = new WeakMap<Socket, { read: number; written: number }>()
 
   function viewerFor(id: string, now: number): Viewer {
     let viewer = viewers.get(id)
@@ -128,8 +150,13 @@ export function installCompare(
   ) {
     const socket = incoming.socket
     const entry = laneOf(viewerFor(viewerId, Date.now()), lane)
-    const since = settled.get(socket) ?? { read: 0, written: 0 }
-    const open: Open = { socket, read: since.read, written: since.written }
+    const open: Open = {
+      socket,
+      request: requestBytes(incoming),
+      // No response object: the adapter is upgrading this socket to a WebSocket.
+      read: outgoing === undefined ? socket.bytesRead : undefined,
+      written: socket.bytesWritten,
+    }
     entry.open.add(open)
     entry.done.requests++
     let finished = false
@@ -139,9 +166,9 @@ export function installCompare(
       // A keep-alive socket carries many exchanges: each takes its listener off when it ends.
       socket.off('close', finish)
       entry.open.delete(open)
-      entry.done.down += socket.bytesWritten - open.written
-      entry.done.up += socket.bytesRead - open.read
-      settled.set(socket, { read: socket.bytesRead, written: socket.bytesWritten })
+      const { down, up } = measured(open)
+      entry.done.down += down
+      entry.done.up += up
     }
     // A response ends with 'finish' (its last byte handed to the socket); an upgraded socket,
     // or one that breaks, with 'close'.
@@ -157,8 +184,9 @@ export function installCompare(
       const entry = viewer.lanes.get(lane)
       const total = { ...(entry?.done ?? { down: 0, up: 0, requests: 0 }) }
       for (const open of entry?.open ?? []) {
-        total.down += open.socket.bytesWritten - open.written
-        total.up += open.socket.bytesRead - open.read
+        const { down, up } = measured(open)
+        total.down += down
+        total.up += up
       }
       result[lane] = total
     }

@@ -2,8 +2,12 @@
  * The alternatives compared live, in Chromium: the page's four lanes (plain polling, long
  * polling, SSE, WebSocket) each receive the server's stream over their own transport and show a
  * latency and bytes on the wire per message, counted by the server on its sockets. The figures
- * bear out the primer's comparison: a message costs fewer bytes, both ways, on a WebSocket than
- * by polling, whose every request carries HTTP headers.
+ * bear out the primer's comparison where it does not depend on timing: polling and long polling
+ * send a request with headers upstream for every answer, SSE and WebSocket nothing but the
+ * heartbeat's answers; a long poll answers about one message per response, each with its
+ * headers, which a WebSocket frames in a few bytes. (Plain polling at one request a second
+ * batches two messages per answer here, so its downstream bytes per message come close to the
+ * WebSocket's: the price is latency, which is shown, not asserted.)
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
@@ -23,7 +27,7 @@ const LANES = ['polling', 'long-polling', 'sse', 'websocket'] as const
 /** Messages each lane must have measured before the figures are read. */
 const MEASURED = 6
 
-describe('the alternatives compared live in Chromium', { timeout: 120_000 }, () => {
+describe('the alternatives compared live in Chromium', { timeout: 240_000 }, () => {
   let browser: Browser
   let demo: Demo
 
@@ -86,11 +90,10 @@ describe('the alternatives compared live in Chromium', { timeout: 120_000 }, () 
       }
       assert.ok(figures[lane]!.down > 0, `${lane} carried its messages`)
     }
-    // Polling sends a request with headers for every answer; the WebSocket sends nothing back
-    // but the heartbeat's answers, and frames each message in a few bytes.
-    assert.ok(figures.websocket!.down < figures.polling!.down, JSON.stringify(figures))
-    assert.ok(figures.websocket!.up < figures.polling!.up, JSON.stringify(figures))
-    assert.ok(figures['long-polling']!.up > figures.sse!.up, JSON.stringify(figures))
+    const all = JSON.stringify(figures)
+    assert.ok(figures.websocket!.up < figures.polling!.up, all)
+    assert.ok(figures.sse!.up < figures['long-polling']!.up, all)
+    assert.ok(figures.websocket!.down < figures['long-polling']!.down, all)
 
     await assertNoHorizontalScroll(page)
     assert.deepEqual(errors, [])

@@ -25,6 +25,12 @@ import { RallyServer } from '../server/server.js'
 import type { ServerWebSocket } from '../server/server-websocket.js'
 import type { ServerHandlers, ServerOptions, UpgradeContext } from '../server/types.js'
 import type { UpgradeRequest } from '../server/upgrade-request.js'
+import {
+  BUS_OUTAGE_REASON,
+  BUS_OUTAGE_RETRY_AFTER,
+  BusOutage,
+  DEFAULT_BUS_OUTAGE_GRACE,
+} from './bus-outage.js'
 import type { InferInput, InferOutput, StandardSchema } from './channels.js'
 import { type Broadcaster, type ChannelRule, RealtimeCore, type RpcHandler } from './hub.js'
 import {
@@ -106,6 +112,13 @@ export interface RealtimeOptions<
    * third of the bus's `presenceTtl` when that is shorter; it must be shorter than `presenceTtl`.
    */
   presenceRefresh?: number
+  /**
+   * Ms the bus may be down (its broker out of reach) before this node disconnects its sessions
+   * with 4001 and refuses new ones (503) until the bus is back, so that a load balancer moves the
+   * clients to nodes that still reach the broker (docs/cluster.md). Default 10000; `Infinity`
+   * never moves them.
+   */
+  busOutageGrace?: number
   /** Errors of hooks and of the bus (never sent to clients). Default: printed to stderr. */
   onError?: (error: unknown, session?: RealtimeSession) => void
 }
@@ -150,6 +163,8 @@ export class Realtime<
   declare readonly '~schema'?: RealtimeSchemaOf<Channels, Rpc>
   readonly core: RealtimeCore
   readonly bus: Bus
+  /** Whether this node refuses sessions because its bus has been down too long (bus-outage.ts). */
+  readonly busOutage: BusOutage
   private readonly ownsBus: boolean
   private readonly servers = new Set<RallyServer<RealtimeConnection>>()
   private readonly broadcasters = new Map<object, Broadcaster>()
@@ -182,13 +197,23 @@ export class Realtime<
     const period = Math.min(1000, Math.max(10, Math.min(heartbeat.interval, heartbeat.timeout) / 4))
     this.timer = setInterval(() => this.core.tick(Date.now()), period)
     this.timer.unref()
+    this.busOutage = new BusOutage(this.bus, options.busOutageGrace ?? DEFAULT_BUS_OUTAGE_GRACE, () => {
+      for (const session of [...this.core.sessions, ...this.core.pendingSessions])
+        session.disconnect(DisconnectCode.GoingAway, BUS_OUTAGE_REASON)
+    })
   }
 
   /** Handlers for `createServer` (then call `addServer` with the server). */
   handlers(): ServerHandlers<RealtimeConnection> {
     const core = this.core
+    const outage = this.busOutage
     return {
       upgrade(request: UpgradeRequest, context: UpgradeContext) {
+        if (outage.refusing)
+          return new Response(`${BUS_OUTAGE_REASON}\n`, {
+            status: 503,
+            headers: { 'content-type': 'text/plain', 'retry-after': BUS_OUTAGE_RETRY_AFTER },
+          })
         if (!context.protocols.includes(SUBPROTOCOL)) {
           return new Response(`This endpoint speaks the ${SUBPROTOCOL} WebSocket subprotocol\n`, {
             status: 400,
@@ -230,6 +255,7 @@ export class Realtime<
   openSession(transport: SessionTransport, request: unknown): RealtimeSession {
     const session = new RealtimeSession(this.core, transport, request, Date.now())
     this.core.opened(session)
+    if (this.busOutage.refusing) session.disconnect(DisconnectCode.GoingAway, BUS_OUTAGE_REASON)
     return session
   }
 
@@ -320,6 +346,7 @@ export class Realtime<
   close(): Promise<void> {
     this.closing ??= (async () => {
       clearInterval(this.timer)
+      this.busOutage.close()
       this.core.disconnectAll(DisconnectCode.GoingAway)
       await Promise.all([...this.servers].map((server) => server.close()))
       if (this.ownsBus) await this.bus.close()

@@ -15,6 +15,8 @@ import { Balancer } from '../support/balancer.js'
 import type { Broker } from '../support/brokers.js'
 
 export const CHANNEL = 'feed:cluster'
+/** Where the nodes serve every transport. */
+export const REALTIME_PATH = '/realtime'
 const NODE_SCRIPT = fileURLToPath(new URL('./node.ts', import.meta.url))
 /** How long a node may take to start (tsx compiles the sources on a loaded 2-core machine). */
 const NODE_START_MS = 30_000
@@ -138,6 +140,12 @@ export class ClusterNode {
     return { offset: Number(offset), epoch: epoch! }
   }
 
+  /** Sessions connected to this node, its bus's status, and whether it refuses new sessions. */
+  async clients(): Promise<{ connected: number; bus: string; refusing: boolean }> {
+    const [connected, bus, refusing] = (await this.ask('clients', '', 'CLIENTS', 20_000)).split(' ')
+    return { connected: Number(connected), bus: bus!, refusing: refusing === 'yes' }
+  }
+
   async presence(): Promise<string[]> {
     return (JSON.parse(await this.ask('presence', CHANNEL, 'PRESENCE', 20_000)) as string[]).sort()
   }
@@ -191,6 +199,8 @@ export interface Watched {
   unsubscribed: string[]
   disconnects: number
   lastDisconnect: string
+  /** Every disconnection's code and reason, in order. */
+  disconnections: string[]
 }
 
 export function watch(url: string, silenceMs: number): Watched {
@@ -214,6 +224,7 @@ export function watch(url: string, silenceMs: number): Watched {
     unsubscribed: [],
     disconnects: 0,
     lastDisconnect: '',
+    disconnections: [],
   }
   const lastByNode = new Map<string, number>()
   let announcedLoss = false
@@ -246,6 +257,7 @@ export function watch(url: string, silenceMs: number): Watched {
   client.on('disconnected', ({ code, reason }) => {
     w.disconnects++
     w.lastDisconnect = `${code} ${reason}`
+    w.disconnections.push(w.lastDisconnect)
   })
   client.connect()
   return w
@@ -265,6 +277,10 @@ export interface ClusterOptions {
   presenceTtl: number
   /** The nodes' ping interval (ms); a client hearing nothing for twice that reconnects. */
   heartbeat: number
+  /** The broker URL of some nodes, by name, instead of the broker's (a fault proxy in between). */
+  brokerUrls?: Readonly<Record<string, string>>
+  /** The nodes' busOutageGrace (ms); default theirs. */
+  busOutageGrace?: number
 }
 
 /** Three nodes on `broker` behind a balancer, `clients` clients spread over them. */
@@ -283,14 +299,17 @@ export async function startCluster(
   }
   try {
     const nodeEnv = {
-      [env]: broker.url,
       PRESENCE_TTL: String(options.presenceTtl),
       HEARTBEAT: String(options.heartbeat),
+      ...(options.busOutageGrace === undefined ? {} : { BUS_OUTAGE_GRACE: String(options.busOutageGrace) }),
     }
     // One at a time: three tsx compilations at once on two cores take longer than one after another.
-    for (const name of ['a', 'b', 'c']) nodes.push(await ClusterNode.start(name, nodeEnv))
+    for (const name of ['a', 'b', 'c'])
+      nodes.push(
+        await ClusterNode.start(name, { ...nodeEnv, [env]: options.brokerUrls?.[name] ?? broker.url }),
+      )
     balancer = await Balancer.start(nodes.map((node) => node.port))
-    const url = `ws://127.0.0.1:${balancer.port}/`
+    const url = `ws://127.0.0.1:${balancer.port}${REALTIME_PATH}`
     for (let i = 0; i < options.clients; i++) clients.push(watch(url, 2 * options.heartbeat + 1000))
   } catch (error) {
     await close()

@@ -7,7 +7,13 @@
  */
 import { describe, test } from 'node:test'
 import { startNats } from '../support/brokers.js'
-import { BOUND, brokerRestartedWhilePublishing, CLIENTS, nodeKilledWhilePublishing } from './scenarios.js'
+import {
+  BOUND,
+  brokerRestartedWhilePublishing,
+  CLIENTS,
+  nodeCutOffFromBroker,
+  nodeKilledWhilePublishing,
+} from './scenarios.js'
 
 describe(`three nodes on NATS, ${CLIENTS} clients`, () => {
   test('kill -9 a node while every node publishes: zero loss, presence converges', BOUND, () =>
@@ -20,5 +26,8 @@ describe(`three nodes on NATS, ${CLIENTS} clients`, () => {
     'NATS killed and restarted with its store wiped: a new epoch, reported as recovered: false',
     BOUND,
     () => brokerRestartedWhilePublishing(startNats, 'NATS_URL', false, { wipe: true }),
+  )
+  test('a node cut off from NATS moves its clients to the others: zero loss, and it comes back', BOUND, () =>
+    nodeCutOffFromBroker(startNats, 'NATS_URL'),
   )
 })

@@ -9,21 +9,26 @@
  *   numbers a node publishes have no holes, whatever happens to the broker.
  * - `latest <tag> <channel>`: prints `LATEST <tag> <offset> <epoch>`.
  * - `presence <tag> <channel>`: prints `PRESENCE <tag> <client ids as JSON>`.
+ * - `clients <tag>`: prints `CLIENTS <tag> <connected sessions> <bus status> <refusing: yes|no>`.
  * - `watch <tag> <channel>` subscribes the node's bus itself (`WATCHING <tag>`), and
  *   `delivered <tag> <channel>` prints `DELIVERED <tag> <count> <last offset@epoch>`: what the bus
  *   delivered on this node, for failure messages.
  * Environment: PORT (default 0), NODE_NAME, PRESENCE_TTL (ms, the bus's presence expiry),
- * HEARTBEAT (ms, the server's ping interval; its timeout is the same).
+ * HEARTBEAT (ms, the server's ping interval; its timeout is the same), BUS_OUTAGE_GRACE (ms).
+ * The node serves WebSockets, SSE and long polling at /realtime (HTTP session ids start with
+ * NODE_NAME, for the proxy's sticky routing); channels `feed:*` take server publishes,
+ * `dedup:*` client publishes too.
  */
 import { createInterface } from 'node:readline'
 import { NatsBus } from '../../src/adapters/nats/index.js'
 import { RedisBus } from '../../src/adapters/redis/index.js'
 import type { Bus } from '../../src/pubsub/bus.js'
-import { createRealtime } from '../../src/realtime/index.js'
+import { createRealtime, listenTransports } from '../../src/realtime/index.js'
 
 const name = process.env.NODE_NAME ?? 'node'
 const presenceTtl = Number(process.env.PRESENCE_TTL ?? 30_000)
 const heartbeat = Number(process.env.HEARTBEAT ?? 1000)
+const busOutageGrace = Number(process.env.BUS_OUTAGE_GRACE ?? 10_000)
 
 async function connectBus(): Promise<Bus> {
   if (process.env.REDIS_URL) return RedisBus.connect({ url: process.env.REDIS_URL, presenceTtl })
@@ -34,13 +39,24 @@ async function connectBus(): Promise<Bus> {
 const bus = await connectBus()
 const realtime = createRealtime({
   bus,
-  channels: { 'feed:*': { history: { size: 100_000, ttl: 600_000 }, presence: true } },
+  channels: {
+    'feed:*': { history: { size: 100_000, ttl: 600_000 }, presence: true },
+    'dedup:*': { history: { size: 1000, ttl: 600_000 }, publish: true },
+  },
+  busOutageGrace,
   heartbeat: { interval: heartbeat, timeout: heartbeat },
   // Clients away for a few seconds on a loaded machine miss more than the default 1000.
   limits: { historyLimit: 100_000 },
   onError: () => {},
 })
-const server = await realtime.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' })
+const { port } = await listenTransports(realtime, {
+  port: Number(process.env.PORT ?? 0),
+  host: '127.0.0.1',
+  path: '/realtime',
+  sessionPrefix: name,
+  // Polls answered often: each answer is a point where nginx's buffering could show.
+  pollTimeout: 5000,
+})
 
 async function publishNumbers(channel: string, count: number, batch: number, pauseMs: number, from: number) {
   for (let n = from; n < from + count; n++) {
@@ -84,6 +100,9 @@ createInterface({ input: process.stdin }).on('line', (line) => {
   } else if (command === 'delivered' && channel !== undefined) {
     const seen = delivered.get(channel)
     console.log(`DELIVERED ${tag} ${seen?.count ?? 0} ${seen?.last ?? 'none'}`)
+  } else if (command === 'clients') {
+    const refusing = realtime.busOutage.refusing ? 'yes' : 'no'
+    console.log(`CLIENTS ${tag} ${realtime.clients.size} ${bus.status} ${refusing}`)
   } else if (command === 'presence' && channel !== undefined) {
     void realtime
       .presence(channel)
@@ -97,4 +116,4 @@ const stop = () => {
 }
 process.once('SIGTERM', stop)
 process.stdin.once('end', stop)
-console.log(`READY ${server.port} ${bus.nodeId}`)
+console.log(`READY ${port} ${bus.nodeId}`)

@@ -6,7 +6,13 @@
  */
 import { describe, test } from 'node:test'
 import { startRedis } from '../support/brokers.js'
-import { BOUND, brokerRestartedWhilePublishing, CLIENTS, nodeKilledWhilePublishing } from './scenarios.js'
+import {
+  BOUND,
+  brokerRestartedWhilePublishing,
+  CLIENTS,
+  nodeCutOffFromBroker,
+  nodeKilledWhilePublishing,
+} from './scenarios.js'
 
 describe(`three nodes on Redis, ${CLIENTS} clients`, () => {
   test('kill -9 a node while every node publishes: zero loss, presence converges', BOUND, () =>
@@ -14,5 +20,8 @@ describe(`three nodes on Redis, ${CLIENTS} clients`, () => {
   )
   test('Redis killed and restarted empty while publishing: no silent loss', BOUND, () =>
     brokerRestartedWhilePublishing(startRedis, 'REDIS_URL', false),
+  )
+  test('a node cut off from Redis moves its clients to the others: zero loss, and it comes back', BOUND, () =>
+    nodeCutOffFromBroker(startRedis, 'REDIS_URL'),
   )
 })

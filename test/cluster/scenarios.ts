@@ -5,16 +5,21 @@
  * with -9 and started again.
  */
 import assert from 'node:assert/strict'
+import { BUS_OUTAGE_REASON } from '../../src/realtime/bus-outage.js'
 import type { Broker } from '../support/brokers.js'
+import { FaultProxy } from '../support/fault-proxy.js'
 import {
   allSubscribed,
   type Cluster,
   type ClusterNode,
+  type ClusterOptions,
   describeFailures,
   describeStates,
   eventually,
+  REALTIME_PATH,
   startCluster,
   type Watched,
+  watch,
 } from './helpers.js'
 
 export const CLIENTS = 150
@@ -28,10 +33,11 @@ async function withCluster(
   startBroker: () => Promise<Broker>,
   env: BrokerKind,
   run: (cluster: Cluster) => Promise<void>,
+  options: ClusterOptions = OPTIONS,
 ): Promise<void> {
   const broker = await startBroker()
   try {
-    const cluster = await startCluster(broker, env, OPTIONS)
+    const cluster = await startCluster(broker, env, options)
     try {
       await Promise.all(cluster.nodes.map((node) => node.watchBus()))
       await eventually(
@@ -190,4 +196,131 @@ export function brokerRestartedWhilePublishing(
     }
     await presenceConverges(cluster, 2, OPTIONS.presenceTtl + 10_000)
   })
+}
+
+/** Resolves once `check` (an answer from a node process) holds; rejects after `ms` naming `what`. */
+async function until<T>(read: () => Promise<T>, check: (value: T) => boolean, ms: number, what: string) {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const value = await read()
+    if (check(value)) return value
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${ms} ms waiting for ${what}: ${JSON.stringify(value)}`)
+    // A node's state changes with its broker connection: no event reaches the test, only a read.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+/** How long a cut-off node waits before it moves its clients away, in the cut-off scenario. */
+const OUTAGE_GRACE = 1500
+
+/**
+ * Node c reaches the broker through a fault proxy, which the test cuts (every connection reset,
+ * new ones refused) while a and b publish: c's bus goes down, and after the grace c disconnects
+ * its clients with 4001 and refuses new ones; they reconnect through the balancer to a or b and
+ * recover with zero loss. Once the proxy heals, c's bus is up again, c accepts clients and its
+ * publications reach everyone.
+ */
+export async function nodeCutOffFromBroker(startBroker: () => Promise<Broker>, env: BrokerKind) {
+  let proxy: FaultProxy | undefined
+  let proxiedUrl = ''
+  try {
+    await withCluster(
+      async () => {
+        const broker = await startBroker()
+        proxy = await FaultProxy.start({ targetPort: broker.port })
+        proxiedUrl = broker.url.replace(`:${broker.port}`, `:${proxy!.port}`)
+        return broker
+      },
+      env,
+      async (cluster) => {
+        const { nodes, clients } = cluster
+        const [a, b, c] = nodes as [ClusterNode, ClusterNode, ClusterNode]
+        const onC = (await c.clients()).connected
+        assert.ok(onC >= CLIENTS / 3 - 1, `${onC} clients on c`)
+        const publishing = Promise.all([a.publish(300, 10, 20), b.publish(300, 10, 20, 1)])
+        await eventually(
+          () => clients.every((w) => w.received.length >= 40),
+          30_000,
+          () => `every client to receive 40 publications\n${describeStates(clients)}`,
+        )
+        const disconnectsBefore = clients.map((w) => w.disconnects)
+        proxy!.refuse()
+        proxy!.cutAll()
+        const cutAt = Date.now()
+        // c sees its broker go, waits the grace, then sends its clients away and refuses more.
+        const refusing = await until(
+          () => c.clients(),
+          (state) => state.refusing && state.connected === 0,
+          30_000,
+          'c to refuse sessions and hold none',
+        )
+        assert.equal(refusing.bus, 'down')
+        const movedAfter = Date.now() - cutAt
+        await publishing
+        const latest = await a.latest()
+        await everyoneHasEverything(cluster, latest)
+        const moved = clients.filter((w, i) => w.disconnects > disconnectsBefore[i]!)
+        assert.ok(moved.length >= onC, `${moved.length} clients moved off c (${onC} were there)`)
+        for (const w of moved) {
+          // Sent away by c with 4001 (a retry that met c's 503 on the way is a failed connect).
+          const first = w.disconnections[disconnectsBefore[clients.indexOf(w)]!]
+          assert.equal(first, `4001 ${BUS_OUTAGE_REASON}`, w.client.clientId)
+          assert.deepEqual(w.subscribed.at(-1), { recovered: true, wasRecovering: true })
+        }
+        for (const w of clients) {
+          assert.deepEqual(w.violations, [], `${w.client.clientId}`)
+          // Exactly 1..latest once each, in order: nothing missed, nothing twice, across the move.
+          assert.equal(w.offsets.length, latest.offset)
+          assert.deepEqual(w.received, clients[0]!.received)
+        }
+        // Still cut off: c holds nobody, and the crowd is on a and b.
+        assert.equal((await c.clients()).connected, 0)
+        const [onA, onB] = await Promise.all([a.clients(), b.clients()])
+        assert.equal(onA.connected + onB.connected, CLIENTS)
+
+        // The path heals: c's bus comes back, c accepts sessions, and its publications reach all.
+        proxy!.refuse(false)
+        await until(
+          () => c.clients(),
+          (state) => state.bus === 'up' && !state.refusing,
+          30_000,
+          'c to be back',
+        )
+        const newcomer = watch(`ws://127.0.0.1:${c.port}${REALTIME_PATH}`, 2 * OPTIONS.heartbeat + 1000)
+        cluster.clients.push(newcomer)
+        await eventually(
+          () => allSubscribed([newcomer]),
+          30_000,
+          () => `a new client on c to subscribe\n${describeStates([newcomer])}`,
+        )
+        await c.publish(20, 10, 20, 1)
+        const after = await a.latest()
+        await everyoneHasEverything(cluster, after)
+        assert.deepEqual(
+          newcomer.received,
+          Array.from({ length: 20 }, (_, i) => `c:${i + 1}`),
+        )
+        for (const w of clients) assert.deepEqual(w.violations, [], `${w.client.clientId}`)
+        // c's members left while it was cut off, and its live ones are written back: no ghosts.
+        const converged = await presenceConverges(cluster, 0, OPTIONS.presenceTtl + 10_000)
+        console.log(
+          `# ${env} cut off: ${moved.length} clients moved off c, c refusing ${movedAfter} ms after the cut ` +
+            `(grace ${OUTAGE_GRACE} ms), presence exact ${converged} ms after the check began`,
+        )
+      },
+      {
+        ...OPTIONS,
+        // Read when the nodes start, once the proxy (started with the broker) is there.
+        brokerUrls: {
+          get c() {
+            return proxiedUrl
+          },
+        },
+        busOutageGrace: OUTAGE_GRACE,
+      },
+    )
+  } finally {
+    await proxy?.close()
+  }
 }

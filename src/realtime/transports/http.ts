@@ -24,6 +24,7 @@ import { randomBytes } from 'node:crypto'
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { BUS_OUTAGE_REASON, BUS_OUTAGE_RETRY_AFTER } from '../bus-outage.js'
 import { DisconnectCode } from '../protocol.js'
 import type { Realtime } from '../server.js'
 import type { RealtimeSession, SessionTransport } from '../session.js'
@@ -57,6 +58,12 @@ export interface HttpTransportOptions {
   maxSessionsPerIp?: number
   /** Cross-origin access; default none (same origin only). */
   cors?: CorsOptions
+  /**
+   * Starts every session id, followed by a dot: this node's name (letters, digits, `_`, `-`), so
+   * that a proxy in front of several nodes routes each session's requests to the node holding it
+   * (docs/cluster.md). Default none.
+   */
+  sessionPrefix?: string
 }
 
 const DEFAULTS = {
@@ -120,6 +127,7 @@ export class HttpTransports {
   private readonly maxBodySize: number
   private readonly maxSessionsPerIp: number
   private readonly cors: CorsOptions | undefined
+  private readonly sessionPrefix: string
   private readonly sessions = new Map<string, HttpSession>()
   private readonly sessionsPerIp = new Map<string, number>()
   private readonly timer: ReturnType<typeof setInterval>
@@ -137,6 +145,10 @@ export class HttpTransports {
     this.maxBodySize = options.maxBodySize ?? realtime.core.limits.maxMessageSize * 4
     this.maxSessionsPerIp = options.maxSessionsPerIp ?? DEFAULTS.maxSessionsPerIp
     this.cors = options.cors
+    const prefix = options.sessionPrefix
+    if (prefix !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(prefix))
+      throw new RangeError('HttpTransports: sessionPrefix must be 1 to 64 letters, digits, _ or -')
+    this.sessionPrefix = prefix === undefined ? '' : `${prefix}.`
     this.eventLimits.maxQueuedBytes = this.maxQueuedBytes
     for (const [name, value] of Object.entries({
       pollTimeout: this.pollTimeout,
@@ -371,6 +383,11 @@ export class HttpTransports {
     if (kind !== 'sse' && kind !== 'long-polling')
       return void answer(response, 400, { error: 'X-Rally-Transport must be sse or long-polling' })
     if (!this.kinds.has(kind)) return void answer(response, 404, { error: `${kind} is not served here` })
+    if (this.realtime.busOutage.refusing) {
+      // Cut off from the broker (bus-outage.ts): another node can serve this client.
+      response.setHeader('retry-after', BUS_OUTAGE_RETRY_AFTER)
+      return void answer(response, 503, { error: BUS_OUTAGE_REASON, advice: 'reconnect' })
+    }
     const ip = request.socket.remoteAddress ?? ''
     const count = this.sessionsPerIp.get(ip) ?? 0
     if (count >= this.maxSessionsPerIp)
@@ -380,7 +397,7 @@ export class HttpTransports {
     const transport = new HttpSessionTransport(kind, this)
     const entry: HttpSession = {
       // 128 random bits each: neither can be guessed from another session's.
-      id: randomBytes(16).toString('base64url'),
+      id: this.sessionPrefix + randomBytes(16).toString('base64url'),
       token: randomBytes(16).toString('base64url'),
       kind,
       ip,

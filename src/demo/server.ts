@@ -286,7 +286,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
 
 function busKind(url: string | undefined): string {
   if (url === undefined) return 'memory'
-  return new URL(url).protocol.replace(/s?:$/, '')
+  const scheme = new URL(url).protocol
+  return scheme === 'redis:' || scheme === 'rediss:' ? 'redis' : scheme.slice(0, -1)
 }
 
 /**

@@ -124,10 +124,12 @@ export function parseOptions(argv: string[]): Options {
 export const HELP = `Usage: npm run bench -- [options]    (or, from a clone: rally bench [options])
 
 Rally's server benchmarks next to ws (plain and with bufferutil), ws pre-framed, a raw node:net
-server and Bun's built-in server (where Bun runs), Rally's real-time layer next to Rally's raw
-topics and Socket.IO 4, its SSE and long-polling transports, and a cluster of nodes on Redis next
-to Socket.IO's Redis adapter; driven by a C load generator (bench/loadgen, built with cc) and, for
-HTTP transports, a Node one (bench/loadgen/fanout.ts). A full run takes about 20 minutes and writes docs/benchmarks.md and docs/benchmarks.svg; raw results go to
+server and Bun's built-in server (where Bun runs); Rally's real-time layer next to Rally's raw
+topics and Socket.IO 4, over its SSE and long-polling transports, and as a cluster of nodes on
+Redis next to Socket.IO's Redis adapter; WebSockets over HTTP/2 next to HTTP/1.1 over TLS. Driven
+by a C load generator (bench/loadgen, built with cc) and, for HTTP transports and HTTP/2, Node ones
+(bench/loadgen/fanout.ts, h2.ts). A full run takes about 25 minutes and writes docs/benchmarks.md
+and docs/benchmarks.svg; raw results go to
 bench/results/.
 
 Options:

@@ -248,6 +248,34 @@ export function laterIssuesTable(results: ScenarioResult[]): string[] {
   return rows
 }
 
+/**
+ * What the scenarios of issues 13, 14 and 16 do, how their load is generated and their targets:
+ * in every report, and in docs/benchmarks.md before a report has their figures.
+ */
+export function laterIssuesMethod(): string[] {
+  return [
+    '- **Real-time transports** (issue 13, `--only transports`): one realtime server, `bench/servers/transports.ts` (`createRealtime`; rally.v1 WebSocket on `/rt`, SSE and long polling under it through `HttpTransports`; the publisher’s 64 B texts published with `realtime.publish`). `transports-sse`: fan-out to 1,000 subscribers, 8 publications in flight, over SSE (`GET /rt/sse`, one keep-alive connection per subscriber, a `pong` POST acknowledging every 1,000 events so the server frees its replay buffer) against rally.v1 WebSockets (the C load generator, `--proto rally`); target: SSE ≥ 0.5× WebSocket in deliveries per server CPU-second. `transports-lp`: the same over long polling (`GET /rt/poll` held until there is something to send, repeated at once with the acknowledgement) against Socket.IO 4 restricted to Engine.IO’s polling transport (`bench/servers/socketio.ts --polling`: open packet, `40`, a `join` event with an ack, then a GET loop; `io.to(room).emit`); target: ≥ 3× Socket.IO. `transports-latency`: one subscriber, one publication in flight, from the publisher’s send to the subscriber’s receipt, over WebSocket, SSE, long polling and, for reference, Socket.IO 4 over its websocket and its polling transports; p50 and p99 side by side, no target. SSE, long polling, Engine.IO polling and the latency runs are driven by `bench/loadgen/fanout.ts`, a Node process (`node:http` keep-alive agent; Rally’s WebSocket client for WebSockets) that reports in the C load generator’s format.',
+    '- **Cluster** (issue 14, `--only cluster`): the runner starts a redis-server on a free port (`startRedis` of `test/support/brokers.ts`, as the cluster tests do) and N server processes on the server’s CPU, each with `--redis URL`. Rally: `bench/servers/transports.ts` on `RedisBus` with history on the channel (recovery on: offset, stream append and publish in one Redis script); Socket.IO 4: `@socket.io/redis-adapter` (its connection-state recovery cannot run with it). `cluster-fanout`: 64 B publications to 10,000 subscribers spread over 3 nodes in turn (the C load generator’s `--ports`), the publisher on the first node; deliveries per second and per server CPU-second, the CPU time summed over the node processes (`--server-pids`; Redis’s own CPU is not counted, for either); end-to-end latency from the send time the load generator writes into each text publication and reads back where the payload starts. Target: Rally ≥ 3× Socket.IO per server CPU-second. `cluster-scaling`: the same load on 1, 2 and 3 Rally nodes; on a machine with two cores all nodes share one core (the load generator has the other), so the curve shows the cost of spreading — every node receives every publication from Redis and frames it for its own subscribers — not a gain from more cores.',
+    '- **HTTP/2** (issue 16, `--only http2`): one server, `bench/servers/http2.ts` (`node:http2` `createSecureServer` with `allowHTTP1`, `server.attachHttp2`, an echo handler; a self-signed certificate from `test/support/tls.ts`), driven by `bench/loadgen/h2.ts`. `http2-handshake`: 32 concurrent new WebSockets, as extended CONNECTs on one HTTP/2 connection opened beforehand (counted on `200`, then cancelled) against a TCP connection, a TLS handshake (session resumed, as browsers do) and an upgrade each (counted on `101`, then reset); handshakes per server CPU-second. `http2-first-message`: one new socket at a time with Rally’s client (`{ http2: session }` on the open connection, or a new `wss://` connection), from `new WebSocket()` to the echo of 32 B sent on open. `http2-echo`: 32 B binary echo, 100 sockets × 16 in flight, as streams of one HTTP/2 connection or on 100 TLS connections, per server CPU-second. No target: reported side by side.',
+  ]
+}
+
+/** The report's section for issues 13, 14 and 16: what is measured, then the verdicts if measured. */
+export function laterIssuesSection(results: ScenarioResult[]): string[] {
+  const out = ['## Transports, cluster and HTTP/2 (issues 13, 14 and 16)', '', ...laterIssuesMethod(), '']
+  const rows = laterIssuesTable(results)
+  if (rows.length > 2) {
+    out.push(
+      'Each scenario’s subject (named first) over each other server, pair by pair in the same run; the detailed tables are under Results.',
+      '',
+      ...rows,
+      '',
+    )
+  } else
+    out.push('Not measured in this report: `npm run bench -- --only transports,cluster,http2` runs them.', '')
+  return out
+}
+
 export function detailTables(results: ScenarioResult[]): string[] {
   const out: string[] = []
   for (const { scenario, summary } of results) {
@@ -534,15 +562,7 @@ export function markdown(
     )
     out.push(...realtimeRows, '')
   }
-  const laterRows = laterIssuesTable(results)
-  if (laterRows.length > 2) {
-    out.push('## Transports, cluster and HTTP/2 against the targets of issues 13, 14 and 16', '')
-    out.push(
-      'Each scenario’s subject (named first) over each other server, pair by pair in the same run; the scenarios and how their load is generated are described under Results.',
-      '',
-    )
-    out.push(...laterRows, '')
-  }
+  out.push(...laterIssuesSection(results))
   out.push('![Rally compared with each peer](benchmarks.svg)', '')
   out.push('## Results', '')
   out.push(

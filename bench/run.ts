@@ -8,7 +8,7 @@
  * load generator as child processes), measure (one measured window), recovery (the real-time
  * recovery round trip), stats (median, pairwise ratios), report (tables, markdown, chart).
  *
- *   npm run bench                  full run (about 20 minutes), writes docs/benchmarks.md + .svg
+ *   npm run bench                  full run (about 25 minutes), writes docs/benchmarks.md + .svg
  *   npm run bench -- --quick       short run (3–4 minutes), for development; no docs unless --docs
  *   npm run bench -- --help        every option (HELP below)
  *

@@ -63,6 +63,9 @@ export interface Game {
   close(): void
 }
 
+/** Only the server publishes frames; no history: a late frame is useless. */
+const GAME_CHANNELS: Record<string, ChannelRule> = { [GAME_CHANNEL]: { publish: false } }
+
 const COLORS = ['#5ec2ff', '#ff7ab6', '#43d17a', '#ffb454', '#9b7bff', '#ff6b6b', '#4de1d2', '#e2e36b']
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -187,10 +190,7 @@ export function createGame(options: GameOptions = {}): Game {
   }
 
   return {
-    channels: {
-      // Only the server publishes frames; no history: a late frame is useless.
-      [GAME_CHANNEL]: { publish: false },
-    },
+    channels: GAME_CHANNELS,
     rpc: { 'game.join': join, 'game.input': input },
     start(target) {
       realtime = target
@@ -216,7 +216,7 @@ const games = new WeakMap<DemoSetup['metrics'], Game>()
 
 export const gamePage: DemoPage = {
   name: 'game',
-  channels: createGame().channels,
+  channels: GAME_CHANNELS,
   rpc(setup) {
     const game = createGame()
     games.set(setup.metrics, game)

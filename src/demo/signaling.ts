@@ -3,7 +3,8 @@
  * meet in `signal:<room>` (presence on, no history: an old offer is worthless), post offers,
  * answers and ICE candidates addressed to one another, then talk over an RTCDataChannel that
  * does not touch the server. The server counts what it relays per room, so that a page — and the
- * browser test — can show that the peer-to-peer messages never came through it.
+ * browser test — can show that the peer-to-peer messages never came through it. Rooms are open:
+ * every member receives every signaling message (the address tells pages which are theirs).
  */
 import type { Hono } from 'hono'
 import type { ChannelRule } from '../realtime/hub.js'
@@ -91,9 +92,11 @@ export function createSignaling(): Signaling {
     channels: {
       [`${SIGNAL_PREFIX}*`]: {
         presence: true,
-        subscribe: (_session, channel) => ROOM.test(channel.slice(SIGNAL_PREFIX.length)),
-        publish(_session, channel, data) {
-          if (!isSignal(data)) return false
+        // Peers are named (their token): a message's sender is the publication's user.
+        subscribe: (session, channel) =>
+          session.user !== '' && ROOM.test(channel.slice(SIGNAL_PREFIX.length)),
+        publish(session, channel, data) {
+          if (session.user === '' || !isSignal(data)) return false
           // Counted as accepted: everything the server relays in a room goes through here.
           const counts = countsFor(channel.slice(SIGNAL_PREFIX.length))
           const type = (data as { type: 'offer' | 'answer' | 'candidate' }).type

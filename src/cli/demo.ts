@@ -15,7 +15,7 @@ Settings (a flag wins over the environment):
   --port <n>          PORT             default 3000 (0 picks a free port)
   --host <address>    HOST             default 127.0.0.1 (0.0.0.0 listens on every interface)
   --bus <url>         REDIS_URL, else NATS_URL
-                      redis://, rediss:// or nats://: this process is one node of a cluster,
+                      redis://, rediss://, nats:// or tls://: this process is one node of a cluster,
                       sharing channels, history and presence with every node on that broker.
                       Default: one process's in-memory bus.
   --log-level <lvl>   RALLY_LOG_LEVEL, else LOG_LEVEL

@@ -12,6 +12,7 @@ import { serve } from '@hono/node-server'
 import { serveStatic } from '@hono/node-server/serve-static'
 import { Hono } from 'hono'
 import { createNodeWebSocket, type NodeWebSocket } from '../adapters/hono/index.js'
+import { busFromUrl } from '../pubsub/from-url.js'
 import { MemoryBus } from '../pubsub/memory-bus.js'
 import { mountRealtime } from '../realtime/hono.js'
 import type { ChannelRule, RpcHandler } from '../realtime/hub.js'
@@ -27,7 +28,7 @@ import { authenticateNick, chatPage, LIVE_PATH, type Live, notifyPage, notifyTok
 import { createLogger, errorFields, type Logger, type LogLevel } from './logging.js'
 import { DemoMetrics } from './metrics.js'
 import { type PromClient, prometheusExposition } from './prometheus.js'
-import { connectBus, redactUrl } from './settings.js'
+import { redactUrl } from './settings.js'
 import { signalingPage } from './signaling.js'
 
 /** demo/public, from src/demo (tsx) and dist/demo (built) alike. */
@@ -38,7 +39,7 @@ const UPLOT_DIR = fileURLToPath(new URL('../../node_modules/uplot/dist/', import
 export interface DemoOptions {
   port?: number
   host?: string
-  /** redis://, rediss:// or nats:// — one node of a cluster. Default: one process's in-memory bus. */
+  /** redis://, rediss://, nats:// or tls:// — one node of a cluster. Default: one process's in-memory bus. */
   busUrl?: string
   /** The structured logs' level. Default 'error' (the CLI passes its setting, default 'info'). */
   logLevel?: LogLevel
@@ -128,9 +129,9 @@ const HEALTH_TIMEOUT_MS = 2000
 
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const log = createLogger({ level: options.logLevel ?? 'error', write: options.logWrite })
-  const bus = options.busUrl
-    ? await connectBus(options.busUrl, (error) => log.warn('bus-error', errorFields(error)))
-    : new MemoryBus()
+  const bus = options.busUrl ? await busFromUrl(options.busUrl) : new MemoryBus()
+  // A broker lost and found again: the two moments an operator looks for in the logs.
+  bus.onStatus((status) => (status === 'down' ? log.warn('bus-down') : log.info('bus-up')))
   const metrics = new DemoMetrics(bus)
   const setup: DemoSetup = { options, log, metrics }
 
@@ -295,8 +296,7 @@ function busKind(url: string | undefined): string {
  * connection), else when a history read of no publication fails or takes over HEALTH_TIMEOUT_MS.
  */
 async function busHealth(realtime: Realtime): Promise<{ up: boolean; error?: string }> {
-  // Read as an optional property: buses written before status reporting have none.
-  if ((realtime.bus as { status?: unknown }).status === 'down')
+  if (realtime.bus.status === 'down')
     return { up: false, error: 'the bus reports its broker connection down' }
   let timer: ReturnType<typeof setTimeout> | undefined
   const timeout = new Promise<never>((_, reject) => {

@@ -9,16 +9,15 @@
  * | log level | `--log-level` | `RALLY_LOG_LEVEL`, else `LOG_LEVEL` | info       |
  *
  * A bus URL makes the demo one node of a cluster: every node on the same broker shares channels,
- * history and presence. The broker's adapter (rallyjs/redis or rallyjs/nats) is loaded only then,
- * so its client library stays an optional peer.
+ * history and presence. busFromUrl loads the broker's adapter (rallyjs/redis or rallyjs/nats)
+ * only then, so its client library stays an optional peer.
  */
-import type { Bus } from '../pubsub/bus.js'
 import { isLogLevel, LOG_LEVELS, type LogLevel } from './logging.js'
 
 export interface DemoSettings {
   port: number
   host: string
-  /** redis://, rediss:// or nats:// — undefined runs on one process's in-memory bus. */
+  /** redis://, rediss://, nats:// or tls:// — undefined runs on one process's in-memory bus. */
   busUrl: string | undefined
   logLevel: LogLevel
 }
@@ -47,7 +46,8 @@ function fromEnvironment(env: Environment, ...names: string[]): { name: string; 
   return undefined
 }
 
-const BUS_SCHEMES = ['redis:', 'rediss:', 'nats:'] as const
+/** What busFromUrl (src/pubsub/from-url.ts) connects: Redis, or NATS (tls:// with TLS). */
+const BUS_SCHEMES = ['redis:', 'rediss:', 'nats:', 'tls:'] as const
 
 function checkBusUrl(value: string, source: string): string {
   let url: URL
@@ -58,7 +58,7 @@ function checkBusUrl(value: string, source: string): string {
   }
   if (!(BUS_SCHEMES as readonly string[]).includes(url.protocol))
     throw new SettingsError(
-      `${source} must be a redis://, rediss:// or nats:// URL, got "${url.protocol}//…"`,
+      `${source} must be a redis://, rediss://, nats:// or tls:// (NATS over TLS) URL, got "${url.protocol}//…"`,
     )
   return value
 }
@@ -112,21 +112,4 @@ export function redactUrl(value: string): string {
   } catch {
     return value
   }
-}
-
-/**
- * Connects the bus a URL names. Resolves once connected: a wrong address fails here, at start,
- * rather than as a node that accepts clients it cannot serve.
- */
-export async function connectBus(url: string, onError: (error: unknown) => void): Promise<Bus> {
-  const scheme = new URL(url).protocol
-  if (scheme === 'redis:' || scheme === 'rediss:') {
-    const { RedisBus } = await import('../adapters/redis/index.js')
-    return RedisBus.connect({ url, onError })
-  }
-  if (scheme === 'nats:') {
-    const { NatsBus } = await import('../adapters/nats/index.js')
-    return NatsBus.connect({ servers: url })
-  }
-  throw new SettingsError(`no bus for ${scheme}// URLs (redis://, rediss:// or nats://)`)
 }

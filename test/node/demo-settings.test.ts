@@ -70,7 +70,7 @@ describe('demoSettings', () => {
     refused(
       {},
       { REDIS_URL: 'localhost:6379' },
-      /^REDIS_URL must be a redis:\/\/, rediss:\/\/ or nats:\/\/ URL/,
+      /^REDIS_URL must be a redis:\/\/, rediss:\/\/, nats:\/\/ or tls:\/\/ \(NATS over TLS\) URL/,
     )
     refused({}, { NATS_URL: 'not a url' }, /^NATS_URL is not a URL/)
     refused({ bus: 'http://broker' }, {}, /^--bus must be a redis:\/\//)

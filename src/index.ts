@@ -28,6 +28,8 @@ export {
   ServerWebSocket,
 } from './server/server-websocket.js'
 export type {
+  BackpressureClose,
+  BackpressurePolicy,
   ServerErrorKind,
   ServerHandlers,
   ServerOptions,

@@ -15,11 +15,19 @@
  */
 import type { Context, Hono } from 'hono'
 import type { NodeWebSocket } from '../adapters/hono/index.js'
+import type { BackpressurePolicy } from '../server/types.js'
 import { DisconnectCode, SUBPROTOCOL } from './protocol.js'
-import { type Realtime, WebSocketTransport } from './server.js'
+import { type Realtime, SLOW_CONSUMER_POLICY, WebSocketTransport } from './server.js'
 import type { RealtimeSession } from './session.js'
 
-/** Serves rally.v1 at `path` of a Hono app (the subprotocol is required: 400 without it). */
+/**
+ * Serves rally.v1 at `path` of a Hono app (the subprotocol is required: 400 without it).
+ *
+ * `options.backpressurePolicy`: what happens to this route's sockets when a reader falls the
+ * server's `maxBackpressure` behind. Default: disconnect 4003 (slow consumer; the client
+ * reconnects and recovers), whatever the Hono server's own policy for its other routes. 'close'
+ * closes with a bare 1008; 'drop' skips publications, leaving gaps that recovery does not see.
+ */
 export function mountRealtime(
   // biome-ignore lint/suspicious/noExplicitAny: any Hono app, whatever its env and schema types
   app: Hono<any, any, any>,
@@ -27,7 +35,9 @@ export function mountRealtime(
   realtime: Realtime<any, any>,
   nodeWebSocket: NodeWebSocket,
   path = '/realtime',
+  options: { backpressurePolicy?: BackpressurePolicy } = {},
 ): void {
+  const backpressurePolicy = options.backpressurePolicy ?? SLOW_CONSUMER_POLICY
   realtime.addServer(nodeWebSocket.rally)
   app.get(
     path,
@@ -42,6 +52,8 @@ export function mountRealtime(
         let session: RealtimeSession | undefined
         return {
           onOpen(_event, ws) {
+            // The policy is the socket's own: the server it shares may serve other routes.
+            ws.raw!.backpressurePolicy = backpressurePolicy
             session = realtime.openSession(new WebSocketTransport(ws.raw!), c.req.raw)
           },
           onMessage(event) {

@@ -24,20 +24,11 @@ export {
   type RealtimeOptions,
   type RealtimeSchemaOf,
   type RealtimeServerOptions,
+  SLOW_CONSUMER_POLICY,
   TOPIC_PREFIX,
   WebSocketTransport,
 } from './server.js'
-export {
-  type Authentication,
-  DEFAULT_HEARTBEAT,
-  DEFAULT_REALTIME_LIMITS,
-  type HeartbeatOptions,
-  type RealtimeLimits,
-  RealtimeSession,
-  type SessionCore,
-  type SessionSubscription,
-  type SessionTransport,
-} from './session.js'
+export * from './session.js'
 export {
   attachTransports,
   type CorsOptions,

@@ -62,26 +62,6 @@ export const ErrorCode = {
 } as const
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode]
 
-/** The default message for each error code (servers may say more, never less). */
-export const errorMessages: Readonly<Record<ErrorCode, string>> = {
-  100: 'internal server error',
-  101: 'unauthorized',
-  102: 'unknown channel',
-  103: 'permission denied',
-  104: 'method not found',
-  105: 'already subscribed',
-  106: 'limit exceeded',
-  107: 'bad request',
-  108: 'not available',
-  109: 'token expired',
-  110: 'unsupported protocol version',
-  111: 'too many requests',
-  112: 'invalid data',
-  113: 'message too big',
-  114: 'timeout',
-  115: 'not subscribed',
-}
-
 /** Errors worth retrying unchanged after a delay (the reply carries `temporary: true`). */
 export const temporaryErrors: ReadonlySet<number> = new Set<number>([
   ErrorCode.Internal,
@@ -125,8 +105,27 @@ export const DisconnectCode = {
 } as const
 export type DisconnectCode = (typeof DisconnectCode)[keyof typeof DisconnectCode]
 
-/** The default reason text for each disconnect code (also the WebSocket close reason). */
-export const disconnectReasons: Readonly<Record<DisconnectCode, string>> = {
+/**
+ * The default text of every code, in one table: error codes (100–199) and disconnect codes
+ * (4000–4999) never overlap, so both lookups below read it.
+ */
+const codeTexts: Readonly<Record<ErrorCode | DisconnectCode, string>> = {
+  100: 'internal server error',
+  101: 'unauthorized',
+  102: 'unknown channel',
+  103: 'permission denied',
+  104: 'method not found',
+  105: 'already subscribed',
+  106: 'limit exceeded',
+  107: 'bad request',
+  108: 'not available',
+  109: 'token expired',
+  110: 'unsupported protocol version',
+  111: 'too many requests',
+  112: 'invalid data',
+  113: 'message too big',
+  114: 'timeout',
+  115: 'not subscribed',
   4001: 'going away',
   4002: 'heartbeat timeout',
   4003: 'slow consumer',
@@ -141,6 +140,18 @@ export const disconnectReasons: Readonly<Record<DisconnectCode, string>> = {
   4504: 'message too big',
   4505: 'force disconnect',
 }
+
+/**
+ * The default message for each error code (servers may say more, never less); docs/protocol.md
+ * lists them.
+ */
+export const errorMessages: Readonly<Record<ErrorCode, string>> = codeTexts
+
+/**
+ * The default reason text for each disconnect code (also the WebSocket close reason);
+ * docs/protocol.md lists them.
+ */
+export const disconnectReasons: Readonly<Record<DisconnectCode, string>> = codeTexts
 
 /** Codes of the `unsubscribed` push (the server ended a subscription on its own). */
 export const UnsubscribeCode = {

@@ -23,7 +23,7 @@ import type { Bus, StreamPosition } from '../pubsub/bus.js'
 import { MemoryBus } from '../pubsub/memory-bus.js'
 import { RallyServer } from '../server/server.js'
 import type { ServerWebSocket } from '../server/server-websocket.js'
-import type { ServerHandlers, ServerOptions, UpgradeContext } from '../server/types.js'
+import type { BackpressureClose, ServerHandlers, ServerOptions, UpgradeContext } from '../server/types.js'
 import type { UpgradeRequest } from '../server/upgrade-request.js'
 import {
   BUS_OUTAGE_REASON,
@@ -35,6 +35,8 @@ import type { InferInput, InferOutput, StandardSchema } from './channels.js'
 import { type Broadcaster, type ChannelRule, RealtimeCore, type RpcHandler } from './hub.js'
 import {
   DisconnectCode,
+  disconnectPush,
+  encodeServerMessage,
   type HistoryResult,
   type Member,
   type PublishResult,
@@ -59,6 +61,18 @@ type AnyRpcHandler = RpcHandler<any, any>
 
 /** Topics of realtime channels on a Rally server carry this prefix, apart from the app's own. */
 export const TOPIC_PREFIX = 'rally.rt:'
+
+/**
+ * The backpressure policy of realtime WebSockets: a reader that falls `maxBackpressure` behind
+ * is told why — the `disconnect` push 4003 (slow consumer), then the close with the same code —
+ * rather than closed with a bare 1008; it reconnects and recovers what it missed from history.
+ * A gap in its stream would be worse than the reconnect, so 'drop' is never the default here.
+ */
+export const SLOW_CONSUMER_POLICY: BackpressureClose = Object.freeze({
+  code: DisconnectCode.SlowConsumer,
+  reason: disconnectPush(DisconnectCode.SlowConsumer).reason,
+  lastMessage: encodeServerMessage(disconnectPush(DisconnectCode.SlowConsumer)),
+})
 
 /** Default extra presence refresh period: a third of MemoryBus's default presence ttl. */
 const DEFAULT_PRESENCE_REFRESH = 20_000
@@ -123,7 +137,10 @@ export interface RealtimeOptions<
   onError?: (error: unknown, session?: RealtimeSession) => void
 }
 
-/** Rally server options for `listen` and `attach` (handlers and subprotocols are realtime's). */
+/**
+ * Rally server options for `listen` and `attach` (handlers and subprotocols are realtime's).
+ * `backpressurePolicy` defaults to SLOW_CONSUMER_POLICY (disconnect 4003), not the server's 'drop'.
+ */
 export type RealtimeServerOptions = Omit<
   ServerOptions<RealtimeConnection>,
   'upgrade' | 'open' | 'message' | 'drain' | 'ping' | 'pong' | 'close' | 'protocols'
@@ -226,6 +243,9 @@ export class Realtime<
       open(ws: ServerWebSocket<RealtimeConnection>) {
         const session = new RealtimeSession(core, new WebSocketTransport(ws), ws.data.request, Date.now())
         ws.data.session = session
+        // The session keeps the request until connect is authenticated, then drops it; a copy
+        // here would hold the whole IncomingMessage (headers, socket) for the socket's life.
+        ws.data.request = undefined
         core.opened(session)
       },
       message(ws: ServerWebSocket<RealtimeConnection>, data: string | Buffer, isBinary: boolean) {
@@ -236,8 +256,6 @@ export class Realtime<
           return
         }
         session.receive(data, Date.now())
-        // The request served authenticate; dropping it once connected keeps idle sessions small.
-        if (session.isConnected) ws.data.request = undefined
       },
       close(ws: ServerWebSocket<RealtimeConnection>) {
         ws.data.session?.transportClosed()
@@ -357,14 +375,14 @@ export class Realtime<
   private createServer(options: RealtimeServerOptions): RallyServer<RealtimeConnection> {
     const limits = this.core.limits
     const server = new RallyServer<RealtimeConnection>({
-      // A gap in a subscriber's stream is worse than a reconnect (which recovers): a socket that
-      // falls too far behind is closed, never silently skipped.
-      backpressurePolicy: 'close',
       // The application heartbeat does the WebSocket heartbeat's job, and browsers see it.
       heartbeat: false,
       // Bigger envelopes than maxMessageSize get a clean 113 reply; far bigger ones, 1009.
       maxPayload: limits.maxMessageSize * 2 + 1024,
       ...options,
+      // A socket that falls too far behind is disconnected with 4003 unless the app chose
+      // otherwise ('close': a bare 1008; 'drop': gaps, which the app then accepts).
+      backpressurePolicy: options.backpressurePolicy ?? SLOW_CONSUMER_POLICY,
       ...this.handlers(),
       protocols: [SUBPROTOCOL],
     })

@@ -191,25 +191,16 @@ export class RealtimeSession {
   /** RPC ids in flight and when each times out. */
   private rpcDeadlines: Map<number, number> | undefined
   private rateStrikes = 0
-  private readonly commandBucket: TokenBucket
-  private readonly publishBucket: TokenBucket
-  private readonly subscribeBucket: TokenBucket
+  /** The rate limits' buckets: made by the first command, dropped by tick() once full again. */
+  private rates: RateBuckets | undefined
 
   constructor(core: SessionCore, transport: SessionTransport, request: unknown, now: number) {
     this.core = core
     this.transport = transport
     this.request = request
-    this.client = randomId()
+    this.client = randomClientId()
     this.openedAt = now
     this.lastPing = now
-    const limits = core.limits
-    this.commandBucket = new TokenBucket(limits.commandRate, limits.commandRate * 2, now)
-    this.publishBucket = new TokenBucket(limits.publishRate, limits.publishRate * 2, now)
-    this.subscribeBucket = new TokenBucket(
-      limits.subscribeRate,
-      Math.max(limits.subscribeRate, limits.channelsPerConnection),
-      now,
-    )
   }
 
   get isConnected(): boolean {
@@ -268,6 +259,9 @@ export class RealtimeSession {
         this.disconnect(DisconnectCode.ConnectTimeout)
       return
     }
+    // A session that has been quiet long enough for every bucket to fill up again holds none:
+    // a full bucket and no bucket mean the same thing.
+    if (this.rates?.full(this.core.limits, now) === true) this.rates = undefined
     if (this.expiresAt !== undefined && now >= this.expiresAt) {
       this.disconnect(DisconnectCode.TokenExpired)
       return
@@ -377,7 +371,8 @@ export class RealtimeSession {
   private dispatch(command: RequestCommand, now: number): void {
     const id = command.id
     const limits = this.core.limits
-    if (!this.commandBucket.take(now)) {
+    this.rates ??= new RateBuckets(limits, now)
+    if (!this.rates.take('command', limits, now)) {
       this.rateRefused(id, 'command rate limit')
       return
     }
@@ -407,7 +402,7 @@ export class RealtimeSession {
         this.reply({ id, result: {} })
         break
       case 'publish':
-        if (!this.publishBucket.take(now)) {
+        if (!this.rates.take('publish', limits, now)) {
           this.rateRefused(id, 'publish rate limit')
           break
         }
@@ -465,7 +460,8 @@ export class RealtimeSession {
   ): void {
     const limits = this.core.limits
     // The rate first: a flood is refused before any work, whatever the commands say.
-    if (!this.subscribeBucket.take(now)) {
+    this.rates ??= new RateBuckets(limits, now)
+    if (!this.rates.take('subscribe', limits, now)) {
       this.rateRefused(id, 'subscribe rate limit')
       return
     }
@@ -506,6 +502,8 @@ export class RealtimeSession {
       .finally(() => {
         this.pendingCommands--
         settle()
+        // The promise and its resolver are done with; a long-lived subscription keeps neither.
+        subscription.settled = SETTLED
       })
   }
 
@@ -594,29 +592,73 @@ export class RealtimeSession {
   }
 }
 
-/** A rate limit: `rate` tokens per second, at most `burst` saved up. */
-class TokenBucket {
-  private tokens: number
-  private last: number
-  private readonly rate: number
-  private readonly burst: number
+const SETTLED: Promise<void> = Promise.resolve()
 
-  constructor(rate: number, burst: number, now: number) {
-    this.rate = rate
-    this.burst = Math.max(1, burst)
-    this.tokens = this.burst
+type RateKind = 'command' | 'publish' | 'subscribe'
+
+/**
+ * A session's three rate limits as token buckets (`rate` tokens per second, at most `burst`
+ * saved up), in one object with one clock: commands, publishes, subscribes. The rates are read
+ * from the limits on each call rather than copied, so that a session holds no copy of them.
+ */
+class RateBuckets {
+  private commands: number
+  private publishes: number
+  private subscribes: number
+  private last: number
+
+  constructor(limits: RealtimeLimits, now: number) {
+    this.commands = commandBurst(limits)
+    this.publishes = publishBurst(limits)
+    this.subscribes = subscribeBurst(limits)
     this.last = now
   }
 
-  take(now: number): boolean {
-    if (now > this.last) {
-      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000)
-      this.last = now
+  take(kind: RateKind, limits: RealtimeLimits, now: number): boolean {
+    this.refill(limits, now)
+    if (kind === 'command') {
+      if (this.commands < 1) return false
+      this.commands--
+    } else if (kind === 'publish') {
+      if (this.publishes < 1) return false
+      this.publishes--
+    } else {
+      if (this.subscribes < 1) return false
+      this.subscribes--
     }
-    if (this.tokens < 1) return false
-    this.tokens--
     return true
   }
+
+  /** Whether every bucket is full (after refilling up to `now`). */
+  full(limits: RealtimeLimits, now: number): boolean {
+    this.refill(limits, now)
+    return (
+      this.commands >= commandBurst(limits) &&
+      this.publishes >= publishBurst(limits) &&
+      this.subscribes >= subscribeBurst(limits)
+    )
+  }
+
+  private refill(limits: RealtimeLimits, now: number): void {
+    if (now <= this.last) return
+    const seconds = (now - this.last) / 1000
+    this.last = now
+    this.commands = Math.min(commandBurst(limits), this.commands + seconds * limits.commandRate)
+    this.publishes = Math.min(publishBurst(limits), this.publishes + seconds * limits.publishRate)
+    this.subscribes = Math.min(subscribeBurst(limits), this.subscribes + seconds * limits.subscribeRate)
+  }
+}
+
+// Bursts: commands and publishes twice their rate; subscribes up to a full set of channels, so
+// that a reconnecting client resubscribes at once.
+function commandBurst(limits: RealtimeLimits): number {
+  return Math.max(1, limits.commandRate * 2)
+}
+function publishBurst(limits: RealtimeLimits): number {
+  return Math.max(1, limits.publishRate * 2)
+}
+function subscribeBurst(limits: RealtimeLimits): number {
+  return Math.max(1, limits.subscribeRate, limits.channelsPerConnection)
 }
 
 /** Whether `text` is longer than `max` bytes in UTF-8, without encoding it when it can tell. */
@@ -638,11 +680,16 @@ function exceedsUtf8(text: string, max: number): boolean {
   return false
 }
 
-/** 128 random bits as hex (crypto.getRandomValues: browsers, Node, Bun, Deno, Workers). */
-export function randomId(): string {
-  const bytes = new Uint8Array(16)
-  globalThis.crypto.getRandomValues(bytes)
-  let id = ''
-  for (const byte of bytes) id += byte.toString(16).padStart(2, '0')
-  return id
+/**
+ * A client id: 128 random bits as 32 hex digits (crypto.getRandomValues: browsers, Node, Bun,
+ * Deno, Workers), written as four 32-bit words (fewer intermediate strings than byte by byte).
+ */
+function randomClientId(): string {
+  const words = new Uint32Array(4)
+  globalThis.crypto.getRandomValues(words)
+  return `${hex8(words[0]!)}${hex8(words[1]!)}${hex8(words[2]!)}${hex8(words[3]!)}`
+}
+
+function hex8(word: number): string {
+  return word.toString(16).padStart(8, '0')
 }

@@ -18,7 +18,14 @@ import type { Admission } from './admission.js'
 import type { AcceptedHandshake, HandshakeHost } from './handshake-decision.js'
 import { LivenessMonitor } from './liveness.js'
 import { type SendData, type SendOptions, ServerWebSocket, toBytes } from './server-websocket.js'
-import type { ServerContext, ServerErrorKind, ServerHandlers, ServerOptions, ServerStats } from './types.js'
+import type {
+  BackpressurePolicy,
+  ServerContext,
+  ServerErrorKind,
+  ServerHandlers,
+  ServerOptions,
+  ServerStats,
+} from './types.js'
 
 const DEFAULT_MAX_BACKPRESSURE = 16 * 1024 * 1024
 const DEFAULT_CLOSE_TIMEOUT = 5000
@@ -37,7 +44,7 @@ export class ConnectionLifecycle<UserData> implements ServerContext<UserData>, H
   readonly handlers: ServerHandlers<UserData>
   readonly driverOptions: DriverOptions
   readonly maxBackpressure: number
-  readonly backpressurePolicy: 'drop' | 'close'
+  readonly backpressurePolicy: BackpressurePolicy
   readonly readPauseThreshold: number
   readonly maxPendingHandlers: number
   readonly decodeText: boolean

@@ -15,7 +15,7 @@ import {
   TimeoutError,
 } from '../protocol/index.js'
 import type { PreparedMessage } from '../pubsub/prepared-message.js'
-import type { ServerContext } from './types.js'
+import type { BackpressurePolicy, ServerContext } from './types.js'
 
 /** What `send` did with a message: written, queued behind a slow socket, or not sent at all. */
 export type SendStatus = 'sent' | 'buffered' | 'dropped'
@@ -53,6 +53,11 @@ export class ServerWebSocket<UserData = undefined> {
   private ownTopics: Set<string> | undefined
   /** Async `message` handlers not yet settled (reading pauses past `maxPendingHandlers`). */
   private pendingHandlers = 0
+  /**
+   * This socket's own `backpressurePolicy` (undefined: the server's). For a route that speaks a
+   * protocol of its own on a server shared with others (the realtime layer on a Hono server).
+   */
+  backpressurePolicy: BackpressurePolicy | undefined = undefined
   /** @internal Liveness bookkeeping (see liveness.ts). */
   heartbeatMark = -1
   /** @internal */
@@ -143,14 +148,24 @@ export class ServerWebSocket<UserData = undefined> {
     return this.driver.needsDrain ? 'buffered' : 'sent'
   }
 
-  /** The `backpressurePolicy`: drop this message, or close the socket with 1008. */
+  /** The `backpressurePolicy`: drop this message, or close the socket (1008, or the policy's code). */
   private overBackpressure(): SendStatus {
-    if (this.server.backpressurePolicy === 'close') {
-      this.server.counters.backpressureCloses++
-      this.driver.fail(CloseCode.PolicyViolation, 'Too slow: send buffer over its limit')
-    } else {
+    const policy = this.backpressurePolicy ?? this.server.backpressurePolicy
+    if (policy === 'drop') {
       this.server.counters.backpressureDrops++
+      return 'dropped'
     }
+    this.server.counters.backpressureCloses++
+    if (policy === 'close') {
+      this.driver.fail(CloseCode.PolicyViolation, 'Too slow: send buffer over its limit')
+      return 'dropped'
+    }
+    // The last message goes uncompressed, straight behind what is queued: it is the reason the
+    // peer will read just before the close frame (fail() discards only frames still waiting to
+    // be compressed).
+    if (policy.lastMessage !== undefined)
+      this.driver.connection.sendText(Buffer.from(policy.lastMessage, 'utf8'), false)
+    this.driver.fail(policy.code, policy.reason)
     return 'dropped'
   }
 

@@ -109,9 +109,12 @@ export interface ServerOptions<UserData = undefined> extends ServerHandlers<User
   /**
    * What happens to a socket over `maxBackpressure`: 'drop' (default) — further messages are
    * dropped (`send` returns 'dropped') until it catches up; 'close' — the socket is closed with
-   * 1008 Policy Violation, for apps where a gap in the stream is worse than a reconnect.
+   * 1008 Policy Violation, for apps where a gap in the stream is worse than a reconnect; or
+   * `{ code, reason, lastMessage? }` — closed with that code, after `lastMessage` (a text
+   * message saying why, for protocols that explain their closes). One socket can have its own:
+   * `ws.backpressurePolicy`.
    */
-  backpressurePolicy?: 'drop' | 'close'
+  backpressurePolicy?: BackpressurePolicy
   /**
    * Stop reading from a socket while this many bytes wait to be written to it, until it drains,
    * so a peer that sends without reading cannot make the server buffer its replies. Also stops
@@ -159,6 +162,19 @@ export interface ServerOptions<UserData = undefined> extends ServerHandlers<User
   perMessageDeflate?: boolean | PerMessageDeflateOptions
 }
 
+/** See `ServerOptions.backpressurePolicy`. */
+export type BackpressurePolicy = 'drop' | 'close' | BackpressureClose
+
+/** Close a socket that went over `maxBackpressure` with this code, after one last text message. */
+export interface BackpressureClose {
+  /** The close code (4000–4999 for an application's own, RFC 6455 7.4.2). */
+  readonly code: number
+  /** The close reason (at most 123 bytes of UTF-8). */
+  readonly reason: string
+  /** Sent just before the close frame, past the limit: the one message that may exceed it. */
+  readonly lastMessage?: string
+}
+
 /** Counters a user can read without a metrics library: `server.stats()`. */
 export interface ServerStats {
   connections: number
@@ -188,7 +204,7 @@ export interface ServerContext<UserData> {
   readonly handlers: ServerHandlers<UserData>
   readonly driverOptions: DriverOptions
   readonly maxBackpressure: number
-  readonly backpressurePolicy: 'drop' | 'close'
+  readonly backpressurePolicy: BackpressurePolicy
   readonly readPauseThreshold: number
   readonly maxPendingHandlers: number
   readonly decodeText: boolean

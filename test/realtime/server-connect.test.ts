@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { upgradeRequest } from '../adapters/helpers.js'
-import { Fixture } from './server-helpers.js'
+import { Fixture, RawClient } from './server-helpers.js'
 
 describe('realtime server: connect', () => {
   let fixture: Fixture
@@ -151,6 +151,27 @@ describe('realtime server: connect', () => {
     const client = fixture.client()
     await client.opened
     assert.equal((await client.whenClosed()).code, 4004)
+  })
+
+  test('a connected, subscribed, idle session keeps no reference to its upgrade request', async () => {
+    // The request (headers, the IncomingMessage and its socket) serves authenticate only; held
+    // by an idle socket, it was the largest part of a session's memory.
+    const server = await fixture.realtime.listen({ port: 0, host: '127.0.0.1', path: '/idle' })
+    const client = new RawClient(`ws://127.0.0.1:${server.port}/idle`)
+    try {
+      // Subscribe sent with connect, without waiting for its reply (as clients do): no command
+      // arrives once the session is connected.
+      await client.opened
+      client.send('connect', { version: 1, token: 'good' })
+      assert.equal((await client.request('subscribe', { channel: 'chat:idle' })).error, undefined)
+      const sockets = [...server.clients]
+      assert.equal(sockets.length, 1)
+      assert.equal(sockets[0]!.data.request, undefined)
+      assert.equal(sockets[0]!.data.session?.request, undefined)
+      assert.equal(sockets[0]!.data.session?.isConnected, true)
+    } finally {
+      client.close()
+    }
   })
 
   test('closing the realtime server tells clients to reconnect elsewhere (4001)', async () => {

@@ -60,9 +60,10 @@ export function syncZlibAvailable(): boolean {
 /**
  * Output goes here first and is copied out at the exact size: one allocation per message
  * instead of zlib's 16 KiB chunks. Shared by every SyncZlib, which is safe because a
- * synchronous call finishes before any other JavaScript runs.
+ * synchronous call finishes before any other JavaScript runs. Allocated on first use, so that a
+ * process without permessage-deflate does not hold it.
  */
-const scratch = Buffer.allocUnsafeSlow(64 * 1024)
+let scratch: Buffer | undefined
 
 /** The whole output of a completed call. */
 export interface SyncDone {
@@ -112,6 +113,7 @@ export class SyncZlib {
     const handle = this.internals._handle
     const state = this.internals._writeState
     if (handle == null || state === undefined) throw new Error('zlib stream closed')
+    scratch ??= Buffer.allocUnsafeSlow(64 * 1024)
     let chunks: Buffer[] | undefined
     let used = 0
     let total = 0
@@ -131,7 +133,7 @@ export class SyncZlib {
         inOffset += inLength - inputLeft
         inLength = inputLeft
         if (total > outputLimit) {
-          const produced = join(chunks, used, total)
+          const produced = join(scratch, chunks, used, total)
           const rest = [piece.subarray(inOffset), ...pieces.slice(p + 1)]
           return { complete: false, produced, rest }
         }
@@ -145,12 +147,12 @@ export class SyncZlib {
         }
       }
     }
-    return { complete: true, output: join(chunks, used, total) }
+    return { complete: true, output: join(scratch, chunks, used, total) }
   }
 }
 
 /** The chunks copied out so far plus what is in the scratch buffer, in one buffer. */
-function join(chunks: Buffer[] | undefined, used: number, total: number): Buffer {
+function join(scratch: Buffer, chunks: Buffer[] | undefined, used: number, total: number): Buffer {
   const output = Buffer.allocUnsafe(total)
   let at = 0
   if (chunks !== undefined) {

@@ -9,7 +9,7 @@
  * application's own handlers. With `allowHTTP1: true`, HTTP/1.1 upgrades arriving on the same port
  * go to `handleUpgrade`.
  */
-import type { Buffer } from 'node:buffer'
+import { Buffer } from 'node:buffer'
 import type { IncomingMessage } from 'node:http'
 import {
   type Http2SecureServer,
@@ -21,7 +21,7 @@ import {
 } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { HandshakeError, parseTokenList } from '../protocol/index.js'
+import { DEFAULT_LIMITS, HandshakeError, parseTokenList } from '../protocol/index.js'
 import type { UpgradeRequest } from './upgrade-request.js'
 
 /** Concurrent WebSocket streams one HTTP/2 connection may carry, by default. */
@@ -45,6 +45,8 @@ export interface Http2Host {
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void
   /** A refusal before the handshake decision (too many streams on the connection). */
   refuse(stream: Duplex, error: HandshakeError): void
+  /** The `maxHeaderBytes` limit of HTTP/1.1 handshakes, applied to a stream's header list. */
+  maxHeaderBytes?: number | undefined
 }
 
 /** Per-session count of WebSocket streams, on the session object. */
@@ -66,6 +68,7 @@ export function attachHttp2(
   options: Http2AttachOptions = {},
 ): () => void {
   const maxStreams = options.maxWebSocketStreamsPerSession ?? DEFAULT_MAX_WEBSOCKET_STREAMS_PER_SESSION
+  const maxHeaderBytes = host.maxHeaderBytes ?? DEFAULT_LIMITS.maxHeaderBytes
   if (!Number.isInteger(maxStreams) || maxStreams < 1)
     throw new RangeError('maxWebSocketStreamsPerSession must be a positive integer')
   // RFC 8441 3: a client may use the extended CONNECT only after the server's SETTINGS carried
@@ -82,6 +85,17 @@ export function attachHttp2(
     ;(stream as ServerHttp2Stream & { [kTaken]?: boolean })[kTaken] = true
     const session = stream.session as CountedSession | undefined
     if (session === undefined) return
+    // The same bound as an HTTP/1.1 handshake's head, measured as HTTP/2 measures a header list
+    // (RFC 9113 6.5.2: name and value octets plus 32 per field). nghttp2 alone would take up to
+    // 64 KiB.
+    const size = headerListSize(raw)
+    if (size > maxHeaderBytes) {
+      host.refuse(
+        stream,
+        new HandshakeError(431, `Header fields of ${size} bytes; the limit is ${maxHeaderBytes}`),
+      )
+      return
+    }
     const count = session[kWebSocketStreams] ?? 0
     if (count >= maxStreams) {
       host.refuse(
@@ -125,6 +139,13 @@ export function attachHttp2(
     server.removeListener('connect', onConnect)
     if (http1) server.removeListener('upgrade', onUpgrade)
   }
+}
+
+/** RFC 9113 6.5.2's size of a header list: each field's name and value octets, plus 32. */
+function headerListSize(raw: readonly string[]): number {
+  let size = 0
+  for (const field of raw) size += Buffer.byteLength(field)
+  return size + 16 * raw.length
 }
 
 /**
@@ -194,8 +215,14 @@ export function validateExtendedConnect(
   }
   // RFC 8441 4: "On requests that contain the :protocol pseudo-header field, the :scheme and
   // :path pseudo-header fields of the target URI MUST also be included."
-  if (single(fields, ':scheme') === undefined || single(fields, ':path') === undefined) {
+  const scheme = single(fields, ':scheme')
+  if (scheme === undefined || single(fields, ':path') === undefined) {
     throw new HandshakeError(400, 'Extended CONNECT requires :scheme and :path')
+  }
+  // RFC 8441 5: "The scheme of the target URI MUST be "https" for "wss"-schemed WebSockets and
+  // "http" for "ws"-schemed WebSockets." nghttp2 checks only the field's characters.
+  if (scheme !== 'https' && scheme !== 'http') {
+    throw new HandshakeError(400, `A WebSocket's :scheme is https or http, not "${scheme}"`)
   }
   // RFC 8441 4: :authority is interpreted as for any request (RFC 9113 8.3.1); it stands for the
   // Host header RFC 6455 4.1 requires of a WebSocket handshake.

@@ -164,6 +164,7 @@ export class RallyServer<UserData = undefined> {
         handle: (request, stream, head) => handshakes.handle(request, stream, head),
         handleUpgrade: (request, socket, head) => handshakes.handle(request, socket, head),
         refuse: (stream, error) => handshakes.reject(stream, error),
+        maxHeaderBytes: this.lifecycle.driverOptions.limits?.maxHeaderBytes,
       },
       options,
     )

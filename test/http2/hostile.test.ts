@@ -1,15 +1,19 @@
 /**
  * Hostile cases of the HTTP/1.1 hardening suite that apply to WebSocket streams: an `upgrade` that
  * never settles (503 at handshakeTimeout), a peer resetting its stream while `upgrade` decides
- * (its slots freed), a foreign Origin (403), maxConnections counted across HTTP/1.1 and HTTP/2, and
- * terminate on a socket whose reading is paused with input unread (its close still comes).
+ * (its slots freed), oversized header fields (431, as on HTTP/1.1), a bad `:scheme` (400), more
+ * streams than SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2 ends the connection), a foreign Origin
+ * (403), maxConnections counted across HTTP/1.1 and HTTP/2, and terminate on a socket whose reading
+ * is paused with input unread (its close still comes). Malformed requests: malformed.test.ts.
  */
 import assert from 'node:assert/strict'
 import { constants as http2Constants } from 'node:http2'
 import { after, before, describe, test } from 'node:test'
 import type { ServerWebSocket } from '../../src/index.js'
 import { WebSocket } from '../../src/index.js'
+import { withTimeout } from '../support/timing.js'
 import {
+  bodyOf,
   type Certificate,
   connectHeaders,
   makeCertificate,
@@ -17,6 +21,9 @@ import {
   StreamClient,
   withH2Server,
 } from './helpers.js'
+import { RawH2Client } from './raw-frames.js'
+
+const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3
 
 let certificate: Certificate
 before(() => {
@@ -96,6 +103,87 @@ describe('hostile peers on HTTP/2 streams', () => {
       assert.equal(response.status, 403)
       await StreamClient.open(session, h.port, { origin: 'https://app.example' })
     })
+  })
+
+  test('oversized header fields: 431 past maxHeaderBytes or maxHeaderCount, as on HTTP/1.1', async () => {
+    await withH2Server(certificate, { message: (ws, data) => void ws.send(data) }, async (h) => {
+      const session = await h.session()
+      const status = async (extra: Record<string, string>) => {
+        const stream = session.request(connectHeaders(h.port, extra), { endStream: false })
+        const response = await responseOf(stream)
+        if (!('status' in response)) return response
+        stream.close()
+        return response.status
+      }
+      // The default maxHeaderBytes is 16 KiB, counted as HTTP/2 counts a header list (RFC 9113
+      // 6.5.2): 15 KiB of cookie passes, 17 KiB does not.
+      assert.equal(await status({ cookie: `a=${'x'.repeat(15 * 1024)}` }), 200)
+      assert.equal(await status({ cookie: `a=${'x'.repeat(17 * 1024)}` }), 431)
+      // maxHeaderCount (100) counts the pseudo-header fields too.
+      const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`x-field-${i}`, 'v']))
+      assert.equal(await status(many), 431)
+      const { client } = await StreamClient.open(session, h.port)
+      client.send('after')
+      assert.equal(await client.message(), 'after')
+      assert.deepEqual(h.rally.stats().handshakeRejections, { '431': 2 })
+    })
+  })
+
+  test('a :scheme other than https or http (RFC 8441 5) is refused 400', async () => {
+    await withH2Server(certificate, {}, async (h) => {
+      const session = await h.session()
+      const stream = session.request(connectHeaders(h.port, { ':scheme': 'ftp' }), { endStream: false })
+      const response = await responseOf(stream)
+      assert.ok('status' in response, JSON.stringify(response))
+      assert.equal(response.status, 400)
+      assert.match(await bodyOf(stream), /:scheme/)
+    })
+  })
+
+  test('SETTINGS_MAX_CONCURRENT_STREAMS: a client that opens more is cut off, its sockets close 1006', async () => {
+    const closes: number[] = []
+    let allClosed: (() => void) | undefined
+    await withH2Server(
+      certificate,
+      {
+        close: (_ws, code) => {
+          closes.push(code)
+          if (closes.length === 3) allClosed?.()
+        },
+      },
+      async (h) => {
+        // Sessions opened from now on advertise 3.
+        h.h2.updateSettings({ maxConcurrentStreams: 3 })
+        const client = await RawH2Client.connect(h.port, certificate.cert)
+        try {
+          assert.equal(client.serverSettings.get(SETTINGS_MAX_CONCURRENT_STREAMS), 3)
+          const fields = Object.entries(connectHeaders(h.port)).map(([name, value]): [string, string] => [
+            name,
+            String(value),
+          ])
+          const done = new Promise<void>((resolve) => {
+            allClosed = resolve
+          })
+          const ids = [0, 1, 2].map(() => client.request(fields, false))
+          await client.until(
+            () => ids.every((id) => client.stream(id).headerBlockFirstByte === 0x88),
+            'three 200s',
+          )
+          // RFC 9113 5.1.2 allows a stream error; nghttp2 treats a fourth stream after the
+          // client acknowledged the setting as a connection error, and Node ends the connection.
+          client.request(fields, false)
+          await withTimeout(
+            new Promise<void>((resolve) => client.socket.once('close', () => resolve())),
+            20_000,
+            'the connection to close',
+          )
+          await withTimeout(done, 20_000, 'the three sockets to close')
+          assert.deepEqual(closes, [1006, 1006, 1006])
+        } finally {
+          client.close()
+        }
+      },
+    )
   })
 
   test('maxConnections counts WebSockets of both transports', async () => {

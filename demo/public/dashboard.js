@@ -1,7 +1,13 @@
 // The live dashboard: the server node's figures, published once a second on a realtime channel
 // (src/demo/dashboard.ts), charted with uPlot (served by the demo from its npm package).
 import { RallyClient } from '/rally/client/index.js'
-import uPlot from '/vendor/uplot/uPlot.esm.js'
+
+// uPlot comes from the server's node_modules; without it the figures still update, and the page
+// says what is missing instead of failing as a whole.
+const uPlot = await import('/vendor/uplot/uPlot.esm.js').then(
+  (module) => module.default,
+  () => undefined,
+)
 
 const $ = (id) => document.getElementById(id)
 /** Points kept per chart: ten minutes at one a second. */
@@ -50,7 +56,7 @@ class Chart {
     this.element = element
     this.series = series
     this.data = [[], ...series.map(() => [])]
-    this.plot = new uPlot(this.options(format, scales, minMax), this.data, element)
+    this.plot = uPlot && new uPlot(this.options(format, scales, minMax), this.data, element)
   }
 
   options(format, scales, minMax) {
@@ -113,16 +119,24 @@ class Chart {
   }
 
   draw() {
-    this.plot.setData(this.data)
+    this.plot?.setData(this.data)
   }
 
   resize() {
-    this.plot.setSize({ width: this.width(), height: 170 })
+    this.plot?.setSize({ width: this.width(), height: 170 })
   }
 
   destroy() {
-    this.plot.destroy()
+    this.plot?.destroy()
   }
+}
+
+if (!uPlot) {
+  const notice = document.createElement('p')
+  notice.className = 'banner'
+  notice.textContent =
+    'The charts need uPlot on the server (npm install uplot); the figures above still update.'
+  $('charts').before(notice)
 }
 
 const charts = {

@@ -7,6 +7,8 @@
  * echo. Pages and assets are served by the app itself (no CDN), from demo/public.
  */
 import type { Server } from 'node:http'
+import { createRequire } from 'node:module'
+import { dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { serve } from '@hono/node-server'
 import { serveStatic } from '@hono/node-server/serve-static'
@@ -33,8 +35,20 @@ import { signalingPage } from './signaling.js'
 
 /** demo/public, from src/demo (tsx) and dist/demo (built) alike. */
 const PUBLIC_DIR = fileURLToPath(new URL('../../demo/public/', import.meta.url))
-/** uPlot's files, served at /vendor/uplot/ from the installed package (no CDN). */
-const UPLOT_DIR = fileURLToPath(new URL('../../node_modules/uplot/dist/', import.meta.url))
+/**
+ * uPlot's files (the dashboard's charts), served at /vendor/uplot/ from wherever npm installed the
+ * package (no CDN); undefined when it is not installed — the dashboard then says so.
+ */
+const UPLOT_DIR = uplotDirectory()
+
+function uplotDirectory(): string | undefined {
+  try {
+    // Its `main` is dist/uPlot.cjs.js: the directory holds the ES module and the CSS too.
+    return dirname(createRequire(import.meta.url).resolve('uplot'))
+  } catch {
+    return undefined
+  }
+}
 
 export interface DemoOptions {
   port?: number
@@ -224,10 +238,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   app.get('/', (c) => c.redirect('/index.html'))
   app.get('/chat', (c) => c.redirect('/chat.html'))
   app.get('/dashboard', (c) => c.redirect('/dashboard.html'))
-  app.use(
-    '/vendor/uplot/*',
-    serveStatic({ root: UPLOT_DIR, rewriteRequestPath: (path) => path.slice('/vendor/uplot'.length) }),
-  )
+  if (UPLOT_DIR !== undefined)
+    app.use(
+      '/vendor/uplot/*',
+      serveStatic({ root: UPLOT_DIR, rewriteRequestPath: (path) => path.slice('/vendor/uplot'.length) }),
+    )
+  else app.get('/vendor/uplot/*', (c) => c.text('uPlot is not installed here: npm install uplot\n', 404))
   // Content types come from hono's table (favicon.ico, which browsers ask for by themselves, is
   // image/x-icon); paths with `..` or encoded separators are refused by serveStatic and end as 404.
   app.use('/*', serveStatic({ root: PUBLIC_DIR }))

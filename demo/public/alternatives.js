@@ -1,6 +1,8 @@
 // The alternatives compared live: one server stream, four deliveries. Polling is a plain fetch
 // loop; long polling, SSE and WebSocket are RallyClients each forced onto one transport. Every
 // request names its lane and this page's viewer id, so the server can count each lane's bytes.
+
+import { randomHex, realtimeUrl } from '/connection.js'
 import { RallyClient } from '/rally/client/index.js'
 
 const LANES = ['polling', 'long-polling', 'sse', 'websocket']
@@ -8,9 +10,7 @@ const POLL_EVERY_MS = 1000
 const BYTES_EVERY_MS = 2000
 const SAMPLES = 60
 
-const viewer = [...crypto.getRandomValues(new Uint8Array(8))]
-  .map((b) => b.toString(16).padStart(2, '0'))
-  .join('')
+const viewer = randomHex(8)
 const lanes = new Map()
 
 function query(lane) {
@@ -136,7 +136,7 @@ function startPolling() {
 
 function startClient(lane) {
   const state = laneState(lane)
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/compare/rt?${query(lane)}`
+  const url = realtimeUrl(`/compare/rt?${query(lane)}`)
   // probeInterval false: the lane must stay on its transport, never move up to a better one.
   const client = new RallyClient(url, { transports: [lane], probeInterval: false })
   const stream = client.channel('compare:stream', { recover: false })

@@ -4,6 +4,8 @@
 // offset says so, and the authors of those messages mark them delivered. A message is "sent"
 // when the server acknowledged its publish (with its offset), "delivered" once another member's
 // page has shown it.
+
+import { realtimeUrl, showConnection } from '/connection.js'
 import { RallyClient } from '/rally/client/index.js'
 
 const $ = (id) => document.getElementById(id)
@@ -14,25 +16,12 @@ const TYPING_SENT_EVERY_MS = 1500
 /** Receipts for messages shown close together go out as one. */
 const RECEIPT_DELAY_MS = 150
 
-/** Connection state and transport in the header, and on <body> for tests and styles. */
-function showConnection(client) {
-  const state = client.state
-  document.body.dataset.connection = state
-  document.body.dataset.transport = client.transport ?? ''
-  $('state').textContent = state
-  $('transport').textContent = client.transport ?? '–'
-  document.querySelector('.status .dot').classList.toggle('online', state === 'connected')
-  $('members').classList.toggle('stale', state !== 'connected')
-}
-
 function timeOf(at) {
   return new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
 }
 
 function start(nick, room) {
-  const client = new RallyClient(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/rt`, {
-    token: nick,
-  })
+  const client = new RallyClient(realtimeUrl('/rt'), { token: nick })
   window.rallyClient = client
   const chat = client.channel(`chat:${room}`, { joinLeave: true })
   const typing = client.channel(`typing:${room}`, { recover: false })
@@ -169,10 +158,10 @@ function start(nick, room) {
     $('messages').append(element)
   }
 
-  client.on('state', () => showConnection(client))
+  client.on('state', () => showConnection(client, [$('members')]))
   client.on('connected', () => {
     mine.add(client.clientId)
-    showConnection(client)
+    showConnection(client, [$('members')])
   })
   // A refusal (a nickname the server does not accept): said on the page, the client stops.
   client.on('closed', ({ reason }) => notice(`Connection refused: ${reason}`))
@@ -266,7 +255,7 @@ function start(nick, room) {
     }
   })
 
-  showConnection(client)
+  showConnection(client, [$('members')])
   client.connect()
 }
 

@@ -2,6 +2,8 @@
 // page sends only its direction (RPC game.input, whose reply times the round trip) and draws
 // the players between the last two frames it has, a little in the past, so motion stays smooth
 // whatever the jitter of their arrival.
+
+import { randomHex, realtimeUrl, showConnection as showState } from '/connection.js'
 import { RallyClient } from '/rally/client/index.js'
 
 const $ = (id) => document.getElementById(id)
@@ -10,12 +12,8 @@ const params = new URLSearchParams(location.search)
 const KEEPALIVE_MS = 1000
 const MAX_IN_FLIGHT = 4
 
-const nick =
-  params.get('nick') ??
-  `guest-${[...crypto.getRandomValues(new Uint8Array(2))].map((b) => b.toString(16).padStart(2, '0')).join('')}`
-const client = new RallyClient(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/rt`, {
-  token: nick,
-})
+const nick = params.get('nick') ?? `guest-${randomHex(2)}`
+const client = new RallyClient(realtimeUrl('/rt'), { token: nick })
 const arena = client.channel('game:arena', { recover: false })
 const canvas = $('arena')
 const context = canvas.getContext('2d')
@@ -44,16 +42,8 @@ window.game = {
 }
 
 function showConnection() {
-  const state = client.state
-  document.body.dataset.connection = state
-  document.body.dataset.transport = client.transport ?? ''
-  $('state').textContent = state
-  $('transport').textContent = client.transport ?? '–'
-  document.querySelector('.status .dot').classList.toggle('online', state === 'connected')
   // Stale while away: the last frame stays, dimmed, until frames come again.
-  canvas.classList.toggle('stale', state !== 'connected')
-  $('scores').classList.toggle('stale', state !== 'connected')
-  $('offline').hidden = state === 'connected'
+  $('offline').hidden = showState(client, [canvas, $('scores')])
 }
 
 async function join() {

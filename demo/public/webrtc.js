@@ -2,19 +2,17 @@
 // through presence, the peer whose name sorts higher makes the offer (so two pages never offer
 // to each other at once), offers, answers and ICE candidates go through the channel addressed
 // to one peer, and the conversation itself goes over an RTCDataChannel, peer to peer.
+
+import { randomHex, realtimeUrl, showConnection as showState } from '/connection.js'
 import { RallyClient } from '/rally/client/index.js'
 
 const $ = (id) => document.getElementById(id)
 const params = new URLSearchParams(location.search)
 const room = /^[\w-]{1,32}$/.test(params.get('room') ?? '') ? params.get('room') : 'lobby'
-const me =
-  params.get('peer') ??
-  `peer-${[...crypto.getRandomValues(new Uint8Array(3))].map((b) => b.toString(16).padStart(2, '0')).join('')}`
+const me = params.get('peer') ?? `peer-${randomHex(3)}`
 const MAX_PEERS = 6
 
-const client = new RallyClient(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/rt`, {
-  token: me,
-})
+const client = new RallyClient(realtimeUrl('/rt'), { token: me })
 const signals = client.channel(`signal:${room}`, { recover: false, joinLeave: true })
 /** Peer connections by the other page's name. */
 const peers = new Map()
@@ -33,13 +31,7 @@ window.webrtc = {
 $('title').textContent = `Room ${room} — you are ${me}`
 
 function showConnection() {
-  const state = client.state
-  document.body.dataset.connection = state
-  document.body.dataset.transport = client.transport ?? ''
-  $('state').textContent = state
-  $('transport').textContent = client.transport ?? '–'
-  document.querySelector('.status .dot').classList.toggle('online', state === 'connected')
-  $('counts').classList.toggle('stale', state !== 'connected')
+  showState(client, [$('counts')])
 }
 
 function log(route, text) {

@@ -11,16 +11,15 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { type Browser, chromium, type Page } from 'playwright-core'
-import { type Demo, startDemo } from '../../src/demo/server.js'
+import type { Browser, Page } from 'playwright-core'
+import type { Demo } from '../../src/demo/server.js'
 import {
-  assertChromium,
   assertNoHorizontalScroll,
   bounded,
-  CHROMIUM,
-  CHROMIUM_ARGS,
   collectErrors,
+  launchChromium,
   PHONE,
+  startTestDemo,
 } from './browser-support.js'
 
 const LANES = ['polling', 'long-polling', 'sse', 'websocket'] as const
@@ -32,9 +31,8 @@ describe('the alternatives compared live in Chromium', { timeout: 240_000 }, () 
   let demo: Demo
 
   before(async () => {
-    assertChromium()
-    demo = await startDemo({ port: 0, host: '127.0.0.1', statsInterval: 60_000, notifyToken: 'test-token' })
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+    demo = await startTestDemo()
+    browser = await launchChromium()
   })
 
   after(async () => {

@@ -1,7 +1,8 @@
 /** What the demo's browser tests share: Chromium (Debian's, through playwright-core) and checks. */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import type { Page } from 'playwright-core'
+import { type Browser, chromium, type Page } from 'playwright-core'
+import { type Demo, type DemoOptions, startDemo } from '../../src/demo/server.js'
 
 export const CHROMIUM = '/usr/bin/chromium'
 export const CHROMIUM_ARGS = [
@@ -22,6 +23,23 @@ export function assertChromium(): void {
     existsSync(CHROMIUM),
     `${CHROMIUM} is missing: the test set-up (scripts/ensure-system-deps.mjs) installs it`,
   )
+}
+
+/** Headless Chromium with the suites' flags and `extra` ones, once it is known to be installed. */
+export function launchChromium(extra: readonly string[] = []): Promise<Browser> {
+  assertChromium()
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS, ...extra] })
+}
+
+/** The demo on a free port of 127.0.0.1, its dashboard quiet, with a known notify token. */
+export function startTestDemo(options: DemoOptions = {}): Promise<Demo> {
+  return startDemo({
+    port: 0,
+    host: '127.0.0.1',
+    statsInterval: 60_000,
+    notifyToken: 'test-token',
+    ...options,
+  })
 }
 
 /** Resolves when `promise` does, or after `ms` — so that a wedged browser cannot hang the run. */

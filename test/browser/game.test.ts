@@ -6,16 +6,15 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
-import { type Demo, startDemo } from '../../src/demo/server.js'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Demo } from '../../src/demo/server.js'
 import {
-  assertChromium,
   assertNoHorizontalScroll,
   bounded,
-  CHROMIUM,
-  CHROMIUM_ARGS,
   collectErrors,
+  launchChromium,
   PHONE,
+  startTestDemo,
 } from './browser-support.js'
 
 const DESKTOP = { width: 1200, height: 800 }
@@ -25,9 +24,8 @@ describe('the multiplayer arena in Chromium', { timeout: 120_000 }, () => {
   let demo: Demo
 
   before(async () => {
-    assertChromium()
-    demo = await startDemo({ port: 0, host: '127.0.0.1', statsInterval: 60_000, notifyToken: 'test-token' })
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+    demo = await startTestDemo()
+    browser = await launchChromium()
   })
 
   after(async () => {

@@ -8,16 +8,15 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
-import { type Demo, startDemo } from '../../src/demo/server.js'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Demo } from '../../src/demo/server.js'
 import {
-  assertChromium,
   assertNoHorizontalScroll,
   bounded,
-  CHROMIUM,
-  CHROMIUM_ARGS,
   collectErrors,
+  launchChromium,
   PHONE,
+  startTestDemo,
 } from './browser-support.js'
 
 describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
@@ -26,9 +25,8 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
   const contexts: BrowserContext[] = []
 
   before(async () => {
-    assertChromium()
-    demo = await startDemo({ port: 0, host: '127.0.0.1', statsInterval: 60_000, notifyToken: 'test-token' })
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS })
+    demo = await startTestDemo()
+    browser = await launchChromium()
   })
 
   after(async () => {
@@ -194,7 +192,7 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     const port = demo.port
     await demo.close()
     await frank.page.waitForSelector('body:not([data-connection="connected"])', { timeout: 5000 })
-    demo = await startDemo({ port, host: '127.0.0.1', statsInterval: 60_000, notifyToken: 'test-token' })
+    demo = await startTestDemo({ port })
     await demo.live.realtime.publish('chat:r3', { text: 'from the new server' })
     await frank.page.waitForSelector('#recovery-notice:visible', { timeout: 15_000 })
     await frank.page.waitForSelector('.message:has-text("from the new server")', { timeout: 5000 })

@@ -12,16 +12,15 @@
 import assert from 'node:assert/strict'
 import type { Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
-import { type Demo, startDemo } from '../../src/demo/server.js'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { Demo } from '../../src/demo/server.js'
 import {
-  assertChromium,
   assertNoHorizontalScroll,
   bounded,
-  CHROMIUM,
-  CHROMIUM_ARGS,
   collectErrors,
+  launchChromium,
   PHONE,
+  startTestDemo,
 } from './browser-support.js'
 
 const MESSAGE = 'x'.repeat(1000)
@@ -42,14 +41,9 @@ describe('WebRTC signaling through Rally in Chromium', { timeout: 120_000 }, () 
   const sockets = new Set<Socket>()
 
   before(async () => {
-    assertChromium()
-    demo = await startDemo({ port: 0, host: '127.0.0.1', statsInterval: 60_000, notifyToken: 'test-token' })
+    demo = await startTestDemo()
     demo.server.on('connection', (socket: Socket) => sockets.add(socket))
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [...CHROMIUM_ARGS, '--disable-features=WebRtcHideLocalIpsWithMdns'],
-    })
+    browser = await launchChromium(['--disable-features=WebRtcHideLocalIpsWithMdns'])
   })
 
   after(async () => {

@@ -67,14 +67,15 @@ class Chart {
     }
     const axes = [
       axisStyle,
-      { ...axisStyle, size: 56, values: (_u, ticks) => ticks.map((tick) => format(tick)) },
+      // Wide enough for "255.1 MiB": uPlot draws labels on its canvas and cuts what overflows.
+      { ...axisStyle, size: 72, values: (_u, ticks) => ticks.map((tick) => format(tick)) },
     ]
     if (scales?.right)
       axes.push({
         ...axisStyle,
         side: 1,
         scale: 'right',
-        size: 44,
+        size: 52,
         grid: { show: false },
         values: (_u, ticks) => ticks.map(scales.right.format),
       })
@@ -119,7 +120,11 @@ class Chart {
   }
 
   draw() {
-    this.plot?.setData(this.data)
+    if (!this.plot) return
+    this.plot.setData(this.data)
+    // Away from the cursor, the legend shows the latest values rather than dashes.
+    if (this.plot.cursor.idx == null && this.data[0].length > 0)
+      this.plot.setLegend({ idx: this.data[0].length - 1 })
   }
 
   resize() {
@@ -161,7 +166,7 @@ const charts = {
     ],
   }),
   loop: new Chart($('chart-loop'), {
-    format: (ms) => `${rate(ms)} ms`,
+    format: (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${rate(ms)} ms`),
     scales: { right: { format: (ratio) => `${Math.round(ratio * 100)}%`, range: () => [0, 1] } },
     series: [
       { label: 'lag (mean)', read: (s) => s.eventLoopLagMs },

@@ -158,6 +158,21 @@ function certificateArgs(): string[] {
 }
 
 /**
+ * startRedis picks a free port, closes it and lets redis-server bind it: another process (a load
+ * generator choosing its local ports) can take it in between, and the broker then fails to
+ * start. A few attempts, each on a new port.
+ */
+async function redisOnAFreePort(): Promise<Awaited<ReturnType<typeof startRedis>>> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRedis()
+    } catch (error) {
+      if (attempt === 3) throw error
+    }
+  }
+}
+
+/**
  * A cluster: a redis-server on a free port (test/support/brokers.ts, as the cluster tests start
  * it), then `nodes` processes of the server script, each told `--redis URL`, all on the server's
  * CPU. One RunningServer for all of them: its CPU time and RSS are the sums over the nodes.
@@ -170,7 +185,7 @@ async function startCluster(
   nodes: number,
 ): Promise<RunningServer> {
   const spec = SERVERS[id]
-  const redis = await startRedis()
+  const redis = await redisOnAFreePort()
   const started: RunningServer[] = []
   try {
     for (let i = 0; i < nodes; i++) {

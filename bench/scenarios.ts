@@ -214,7 +214,7 @@ export function scenarios(
   const idleBig = Math.min(19_900, maxConns)
   // Issue 13's fan-out and issue 14's cluster: smaller in a quick run, where connecting takes the time.
   const fanoutConns = options.quick ? 400 : 1000
-  const clusterConns = options.quick ? 3000 : 10_000
+  const clusterConns = options.quick ? 2000 : 10_000
   const fanout = (transport: string): string[] => [
     'fanout.ts',
     '--transport',

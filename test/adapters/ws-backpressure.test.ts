@@ -178,10 +178,10 @@ describe('createWebSocketStream backpressure', () => {
     server.on('message', () => delivered++)
     const duplex: Duplex = createWebSocketStream(server)
     const firstDelivered = nextEvent(server, 'message')
-    // With context takeover (ws's server default) every compressed message is inflated off the
-    // event loop, reading paused meanwhile: the moment the old stream mistook for its own pause.
-    // Each message (32 KiB) is larger than the Duplex's buffer (16 KiB).
-    const size = 32 * 1024
+    // A message whose compressed size passes SYNC_LIMIT (64 KiB) is inflated off the event loop,
+    // reading paused meanwhile: the moment the old stream mistook for its own pause. Each message
+    // (160 KiB of hex, about 90 KiB compressed) is larger than the Duplex's buffer (16 KiB).
+    const size = 160 * 1024
     const count = 20
     for (let i = 0; i < count; i++) {
       const message = Buffer.from(randomBytes(size / 2).toString('hex'))

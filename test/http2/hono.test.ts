@@ -2,8 +2,8 @@
  * Hono on HTTP/2: @hono/node-server serving an `http2.createSecureServer` (allowHTTP1) with
  * `rallyjs/hono`'s createNodeWebSocket/injectWebSocket. WebSockets arrive both as extended
  * CONNECT streams and as HTTP/1.1 upgrades on the same port, through the same Hono route and
- * middleware (a refusal keeps its status and body on a stream too); and the realtime layer's SSE
- * transport runs over one HTTP/2 connection: eight event streams with their POSTs at once, more
+ * middleware (a refusal keeps its status and body on a stream too); the realtime layer's WebSocket
+ * (mountRealtime) on a stream; and its SSE transport runs over one HTTP/2 connection: eight event streams with their POSTs at once, more
  * than a browser's six HTTP/1.1 connections per origin, with a page request answered beside them.
  */
 import assert from 'node:assert/strict'
@@ -14,6 +14,7 @@ import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { createNodeWebSocket, mountRealtime, mountTransports } from '../../src/adapters/hono/index.js'
 import { WebSocket } from '../../src/index.js'
+import { RallyClient, webSocketTransport } from '../../src/realtime/client/index.js'
 import { createRealtime, HttpTransports } from '../../src/realtime/index.js'
 import { nextDomEvent } from '../support/events.js'
 import { withTimeout } from '../support/timing.js'
@@ -145,6 +146,33 @@ describe('Hono (@hono/node-server) on an HTTP/2 server', () => {
       )
       for (const ws of [...overH2, overH1, allowed]) ws.close(1000)
       for (const event of await Promise.all(closes)) assert.equal(event.code, 1000)
+    })
+  })
+
+  test('the realtime layer (mountRealtime, rally.v1) over an HTTP/2 stream: subscribe, publish, receive', async () => {
+    await withHonoH2(async (h) => {
+      const tls = { ca: certificate.cert }
+      // RallyClient makes its sockets with `new WebSocket(url, protocols)`: this one asks for HTTP/2.
+      class Http2WebSocket extends WebSocket {
+        constructor(url: string | URL, protocols?: string | string[]) {
+          super(url, protocols, { http2: true, tls })
+        }
+      }
+      const client = new RallyClient(`https://localhost:${h.port}/realtime`, {
+        transports: [webSocketTransport(Http2WebSocket)],
+      })
+      try {
+        const room = client.channel('chat:h2')
+        const got = new Promise<unknown>((resolve) => room.on('publication', (pub) => resolve(pub.data)))
+        const subscribed = new Promise<void>((resolve) => room.on('subscribed', () => resolve()))
+        client.connect()
+        await withTimeout(subscribed, 15_000, 'subscribed')
+        assert.deepEqual(h.nodeWebSocket.rally.stats().transports, { http1: 0, http2: 1, http2Sessions: 1 })
+        await room.publish({ over: 'an h2 stream' })
+        assert.deepEqual(await withTimeout(got, 15_000, 'the publication'), { over: 'an h2 stream' })
+      } finally {
+        client.close()
+      }
     })
   })
 

@@ -2,21 +2,24 @@
  * Hostile cases of the HTTP/1.1 hardening suite that apply to WebSocket streams: an `upgrade` that
  * never settles (503 at handshakeTimeout), a peer resetting its stream while `upgrade` decides
  * (its slots freed), oversized header fields (431, as on HTTP/1.1), a bad `:scheme` (400), more
- * streams than SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2 ends the connection), a foreign Origin
+ * streams than SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2 ends the connection), frame-level
+ * violations (1002, 1009, 1007 on that stream only), a foreign Origin
  * (403), maxConnections counted across HTTP/1.1 and HTTP/2, and terminate on a socket whose reading
  * is paused with input unread (its close still comes). Malformed requests: malformed.test.ts.
  */
 import assert from 'node:assert/strict'
-import { constants as http2Constants } from 'node:http2'
+import { type ClientHttp2Stream, constants as http2Constants } from 'node:http2'
 import { after, before, describe, test } from 'node:test'
 import type { ServerWebSocket } from '../../src/index.js'
 import { WebSocket } from '../../src/index.js'
+import { parseFrame } from '../support/frames.js'
 import { withTimeout } from '../support/timing.js'
 import {
   bodyOf,
   type Certificate,
   connectHeaders,
   makeCertificate,
+  maskedFrame,
   responseOf,
   StreamClient,
   withH2Server,
@@ -186,6 +189,36 @@ describe('hostile peers on HTTP/2 streams', () => {
     )
   })
 
+  test('frame-level violations close only their own stream, with the codes of HTTP/1.1 (1002, 1009, 1007)', async () => {
+    await withH2Server(
+      certificate,
+      { maxPayload: 1024, message: (ws, data) => void ws.send(data) },
+      async (h) => {
+        const session = await h.session()
+        const { client: bystander } = await StreamClient.open(session, h.port)
+        const tooLong = Buffer.alloc(14)
+        tooLong[0] = 0x82
+        tooLong[1] = 0x80 | 127
+        tooLong.writeBigUInt64BE(2000n, 2) // 64-bit length past maxPayload; mask key zero, no payload
+        const cases: [string, Buffer, number][] = [
+          ['an unmasked frame (RFC 6455 5.1)', Buffer.from([0x81, 0x02, 0x68, 0x69]), 1002],
+          ['a length past maxPayload, before any payload', tooLong, 1009],
+          ['invalid UTF-8 in a text message', maskedFrame(0x1, Buffer.from([0xff, 0xfe])), 1007],
+        ]
+        for (const [what, bytes, code] of cases) {
+          const stream = session.request(connectHeaders(h.port), { endStream: false })
+          const response = await responseOf(stream)
+          assert.ok('status' in response && response.status === 200, what)
+          stream.write(bytes)
+          assert.equal(await closeCodeOf(stream), code, what)
+        }
+        bystander.send('untouched')
+        assert.equal(await bystander.message(), 'untouched')
+        assert.equal(session.closed, false)
+      },
+    )
+  })
+
   test('maxConnections counts WebSockets of both transports', async () => {
     await withH2Server(certificate, { maxConnections: 1 }, async (h) => {
       const ws = new WebSocket(`wss://localhost:${h.port}/`, [], { tls: { ca: certificate.cert } })
@@ -240,3 +273,22 @@ describe('hostile peers on HTTP/2 streams', () => {
     )
   })
 })
+
+/** The code of the first close frame the server sends on a raw stream. */
+function closeCodeOf(stream: ClientHttp2Stream): Promise<number> {
+  return withTimeout(
+    new Promise<number>((resolve, reject) => {
+      let bytes = Buffer.alloc(0)
+      stream.on('data', (chunk: Buffer) => {
+        bytes = Buffer.concat([bytes, chunk])
+        for (let parsed = parseFrame(bytes); parsed !== undefined; parsed = parseFrame(bytes)) {
+          bytes = bytes.subarray(parsed.size)
+          if (parsed.frame.opcode === 0x8) return resolve(parsed.frame.payload.readUInt16BE(0))
+        }
+      })
+      stream.once('close', () => reject(new Error('the stream closed without a close frame')))
+    }),
+    20_000,
+    'a close frame',
+  )
+}

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { listChannels, MAX_LISTED_CHANNELS } from '../../src/demo/metrics.js'
 import { PROM_CLIENT_MISSING } from '../../src/demo/prometheus.js'
 import { type Demo, startDemo } from '../../src/demo/server.js'
 import { WebSocket } from '../../src/index.js'
@@ -190,5 +191,32 @@ describe('GET /metrics without prom-client', () => {
     } finally {
       await demo.close()
     }
+  })
+})
+
+describe('per-channel subscriber counts', () => {
+  it('list the most subscribed channels, then the rest summed as "(other)" (bounded labels)', () => {
+    const channels = new Map<string, number>()
+    for (let i = 1; i <= MAX_LISTED_CHANNELS + 5; i++) channels.set(`chat:${String(i).padStart(2, '0')}`, i)
+    const listed = listChannels(channels)
+    assert.equal(listed.length, MAX_LISTED_CHANNELS + 1)
+    assert.deepEqual(listed[0], {
+      channel: `chat:${MAX_LISTED_CHANNELS + 5}`,
+      subscribers: MAX_LISTED_CHANNELS + 5,
+    })
+    // The five least subscribed (1 to 5) are summed.
+    assert.deepEqual(listed.at(-1), { channel: '(other)', subscribers: 1 + 2 + 3 + 4 + 5 })
+    assert.deepEqual(
+      listChannels(
+        new Map([
+          ['b', 1],
+          ['a', 1],
+        ]),
+      ),
+      [
+        { channel: 'a', subscribers: 1 },
+        { channel: 'b', subscribers: 1 },
+      ],
+    )
   })
 })

@@ -5,20 +5,22 @@
  * (a receipt matters only to the pages there now): `{ upTo, epoch }` covers every message of
  * `chat:<room>` up to that offset in that epoch, so one receipt acknowledges a whole batch.
  */
-import type { RealtimeSession } from '../realtime/index.js'
+import { ErrorCode, RealtimeError, type RealtimeSession } from '../realtime/index.js'
 import type { DemoPage } from './server.js'
 
-function isReceipt(data: unknown): boolean {
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return false
-  const { upTo, epoch } = data as Record<string, unknown>
-  return (
-    Number.isSafeInteger(upTo) &&
-    (upTo as number) > 0 &&
-    typeof epoch === 'string' &&
-    epoch.length > 0 &&
-    epoch.length <= 64 &&
-    Object.keys(data).length === 2
-  )
+/** A receipt is `{ upTo, epoch }`; anything else is refused with 112 and the field. */
+function checkReceipt(data: unknown): true {
+  if (typeof data !== 'object' || data === null || Array.isArray(data))
+    throw new RealtimeError(ErrorCode.InvalidData, 'a receipt is an object { upTo, epoch }', '')
+  const { upTo, epoch, ...rest } = data as Record<string, unknown>
+  if (!Number.isSafeInteger(upTo) || (upTo as number) < 1)
+    throw new RealtimeError(ErrorCode.InvalidData, '"upTo" must be the offset of a message shown', 'upTo')
+  if (typeof epoch !== 'string' || epoch === '' || epoch.length > 64)
+    throw new RealtimeError(ErrorCode.InvalidData, '"epoch" must be the channel\'s epoch', 'epoch')
+  const extra = Object.keys(rest)[0]
+  if (extra !== undefined)
+    throw new RealtimeError(ErrorCode.InvalidData, `a receipt has no "${extra}"`, extra)
+  return true
 }
 
 const named = (session: RealtimeSession) => session.user !== ''
@@ -28,7 +30,7 @@ export const chatReceiptsPage: DemoPage = {
   channels: {
     'receipt:*': {
       subscribe: named,
-      publish: (session, _channel, data) => named(session) && isReceipt(data),
+      publish: (session, _channel, data) => named(session) && checkReceipt(data),
     },
   },
 }

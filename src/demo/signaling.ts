@@ -8,6 +8,7 @@
  */
 import type { Hono } from 'hono'
 import type { ChannelRule } from '../realtime/hub.js'
+import { ErrorCode, RealtimeError } from '../realtime/index.js'
 import type { DemoPage } from './server.js'
 
 export const SIGNAL_PREFIX = 'signal:'
@@ -45,26 +46,39 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** A signaling message: `{ to, type: 'offer' | 'answer', sdp }` or `{ to, type: 'candidate', candidate }`. */
-export function isSignal(data: unknown): boolean {
-  if (!isRecord(data) || typeof data.to !== 'string' || !PEER.test(data.to)) return false
-  if (typeof data.type !== 'string' || !TYPES.has(data.type)) return false
-  if (data.type === 'candidate') {
-    const candidate = data.candidate
-    // null: the end of candidates; otherwise RTCIceCandidateInit's fields.
-    if (candidate === null) return Object.keys(data).length === 3
-    return (
-      isRecord(candidate) &&
-      typeof candidate.candidate === 'string' &&
-      candidate.candidate.length <= SIGNAL_LIMITS.candidateLength &&
-      Object.keys(data).length === 3
-    )
+const CANDIDATE_FIELDS = new Set(['candidate', 'sdpMid', 'sdpMLineIndex', 'usernameFragment'])
+
+function invalid(message: string, field: string): never {
+  throw new RealtimeError(ErrorCode.InvalidData, message, field)
+}
+
+/**
+ * Checks a signaling message — `{ to, type: 'offer' | 'answer', sdp }` or
+ * `{ to, type: 'candidate', candidate }` (RTCIceCandidateInit, or null for the end of candidates)
+ * — and says what is wrong with one that is not (112, naming the field).
+ */
+export function checkSignal(data: unknown): void {
+  if (!isRecord(data)) invalid('a signal is an object { to, type, sdp | candidate }', '')
+  if (typeof data.to !== 'string' || !PEER.test(data.to)) invalid('"to" must be a peer name', 'to')
+  if (typeof data.type !== 'string' || !TYPES.has(data.type))
+    invalid('"type" must be offer, answer or candidate', 'type')
+  const payload = data.type === 'candidate' ? 'candidate' : 'sdp'
+  for (const key of Object.keys(data))
+    if (key !== 'to' && key !== 'type' && key !== payload) invalid(`a ${data.type} has no "${key}"`, key)
+  if (payload === 'sdp') {
+    if (typeof data.sdp !== 'string' || data.sdp.length > SIGNAL_LIMITS.sdpLength)
+      invalid(`"sdp" must be a session description of at most ${SIGNAL_LIMITS.sdpLength} characters`, 'sdp')
+    return
   }
-  return (
-    typeof data.sdp === 'string' &&
-    data.sdp.length <= SIGNAL_LIMITS.sdpLength &&
-    Object.keys(data).length === 3
+  const candidate = data.candidate
+  if (candidate === null) return
+  if (
+    !isRecord(candidate) ||
+    typeof candidate.candidate !== 'string' ||
+    candidate.candidate.length > SIGNAL_LIMITS.candidateLength ||
+    !Object.keys(candidate).every((key) => CANDIDATE_FIELDS.has(key))
   )
+    invalid('"candidate" must be an RTCIceCandidateInit (or null at the end of candidates)', 'candidate')
 }
 
 export function createSignaling(): Signaling {
@@ -96,7 +110,8 @@ export function createSignaling(): Signaling {
         subscribe: (session, channel) =>
           session.user !== '' && ROOM.test(channel.slice(SIGNAL_PREFIX.length)),
         publish(session, channel, data) {
-          if (session.user === '' || !isSignal(data)) return false
+          if (session.user === '') return false
+          checkSignal(data)
           // Counted as accepted: everything the server relays in a room goes through here.
           const counts = countsFor(channel.slice(SIGNAL_PREFIX.length))
           const type = (data as { type: 'offer' | 'answer' | 'candidate' }).type

@@ -8,6 +8,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import type { Demo } from '../../src/demo/server.js'
+import type { RallyError } from '../../src/realtime/client/index.js'
+import { closeAllClients, newRallyClient, nextEvent, rejectionOf } from '../realtime/client-helpers.js'
 import {
   assertNoHorizontalScroll,
   bounded,
@@ -29,6 +31,7 @@ describe('the multiplayer arena in Chromium', { timeout: 120_000 }, () => {
   })
 
   after(async () => {
+    closeAllClients()
     await bounded(browser?.close(), 10_000)
     await bounded(demo?.close(), 10_000)
   })
@@ -116,6 +119,32 @@ describe('the multiplayer arena in Chromium', { timeout: 120_000 }, () => {
     })
     assert.deepEqual([...ann.errors, ...ben.errors], [])
     await ann.context.close()
+  })
+
+  it('refuses an input before joining (108) and one that is not a direction (107, naming the field)', async () => {
+    const client = newRallyClient(`ws://127.0.0.1:${demo.port}/rt`, { token: 'node-player' })
+    client.connect()
+    await nextEvent(client, 'connected')
+    const early = (await rejectionOf(client.rpc('game.input', { dx: 1, dy: 0 }))) as RallyError
+    assert.equal(early.code, 108)
+    assert.match(early.message, /join the game first/)
+    const joined = (await client.rpc('game.join', {})) as { id: string; tickMs: number }
+    assert.match(joined.id, /^p\d+$/)
+    for (const [input, field] of [
+      [{ dx: 2, dy: 0 }, 'dx'],
+      [{ dx: 0, dy: 'up' }, 'dy'],
+      [{ dx: 0, dy: 0, rtt: -5 }, 'rtt'],
+    ] as const) {
+      const refused = (await rejectionOf(client.rpc('game.input', input))) as RallyError
+      assert.equal(refused.code, 107, JSON.stringify(input))
+      assert.equal(refused.field, field)
+    }
+    const notObject = (await rejectionOf(client.rpc('game.input', [1, 0]))) as RallyError
+    assert.equal(notObject.code, 107)
+    assert.match(notObject.message, /\{ dx, dy, rtt\? \}/)
+    const accepted = (await client.rpc('game.input', { dx: -1, dy: 0.5, rtt: 12 })) as { tick: number }
+    assert.equal(typeof accepted.tick, 'number')
+    client.close()
   })
 
   it('a page whose connection is cut dims the arena, says its moves are not sent, and joins again', async () => {

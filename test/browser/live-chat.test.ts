@@ -10,6 +10,8 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import type { Demo } from '../../src/demo/server.js'
+import type { RallyError } from '../../src/realtime/client/index.js'
+import { closeAllClients, newRallyClient, nextEvent, rejectionOf } from '../realtime/client-helpers.js'
 import {
   assertNoHorizontalScroll,
   bounded,
@@ -30,6 +32,7 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
   })
 
   after(async () => {
+    closeAllClients()
     await bounded(browser?.close(), 10_000)
     await bounded(demo?.close(), 10_000)
   })
@@ -117,6 +120,26 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     assert.deepEqual([...alice.errors, ...bob.errors, ...carol.errors], [])
     await alice.context.close()
     await bob.context.close()
+  })
+
+  it('refuses a receipt that is not { upTo, epoch } (112, naming the field)', async () => {
+    const client = newRallyClient(`ws://127.0.0.1:${demo.port}/rt`, { token: 'node-reader' })
+    const receipts = client.channel('receipt:r0', { recover: false })
+    client.connect()
+    await nextEvent(receipts, 'subscribed')
+    for (const [receipt, field] of [
+      [{ upTo: 0, epoch: 'e' }, 'upTo'],
+      [{ upTo: 1.5, epoch: 'e' }, 'upTo'],
+      [{ upTo: 3 }, 'epoch'],
+      [{ upTo: 3, epoch: 'e', seen: true }, 'seen'],
+      [[3, 'e'], ''],
+    ] as const) {
+      const error = (await rejectionOf(receipts.publish(receipt))) as RallyError
+      assert.equal(error.code, 112, JSON.stringify(receipt))
+      assert.equal(error.field, field)
+    }
+    await receipts.publish({ upTo: 3, epoch: 'e' })
+    client.close()
   })
 
   it('a nickname the server refuses is said on the page, and the client stops', async () => {

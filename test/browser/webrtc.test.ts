@@ -14,6 +14,8 @@ import type { Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import type { Demo } from '../../src/demo/server.js'
+import type { RallyError } from '../../src/realtime/client/index.js'
+import { closeAllClients, newRallyClient, nextEvent, rejectionOf } from '../realtime/client-helpers.js'
 import {
   assertNoHorizontalScroll,
   bounded,
@@ -47,6 +49,7 @@ describe('WebRTC signaling through Rally in Chromium', { timeout: 120_000 }, () 
   })
 
   after(async () => {
+    closeAllClients()
     await bounded(browser?.close(), 10_000)
     if (!demoClosed) await bounded(demo?.close(), 10_000)
   })
@@ -102,6 +105,35 @@ describe('WebRTC signaling through Rally in Chromium', { timeout: 120_000 }, () 
     )
     assert.equal(response.status, 400)
     assert.match(((await response.json()) as { error: string }).error, /room/)
+  })
+
+  it('refuses anonymous peers (103) and signals that are not an offer, answer or candidate (112, naming the field)', async () => {
+    const url = `ws://127.0.0.1:${demo.port}/rt`
+    const anonymous = newRallyClient(url)
+    const refused = nextEvent(anonymous.channel('signal:r0'), 'error')
+    anonymous.connect()
+    assert.equal((await refused).error.code, 103)
+
+    const peer = newRallyClient(url, { token: 'node-peer' })
+    const room = peer.channel('signal:r0')
+    peer.connect()
+    await nextEvent(room, 'subscribed')
+    for (const [signal, field] of [
+      [{ to: 'bo', type: 'offer' }, 'sdp'],
+      [{ to: 'bo', type: 'hello', sdp: 'v=0' }, 'type'],
+      [{ to: 'two words', type: 'answer', sdp: 'v=0' }, 'to'],
+      [{ to: 'bo', type: 'answer', sdp: 'v=0', extra: 1 }, 'extra'],
+      [{ to: 'bo', type: 'candidate', candidate: { candidate: 'x', evil: true } }, 'candidate'],
+      [{ to: 'bo', type: 'offer', sdp: 'v'.repeat(17 * 1024) }, 'sdp'],
+    ] as const) {
+      const error = (await rejectionOf(room.publish(signal))) as RallyError
+      assert.equal(error.code, 112, JSON.stringify(signal).slice(0, 80))
+      assert.equal(error.field, field)
+    }
+    assert.equal((await relayed('r0')).total, 0)
+    await room.publish({ to: 'bo', type: 'candidate', candidate: null })
+    assert.deepEqual(await relayed('r0'), { offer: 0, answer: 0, candidate: 1, total: 1, bytes: 47 })
+    peer.close()
   })
 
   it('two pages signal through the server, then talk peer to peer: the server sees none of it', async () => {

@@ -235,6 +235,15 @@ export function scenarios(
   ]
   const clusterLoad = ['--mode', 'sink', '--conns', String(clusterConns), '--window', '8', '--text']
   const rallyOnCluster = ['--proto', 'rally', '--sub-path', '/rt']
+  // What the HTTP/2 scenarios share: one server reached two ways, and the Node load generator.
+  const overHttp2 = {
+    servers: ['h2', 'h1-tls'] as ServerId[],
+    subject: 'h2' as const,
+    issue: 16,
+    minDuration: 1.5,
+    serverArgs: [],
+    loadgen: [],
+  }
   const h2 = (mode: string, via: string, extra: string[] = []): string[] => [
     'h2.ts',
     '--mode',
@@ -537,12 +546,7 @@ export function scenarios(
       kind: 'throughput',
       unit: 'handshake',
       units: 'handshakes',
-      servers: ['h2', 'h1-tls'],
-      subject: 'h2',
-      issue: 16,
-      minDuration: 1.5,
-      serverArgs: [],
-      loadgen: [],
+      ...overHttp2,
       nodeLoadgen: {
         h2: h2('handshake', 'h2', ['--conns', '32']),
         'h1-tls': h2('handshake', 'h1', ['--conns', '32']),
@@ -556,12 +560,7 @@ export function scenarios(
       kind: 'latency',
       unit: 'socket',
       units: 'sockets',
-      servers: ['h2', 'h1-tls'],
-      subject: 'h2',
-      issue: 16,
-      minDuration: 1.5,
-      serverArgs: [],
-      loadgen: [],
+      ...overHttp2,
       nodeLoadgen: { h2: h2('first', 'h2'), 'h1-tls': h2('first', 'h1') },
       note: 'one socket at a time with Rally’s WebSocket client (`{ http2: session }` on a session opened before the measurement, or a new `wss://` connection): from `new WebSocket()` to the echo of 32 B sent on open',
     },
@@ -572,12 +571,7 @@ export function scenarios(
       kind: 'throughput',
       unit: 'msg',
       units: 'msgs',
-      servers: ['h2', 'h1-tls'],
-      subject: 'h2',
-      issue: 16,
-      minDuration: 1.5,
-      serverArgs: [],
-      loadgen: [],
+      ...overHttp2,
       nodeLoadgen: {
         h2: h2('echo', 'h2', ['--conns', '100', '--window', '16', '--size', '32']),
         'h1-tls': h2('echo', 'h1', ['--conns', '100', '--window', '16', '--size', '32']),

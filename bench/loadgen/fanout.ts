@@ -34,6 +34,7 @@ import {
   numberArg,
   parseArgv,
   report,
+  run,
   within,
 } from './node-support.js'
 
@@ -408,7 +409,4 @@ async function main(): Promise<void> {
   )
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`loadgen: ${error instanceof Error ? error.message : String(error)}\n`)
-  process.exit(1)
-})
+run(main)

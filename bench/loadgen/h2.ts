@@ -24,12 +24,14 @@ import { WebSocket } from '../../src/client/websocket.js'
 import {
   type Counters,
   fail,
+  failed,
   Histogram,
   listArg,
   measureWindow,
   numberArg,
   parseArgv,
   report,
+  run,
   within,
 } from './node-support.js'
 
@@ -216,10 +218,7 @@ async function main(): Promise<void> {
     if (session !== undefined) h2Handshakes(session)
     else h1Handshakes()
   } else if (mode === 'first') {
-    firstMessages(session).catch((error: unknown) => {
-      process.stderr.write(`loadgen: ${error instanceof Error ? error.message : String(error)}\n`)
-      process.exit(1)
-    })
+    firstMessages(session).catch(failed)
   } else await within(echo(session), 120_000, `${conns} echo sockets`)
   const connectSeconds = (performance.now() - started) / 1000
   const fields = await measureWindow(counters, {
@@ -244,7 +243,4 @@ async function main(): Promise<void> {
   )
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`loadgen: ${error instanceof Error ? error.message : String(error)}\n`)
-  process.exit(1)
-})
+run(main)

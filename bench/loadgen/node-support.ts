@@ -34,6 +34,16 @@ export function parseArgv(argv: string[], booleans: readonly string[] = []): Map
   return args
 }
 
+/** Runs a load generator's main; a failure is one line on stderr and exit code 1. */
+export function run(main: () => Promise<void>): void {
+  main().catch(failed)
+}
+
+export function failed(error: unknown): never {
+  process.stderr.write(`loadgen: ${error instanceof Error ? error.message : String(error)}\n`)
+  process.exit(1)
+}
+
 export function fail(message: string): never {
   process.stderr.write(`loadgen: ${message}\n`)
   process.exit(2)

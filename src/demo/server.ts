@@ -248,6 +248,11 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   // image/x-icon); paths with `..` or encoded separators are refused by serveStatic and end as 404.
   app.use('/*', serveStatic({ root: PUBLIC_DIR }))
   app.notFound((c) => c.text('Not found', 404))
+  // A route that throws: logged with its stack, and the client gets a plain 500 without it.
+  app.onError((error, c) => {
+    log.error('http-error', { ...errorFields(error), method: c.req.method, path: c.req.path })
+    return c.text('Internal Server Error', 500)
+  })
 
   let server: Server
   try {

@@ -64,9 +64,11 @@ describe('the demo: /healthz, /metrics and its logs', { timeout: 60_000 }, () =>
       token,
       transports: [transport],
       reconnect: false,
+      // Generous: the machine running the suite may be heavily loaded; this bounds a hang only.
+      connectTimeout: 30_000,
     })
     clients.push(client)
-    const ready = next(client, 'connected', 10_000)
+    const ready = next(client, 'connected', 30_000)
     client.connect()
     await ready
     return client
@@ -188,6 +190,33 @@ describe('GET /metrics without prom-client', () => {
       const response = await withTimeout(fetch(`http://127.0.0.1:${demo.port}/metrics`), 10_000, '/metrics')
       assert.equal(response.status, 501)
       assert.equal(await response.text(), PROM_CLIENT_MISSING)
+    } finally {
+      await demo.close()
+    }
+  })
+})
+
+describe('a route that throws', () => {
+  it('answers 500 without the stack and logs the error with it', async () => {
+    const lines: Record<string, unknown>[] = []
+    const demo = await startDemo({
+      port: 0,
+      host: '127.0.0.1',
+      statsInterval: 60_000,
+      logWrite: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+      // prom-client present but broken: not the 501 case, an error of the route.
+      loadPromClient: () => Promise.reject(new Error('prom-client failed to initialise')),
+    })
+    try {
+      const response = await withTimeout(fetch(`http://127.0.0.1:${demo.port}/metrics`), 10_000, '/metrics')
+      assert.equal(response.status, 500)
+      assert.equal(await response.text(), 'Internal Server Error')
+      const logged = lines.find((line) => line.event === 'http-error')
+      assert.ok(logged, JSON.stringify(lines))
+      assert.equal(logged.level, 'error')
+      assert.equal(logged.path, '/metrics')
+      assert.equal(logged.error, 'prom-client failed to initialise')
+      assert.match(String(logged.stack), /prom-client failed/)
     } finally {
       await demo.close()
     }

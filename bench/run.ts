@@ -30,7 +30,9 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { dirname, join, relative } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { constants, deflateRawSync } from 'node:zlib'
+import { REDIS_SERVER } from '../test/support/brokers.js'
 import { HELP, type Options, parseOptions, UsageError } from './cli-options.js'
 import { measureMemory, measureThroughput, type Sample } from './measure.js'
 import { DOCS, LOADGEN_BINARY, LOADGEN_SOURCE, RESULTS, ROOT } from './paths.js'
@@ -188,6 +190,24 @@ async function main(): Promise<void> {
   if (bun !== undefined && 'reason' in bun) {
     process.stderr.write(`Bun cannot run here (${bun.reason}): the benchmark runs without it.\n`)
     list = list.map((scenario) => ({ ...scenario, servers: scenario.servers.filter((id) => id !== 'bun') }))
+  }
+  // The cluster scenarios need Debian's redis-server, which the test set-up installs; where it
+  // cannot be installed, say so and go on without them.
+  if (list.some((scenario) => scenario.servers.some((id) => SERVERS[id].nodes !== undefined))) {
+    if (!existsSync(REDIS_SERVER)) {
+      const setup = pathToFileURL(join(ROOT, 'scripts', 'ensure-system-deps.mjs')).href
+      const { ensureBrokers } = (await import(setup)) as { ensureBrokers(): void }
+      ensureBrokers()
+    }
+    if (!existsSync(REDIS_SERVER)) {
+      process.stderr.write(`${REDIS_SERVER} is missing: the benchmark runs without the cluster scenarios.\n`)
+      list = list
+        .map((scenario) => ({
+          ...scenario,
+          servers: scenario.servers.filter((id) => SERVERS[id].nodes === undefined),
+        }))
+        .filter((scenario) => scenario.servers.length > 0)
+    }
   }
   const machine = machineInfo(
     options,

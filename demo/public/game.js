@@ -14,7 +14,8 @@ const MAX_IN_FLIGHT = 4
 
 const nick = params.get('nick') ?? `guest-${randomHex(2)}`
 const client = new RallyClient(realtimeUrl('/rt'), { token: nick })
-const arena = client.channel('game:arena', { recover: false })
+/** This node's arena channel, named by game.join (each node of a cluster runs its own arena). */
+let arena
 const canvas = $('arena')
 const context = canvas.getContext('2d')
 
@@ -49,6 +50,7 @@ function showConnection() {
 async function join() {
   try {
     const joined = await client.rpc('game.join', {})
+    watch(joined.channel)
     me = joined.id
     world = joined.arena
     tickMs = joined.tickMs
@@ -155,7 +157,17 @@ for (const type of ['pointerup', 'pointercancel']) {
   })
 }
 
-arena.on('publication', ({ data }) => {
+function watch(channel) {
+  if (arena?.channel === channel) return
+  // Reconnected to another node: its arena, not the old one's (frames without history: no recovery).
+  arena?.unsubscribe()
+  frames.length = 0
+  offset = Number.POSITIVE_INFINITY
+  arena = client.channel(channel, { recover: false })
+  arena.on('publication', showFrame)
+}
+
+function showFrame({ data }) {
   const frame = {
     tick: data.tick,
     at: data.at,
@@ -173,7 +185,7 @@ arena.on('publication', ({ data }) => {
     $('rate').textContent = `${Math.round((9 * 1000) / span)} Hz`
   }
   renderScores(data.players)
-})
+}
 
 function renderScores(players) {
   const list = $('scores')

@@ -2,15 +2,17 @@
  * The multiplayer game (issue 15, page 3): a shared arena where each player steers a disc and
  * races the others to a star. The server is the authority: clients send only their intended
  * direction (RPC `game.input`), the server moves everyone at a fixed tick (20 Hz by default) and
- * publishes the whole state on `game:arena`, a channel without history (a past frame is worth
- * nothing). Pages draw between two ticks by interpolation, and each player's round trip — the
+ * publishes the whole state on `game:<node id>`, a channel without history (a past frame is worth
+ * nothing). Each node of a cluster runs its own arena on its own channel: two nodes publishing
+ * frames of two games on one channel would make every player flicker between them. `game.join`
+ * tells the page which channel to watch. Pages draw between two ticks by interpolation, and each player's round trip — the
  * time its last input took to be answered — travels in the state for everyone to see.
  */
 import type { ChannelRule, RpcHandler } from '../realtime/hub.js'
 import { ErrorCode, type Realtime, RealtimeError, type RealtimeSession } from '../realtime/index.js'
 import type { DemoPage, DemoSetup } from './server.js'
 
-export const GAME_CHANNEL = 'game:arena'
+export const GAME_PREFIX = 'game:'
 
 export const GAME_LIMITS = {
   players: 24,
@@ -64,7 +66,7 @@ export interface Game {
 }
 
 /** Only the server publishes frames; no history: a late frame is useless. */
-const GAME_CHANNELS: Record<string, ChannelRule> = { [GAME_CHANNEL]: { publish: false } }
+const GAME_CHANNELS: Record<string, ChannelRule> = { [`${GAME_PREFIX}*`]: { publish: false } }
 
 const COLORS = ['#5ec2ff', '#ff7ab6', '#43d17a', '#ffb454', '#9b7bff', '#ff6b6b', '#4de1d2', '#e2e36b']
 
@@ -84,6 +86,8 @@ export function createGame(options: GameOptions = {}): Game {
   const tickMs = 1000 / tickHz
   const players = new Map<RealtimeSession, Player>()
   let realtime: Realtime | undefined
+  /** This node's arena channel, known once started. */
+  let channel = ''
   let timer: ReturnType<typeof setInterval> | undefined
   let tick = 0
   let lastAt = 0
@@ -139,7 +143,7 @@ export function createGame(options: GameOptions = {}): Game {
       players: [...players.values()].map(publicState),
       star: { x: Math.round(star.x), y: Math.round(star.y) },
     }
-    realtime?.publish(GAME_CHANNEL, frame).catch((error) => console.error(error))
+    realtime?.publish(channel, frame).catch((error) => console.error(error))
   }
 
   function ensureTicking(): void {
@@ -150,6 +154,7 @@ export function createGame(options: GameOptions = {}): Game {
   }
 
   const join: RpcHandler = (session) => {
+    if (realtime === undefined) throw new RealtimeError(ErrorCode.NotAvailable, 'the arena is closed')
     let player = players.get(session)
     if (player === undefined) {
       if (players.size >= GAME_LIMITS.players)
@@ -170,7 +175,7 @@ export function createGame(options: GameOptions = {}): Game {
       players.set(session, player)
       ensureTicking()
     }
-    return { id: player.id, arena: ARENA, tickMs }
+    return { id: player.id, arena: ARENA, tickMs, channel }
   }
 
   const input: RpcHandler = (session, data) => {
@@ -194,6 +199,7 @@ export function createGame(options: GameOptions = {}): Game {
     rpc: { 'game.join': join, 'game.input': input },
     start(target) {
       realtime = target
+      channel = `${GAME_PREFIX}${target.bus.nodeId}`
       if (players.size > 0) ensureTicking()
     },
     get players() {

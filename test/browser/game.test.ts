@@ -128,8 +128,10 @@ describe('the multiplayer arena in Chromium', { timeout: 120_000 }, () => {
     const early = (await rejectionOf(client.rpc('game.input', { dx: 1, dy: 0 }))) as RallyError
     assert.equal(early.code, 108)
     assert.match(early.message, /join the game first/)
-    const joined = (await client.rpc('game.join', {})) as { id: string; tickMs: number }
+    const joined = (await client.rpc('game.join', {})) as { id: string; tickMs: number; channel: string }
     assert.match(joined.id, /^p\d+$/)
+    // Each node runs its own arena, on its own channel.
+    assert.equal(joined.channel, `game:${demo.live.realtime.bus.nodeId}`)
     for (const [input, field] of [
       [{ dx: 2, dy: 0 }, 'dx'],
       [{ dx: 0, dy: 'up' }, 'dy'],

@@ -202,6 +202,16 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     const texts = await dave.page.locator('#messages .message .text').allTextContents()
     assert.deepEqual(texts, ['before the cut', 'missed 1', 'missed 2', 'missed 3', 'written while away'])
     await dave.page.waitForSelector('text=Reconnected: nothing missed', { timeout: 5000 })
+    // What Dave recovered counts as delivered to him, and his queued message as delivered to Erin.
+    await erin.page.waitForSelector('.message.delivered[data-delivered-to="dave"]:has-text("missed 3")', {
+      timeout: 5000,
+    })
+    await dave.page.waitForSelector(
+      '.message.delivered[data-delivered-to="erin"]:has-text("written while away")',
+      {
+        timeout: 5000,
+      },
+    )
     assert.equal(await dave.page.locator('#recovery-notice').isVisible(), false)
     assert.deepEqual([...dave.errors, ...erin.errors], [])
     await dave.context.close()

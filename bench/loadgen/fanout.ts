@@ -62,6 +62,10 @@ let delivered = 0
 let subscribed = 0
 let closedAfterSubscribe = 0
 let publishing = false
+/** When a delivery last arrived; a window that stops moving is written off (see watchStalls). */
+let lastProgress = 0
+let stalls = 0
+let lost = 0
 let publisher: WebSocket | undefined
 const PADDING = 'x'.repeat(52)
 
@@ -81,6 +85,7 @@ function publication(seqText: string): void {
   const seq = Number(seqText)
   counters.count++
   delivered++
+  lastProgress = performance.now()
   if (Number.isInteger(seq)) counters.latency.record((performance.now() - sentAt[seq & (RING - 1)]!) * 1000)
   pump()
 }
@@ -160,6 +165,25 @@ async function sendCommands(
 function onLost(): void {
   closedAfterSubscribe++
   counters.errors++
+}
+
+/**
+ * As the C load generator: after 1 s without a delivery, what is outstanding is counted as lost
+ * and publishing goes on, so that one lost subscriber or dropped publication does not stop the
+ * run (the report's `stalls` and `lost` say it happened).
+ */
+function watchStalls(): ReturnType<typeof setInterval> {
+  return setInterval(() => {
+    if (!publishing || performance.now() - lastProgress < 1000) return
+    const outstanding = sent * subscribed - delivered
+    if (outstanding > 0) {
+      stalls++
+      lost += outstanding
+      delivered += outstanding
+    }
+    lastProgress = performance.now()
+    pump()
+  }, 250)
 }
 
 function wsSubscriber(port: number, socketIo: boolean): Promise<void> {
@@ -386,6 +410,8 @@ async function main(): Promise<void> {
   )
   publisher.addEventListener('close', () => counters.errors++)
   publishing = true
+  lastProgress = performance.now()
+  const watcher = watchStalls()
   pump()
   const fields = await measureWindow(counters, {
     warmup: numberArg(args, 'warmup', 0.5),
@@ -393,6 +419,7 @@ async function main(): Promise<void> {
     serverPids: listArg(args, 'server-pids'),
   })
   publishing = false
+  clearInterval(watcher)
   report(
     {
       mode: 'sink',
@@ -403,6 +430,8 @@ async function main(): Promise<void> {
       open_at_end: subscribed - closedAfterSubscribe,
       connect_s: connectSeconds,
       payload_bytes: 64,
+      stalls,
+      lost,
       ...fields,
     },
     counters,

@@ -312,7 +312,8 @@ function lpSubscriber(port: number): Promise<void> {
           if (first + i <= received) continue
           const message = messages[i] as { push?: string; id?: number; result?: unknown; data?: unknown }
           if (message.push === 'pub') publication(String(message.data).slice(0, 12))
-          else if (message.push === 'ping') void sendCommands(port, session, first + i, [{ cmd: 'pong' }])
+          else if (message.push === 'ping')
+            sendCommands(port, session, first + i, [{ cmd: 'pong' }]).catch(fault)
           else if (message.id === 2 && message.result !== undefined) {
             ready = true
             resolve()

@@ -16,7 +16,13 @@ import { CompressionDeclinedError, type MessageCompression } from './extensions/
 import { type FrameHeader, FrameParser, type FrameSink, withDeflateSlack } from './frame-parser.js'
 import { type Limits, resolveLimits } from './limits.js'
 import { Opcode } from './opcode.js'
-import { OutputSequencer, type OutputSink, type PreparedFrame } from './output-sequencer.js'
+import {
+  type CompressionFailureListener,
+  OutputSequencer,
+  type OutputSequencerOptions,
+  type OutputSink,
+  type PreparedFrame,
+} from './output-sequencer.js'
 import { isValidUtf8, Utf8Validator } from './utf8.js'
 
 export const ConnectionState = {
@@ -85,12 +91,15 @@ export interface CloseInfo {
 
 const EMPTY = new Uint8Array(0)
 
+/** A server's frames are not masked (RFC 6455 5.1); the same options for every connection. */
+const SERVER_OUTPUT: OutputSequencerOptions = Object.freeze({ masking: false })
+
 /** RSV1 marks a compressed message (RFC 7692 6). */
 const RSV1 = 0x40
 
 export type { PreparedFrame }
 
-export class Connection implements FrameSink {
+export class Connection implements FrameSink, CompressionFailureListener {
   readonly side: Side
   readonly limits: Limits
   private readonly handler: ConnectionHandler
@@ -134,14 +143,14 @@ export class Connection implements FrameSink {
     this.side = side
     this.handler = handler
     this.limits = resolveLimits(options.limits)
-    this.output = new OutputSequencer(handler, {
-      masking: side === 'client',
-      maskKey: options.maskKey,
-      compressionFailed: (error) => {
-        this.handler.internalError?.(error)
-        this.fail(CloseCode.InternalError)
-      },
-    })
+    // Servers without a fixed mask key (all but byte-exact tests) share one options object.
+    this.output = new OutputSequencer(
+      handler,
+      side === 'server' && options.maskKey === undefined
+        ? SERVER_OUTPUT
+        : { masking: side === 'client', maskKey: options.maskKey },
+      this,
+    )
     this.autoPong = options.autoPong ?? true
     this.state = options.open === false ? ConnectionState.CONNECTING : ConnectionState.OPEN
     this.parser = new FrameParser(this, {
@@ -592,6 +601,12 @@ export class Connection implements FrameSink {
    * Fails the connection (RFC 6455 7.1.7): sends a close frame with `code` if none was sent, stops
    * reading and asks for the transport to close. Used for local reasons (1011, 1008, a timeout).
    */
+  /** @internal The output sequencer could not compress a message (a zlib error): 1011. */
+  compressionFailed(error: unknown): void {
+    this.handler.internalError?.(error)
+    this.fail(CloseCode.InternalError)
+  }
+
   fail(code: number, reason = ''): void {
     if (this.state === ConnectionState.CLOSED) return
     this.parser.stop()

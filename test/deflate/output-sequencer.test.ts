@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
 import { describe, test } from 'node:test'
+import { Connection, type ConnectionHandler } from '../../src/protocol/connection.js'
 import {
   CompressionDeclinedError,
   type MessageCompression,
@@ -60,10 +61,11 @@ function harness() {
       events.push('outputFlushed')
     },
   }
-  const sequencer = new OutputSequencer(sink, {
-    masking: false,
-    compressionFailed: (error) => failures.push(error),
-  })
+  const sequencer = new OutputSequencer(
+    sink,
+    { masking: false },
+    { compressionFailed: (error) => failures.push(error) },
+  )
   const compression = new ManualCompression()
   sequencer.compression = compression
   return { sequencer, compression, written, events, failures }
@@ -210,4 +212,34 @@ describe('OutputSequencer', () => {
     assert.equal(written.length, 0)
     assert.deepEqual(events, [])
   })
+})
+
+test('a connection whose compression fails closes with 1011 and reports the error (the sequencer tells the connection itself)', async () => {
+  const frames: Buffer[] = []
+  const internalErrors: unknown[] = []
+  const handler: ConnectionHandler = {
+    write(header, payload) {
+      frames.push(Buffer.concat([header, payload ?? new Uint8Array(0)]))
+    },
+    closeTransport() {},
+    message() {},
+    ping() {},
+    pong() {},
+    closeReceived() {},
+    protocolError() {},
+    internalError(error) {
+      internalErrors.push(error)
+    },
+  }
+  const connection = new Connection('server', handler)
+  const compression = new ManualCompression()
+  connection.setCompression(compression)
+  connection.sendText('a message long enough to compress', true)
+  const zlibError = new Error('zlib broke')
+  compression.jobs[0]!.reject(zlibError)
+  await settle()
+  assert.deepEqual(internalErrors, [zlibError])
+  const close = frames.find((frame) => (frame[0]! & 0x0f) === Opcode.Close)
+  assert.ok(close !== undefined, 'a close frame was sent')
+  assert.equal(close.readUInt16BE(2), 1011)
 })

@@ -123,11 +123,27 @@ function servedGeneration(controlPort: number): Promise<number | undefined> {
   })
 }
 
+/** Attempts at starting on fresh ports when one was taken between freePort() and nginx's bind. */
+const START_ATTEMPTS = 3
+
 export async function startNginx(config: NginxConfig): Promise<Nginx> {
   if (!existsSync(NGINX))
     throw new Error(`${NGINX} is missing: run node scripts/run-tests.mjs test/browser (it installs nginx)`)
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePorts(config)
+    } catch (error) {
+      // freePort() releases the port before nginx binds it: another process (or the other
+      // freePort call) may take it in between. Fresh ports then; any other failure is final.
+      if (attempt >= START_ATTEMPTS || !/Address already in use/.test(String(error))) throw error
+    }
+  }
+}
+
+async function startOnFreePorts(config: NginxConfig): Promise<Nginx> {
   const port = await freePort()
-  const controlPort = await freePort()
+  let controlPort = await freePort()
+  while (controlPort === port) controlPort = await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'rally-nginx-'))
   chmodSync(dir, 0o755)
   for (const name of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) {

@@ -9,16 +9,17 @@ import { test } from 'node:test'
 import { startTransportServer, within } from './helpers.js'
 
 /**
- * Reads events (id and data) from an event stream until `count` have arrived; `subscribed`
- * resolves at the stream's `subscribed` event.
+ * Reads publications (id and data) from an event stream until `count` have arrived; `subscribed`
+ * resolves at the stream's `subscribed` event, with its id (the channel's position).
  */
 function readEvents(
   response: Response,
   count: number,
-): { events: Promise<{ id: string; data: unknown }[]>; subscribed: Promise<void> } {
+): { events: Promise<{ id: string; data: unknown }[]>; subscribed: Promise<string | undefined> } {
+  let subscribedId: string | undefined
   let markSubscribed = (): void => {}
-  const subscribed = new Promise<void>((resolve) => {
-    markSubscribed = resolve
+  const subscribed = new Promise<string | undefined>((resolve) => {
+    markSubscribed = () => resolve(subscribedId)
   })
   const events = (async () => {
     const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader()
@@ -32,8 +33,13 @@ function readEvents(
       while (end !== -1) {
         const block = text.slice(0, end)
         text = text.slice(end + 2)
-        if (/^event: subscribed$/m.test(block)) markSubscribed()
         const id = /^id: (.*)$/m.exec(block)?.[1]
+        if (/^event: subscribed$/m.test(block)) {
+          subscribedId = id
+          markSubscribed()
+          end = text.indexOf('\n\n')
+          continue
+        }
         const data = /^data: (.*)$/m.exec(block)?.[1]
         if (id !== undefined && data !== undefined) events.push({ id, data: JSON.parse(data) })
         end = text.indexOf('\n\n')
@@ -118,6 +124,29 @@ test("P/events has the transports' limits: streams per address (429), and a read
     const again = await fetch(`${server.url}/events?channel=chat:slow`)
     assert.equal(again.status, 200)
     await again.body?.cancel()
+  } finally {
+    await server.close()
+  }
+})
+
+test('P/events: a stream cut before any publication reached it resumes from the position its subscribed event gave', async () => {
+  const server = await startTransportServer()
+  try {
+    await server.realtime.publish('chat:pos', { n: 0 })
+    const first = readEvents(await fetch(`${server.url}/events?channel=chat:pos`), 1)
+    const position = await within(first.subscribed, 5000, 'the subscribed event')
+    assert.match(position ?? '', /^.+:1$/, 'the position after the one publication before it')
+    // The stream is cut (the page's EventSource would reconnect with this id), and meanwhile:
+    void first.events.catch(() => {})
+    for (const n of [1, 2]) await server.realtime.publish('chat:pos', { n })
+    const resumed = readEvents(
+      await fetch(`${server.url}/events?channel=chat:pos`, { headers: { 'last-event-id': position! } }),
+      2,
+    )
+    assert.deepEqual(
+      (await within(resumed.events, 5000, 'the publications made while away')).map((e) => e.data),
+      [{ n: 1 }, { n: 2 }],
+    )
   } finally {
     await server.close()
   }

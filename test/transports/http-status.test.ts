@@ -173,6 +173,33 @@ describe('HTTP transports: statuses', () => {
     }
   })
 
+  test('behind a proxy, clientAddress gives each forwarded address its own session budget', async () => {
+    const proxied = await startTransportServer(
+      {},
+      {
+        maxSessionsPerIp: 1,
+        clientAddress: (request) =>
+          String(request.headers['x-forwarded-for'] ?? request.socket.remoteAddress),
+      },
+    )
+    const open = (address: string) =>
+      fetch(`${proxied.url}/open`, {
+        method: 'POST',
+        headers: { 'x-rally-transport': 'sse', 'x-forwarded-for': address },
+      })
+    try {
+      const answers = [await open('203.0.113.1'), await open('203.0.113.2'), await open('203.0.113.1')]
+      for (const answer of answers) await answer.body?.cancel()
+      // All three came from 127.0.0.1: only the forwarded address tells the clients apart.
+      assert.deepEqual(
+        answers.map((answer) => answer.status),
+        [200, 200, 429],
+      )
+    } finally {
+      await proxied.close()
+    }
+  })
+
   test('a client that stops polling is disconnected with 4003 and its queue freed', async () => {
     const session = await openSession(server.url, 'long-polling')
     await send(server.url, session, [

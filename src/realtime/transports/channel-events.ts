@@ -25,7 +25,12 @@ interface Envelope {
   data?: unknown
   code?: number
   reason?: string
-  result?: { recovered?: boolean; publications?: { offset: number; epoch: string; data: unknown }[] }
+  result?: {
+    recovered?: boolean
+    offset?: number
+    epoch?: string
+    publications?: { offset: number; epoch: string; data: unknown }[]
+  }
   error?: { code: number; message: string }
 }
 
@@ -105,8 +110,15 @@ export function handleChannelEvents(
         const result = envelope.result
         if (since !== undefined && result.recovered !== true) out('event: reset\ndata: {}\n\n')
         for (const pub of result.publications ?? []) write(pub.offset, pub.epoch, pub.data)
-        // Live from here: a page (or a test) knows that what is published now reaches it.
-        out('event: subscribed\ndata: {}\n\n')
+        // Live from here: a page (or a test) knows that what is published now reaches it. Its
+        // id is the channel's position, so that an EventSource cut before any publication
+        // reached it still resumes from there (with no id it would come back as a new reader,
+        // missing whatever was published while it reconnected).
+        const position =
+          typeof result.offset === 'number' && typeof result.epoch === 'string'
+            ? `id: ${result.epoch}:${result.offset}\n`
+            : ''
+        out(`event: subscribed\n${position}data: {}\n\n`)
       } else if (envelope.push === 'unsubscribed' || envelope.push === 'disconnect') {
         // The page's EventSource reconnects and resumes from its Last-Event-ID.
         finish()

@@ -54,8 +54,14 @@ export interface HttpTransportOptions {
   maxQueuedBytes?: number
   /** Largest POST body in bytes; 413 beyond. Default: 4 × the realtime maxMessageSize. */
   maxBodySize?: number
-  /** Open sessions per client IP address; 429 beyond. Default 64. */
+  /** Open sessions (and read-only event streams) per client IP address; 429 beyond. Default 64. */
   maxSessionsPerIp?: number
+  /**
+   * The client's address, for `maxSessionsPerIp`. Default the connection's peer address. Behind a
+   * reverse proxy that is the proxy's, the same for every client: return the address the proxy
+   * forwards (its X-Forwarded-For entry) instead, or every client shares one budget.
+   */
+  clientAddress?: (request: IncomingMessage) => string
   /** Cross-origin access; default none (same origin only). */
   cors?: CorsOptions
   /**
@@ -127,6 +133,7 @@ export class HttpTransports {
   private readonly maxBodySize: number
   private readonly maxSessionsPerIp: number
   private readonly cors: CorsOptions | undefined
+  private readonly clientAddress: (request: IncomingMessage) => string
   private readonly sessionPrefix: string
   private readonly sessions = new Map<string, HttpSession>()
   private readonly sessionsPerIp = new Map<string, number>()
@@ -145,6 +152,7 @@ export class HttpTransports {
     this.maxBodySize = options.maxBodySize ?? realtime.core.limits.maxMessageSize * 4
     this.maxSessionsPerIp = options.maxSessionsPerIp ?? DEFAULTS.maxSessionsPerIp
     this.cors = options.cors
+    this.clientAddress = options.clientAddress ?? ((request) => request.socket.remoteAddress ?? '')
     const prefix = options.sessionPrefix
     if (prefix !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(prefix))
       throw new RangeError('HttpTransports: sessionPrefix must be 1 to 64 letters, digits, _ or -')
@@ -169,7 +177,7 @@ export class HttpTransports {
   private readonly eventLimits: ChannelEventLimits = {
     maxQueuedBytes: 0,
     admit: (request) => {
-      const ip = request.socket.remoteAddress ?? ''
+      const ip = this.clientAddress(request)
       const count = this.sessionsPerIp.get(ip) ?? 0
       if (count >= this.maxSessionsPerIp) return undefined
       this.sessionsPerIp.set(ip, count + 1)
@@ -388,7 +396,7 @@ export class HttpTransports {
       response.setHeader('retry-after', BUS_OUTAGE_RETRY_AFTER)
       return void answer(response, 503, { error: BUS_OUTAGE_REASON, advice: 'reconnect' })
     }
-    const ip = request.socket.remoteAddress ?? ''
+    const ip = this.clientAddress(request)
     const count = this.sessionsPerIp.get(ip) ?? 0
     if (count >= this.maxSessionsPerIp)
       return void answer(response, 429, { error: 'too many sessions from this address' })

@@ -551,7 +551,7 @@ export function scenarios(
         h2: h2('handshake', 'h2', ['--conns', '32']),
         'h1-tls': h2('handshake', 'h1', ['--conns', '32']),
       },
-      note: 'one server (`bench/servers/http2.ts`: `node:http2` `createSecureServer` with `allowHTTP1`, `server.attachHttp2`), driven by `bench/loadgen/h2.ts`. HTTP/2: an extended CONNECT (`:protocol websocket`) on a connection opened before the measurement, counted on its `200`, then the stream is cancelled. HTTP/1.1: a TCP connection, a TLS handshake (resuming the TLS session, as browsers do), the upgrade, counted on its `101`, then reset. p50 and p99 are the handshake’s time',
+      note: 'one server (`bench/servers/http2.ts`: `node:http2` `createSecureServer` with `allowHTTP1`, `server.attachHttp2`), driven by `bench/loadgen/h2.ts`. HTTP/2: an extended CONNECT (`:protocol websocket`) on a connection opened before the measurement, counted on its `200`, then the stream is ended (not reset: nghttp2 ends a session whose peer resets streams faster than it allows, its Rapid Reset mitigation). HTTP/1.1: a TCP connection, a TLS handshake (resuming the TLS session, as browsers do), the upgrade, counted on its `101`, then reset. p50 and p99 are the handshake’s time',
     },
     {
       id: 'http2-first-message',

@@ -16,7 +16,7 @@
  * Prints one JSON report (bench/loadgen/node-support.ts) and exits.
  */
 import { randomBytes } from 'node:crypto'
-import { type ClientHttp2Session, connect as connectHttp2, constants } from 'node:http2'
+import { type ClientHttp2Session, connect as connectHttp2 } from 'node:http2'
 import { connect as connectTcp } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { connect as connectTls } from 'node:tls'
@@ -93,7 +93,10 @@ function h2Handshakes(session: ClientHttp2Session): void {
         counters.count++
         counters.latency.record((performance.now() - started) * 1000)
       } else counters.errors++
-      stream.close(constants.NGHTTP2_CANCEL)
+      // Ended, not reset: nghttp2 counts a peer's RST_STREAMs and ends a session that sends
+      // them faster than it allows (the Rapid Reset mitigation, CVE-2023-44487). The server ends
+      // its side when the client's side ends.
+      stream.end()
     })
     stream.on('error', () => {})
     // The next handshake once this stream is gone: Rally counts a session's streams until then.

@@ -534,6 +534,16 @@ export function machineInfo(options: Options, openFiles: number, bun: string): M
   }
 }
 
+/** Where a scenario measures longer than --duration (its minDuration), the report says so. */
+function longerWindows(results: ScenarioResult[], options: Options): string {
+  const longer = results
+    .map((result) => result.scenario)
+    .filter((scenario) => (scenario.minDuration ?? 0) > options.duration)
+  if (longer.length === 0) return ''
+  const seconds = Math.max(...longer.map((scenario) => scenario.minDuration ?? 0))
+  return ` (${seconds} s in ${longer.map((scenario) => scenario.id).join(', ')}: CPU time is counted in 10 ms ticks)`
+}
+
 export function markdown(
   results: ScenarioResult[],
   machine: Machine,
@@ -566,7 +576,7 @@ export function markdown(
   out.push('![Rally compared with each peer](benchmarks.svg)', '')
   out.push('## Results', '')
   out.push(
-    `Median [min–max] of ${options.reps} interleaved repetitions (${options.memoryReps} for memory at 10,000 connections, 2 at the most connections). ${options.duration} s measured after ${options.warmup} s of warm-up per repetition. "server CPU" is the server's CPU time over wall time in the measured window (100% = one core); "loadgen CPU" the same for the load generator, which shows it had headroom. "server RSS" is the server's resident set at its peak in the measured window (see Method).`,
+    `Median [min–max] of ${options.reps} interleaved repetitions (${options.memoryReps} for memory at 10,000 connections, 2 at the most connections). ${options.duration} s measured${longerWindows(results, options)} after ${options.warmup} s of warm-up per repetition. "server CPU" is the server's CPU time over wall time in the measured window (100% = one core); "loadgen CPU" the same for the load generator, which shows it had headroom. "server RSS" is the server's resident set at its peak in the measured window (see Method).`,
     '',
   )
   out.push(...detailTables(results))

@@ -6,14 +6,14 @@
  * (sent uncompressed; a refused decompression closes with 1013) instead of queueing without end.
  */
 import assert from 'node:assert/strict'
-import { Buffer } from 'node:buffer'
+import type { Buffer } from 'node:buffer'
 import { once as onceEmitter } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { afterEach, describe, test } from 'node:test'
 import { WebSocketServer } from '../../src/adapters/ws/index.js'
 import { DeflateCodec, ZlibBusyError, ZlibLimiter, zlibLimiter } from '../../src/node/deflate.js'
-import { Connection, type ConnectionHandler } from '../../src/protocol/index.js'
+import { Connection } from '../../src/protocol/index.js'
 import {
   clientFrame,
   deflate,
@@ -26,7 +26,9 @@ import {
   Queue,
   RSV1,
   randomBytes,
+  recordingHandler,
   startServer,
+  type WrittenFrame,
   withTimeout,
 } from './helpers.js'
 
@@ -191,27 +193,13 @@ describe('the zlib limiter', () => {
   /** A connection whose codec's limiter is full: one job runs forever, none may wait. */
   function saturated(): {
     connection: Connection
-    frames: { first: number; payload: Buffer }[]
+    frames: WrittenFrame[]
     end(): void
   } {
     const limiter = new ZlibLimiter(1, 0)
     let end = (): void => {}
     void limiter.run(() => new Promise<void>((resolve) => (end = resolve)))
-    const frames: { first: number; payload: Buffer }[] = []
-    const handler: ConnectionHandler = {
-      write(header, payload) {
-        const bytes = Buffer.concat([header, payload ?? new Uint8Array(0)])
-        const length = bytes[1]! & 0x7f
-        const offset = length === 126 ? 4 : length === 127 ? 10 : 2
-        frames.push({ first: bytes[0]!, payload: bytes.subarray(offset) })
-      },
-      closeTransport() {},
-      message() {},
-      ping() {},
-      pong() {},
-      closeReceived() {},
-      protocolError() {},
-    }
+    const { handler, frames } = recordingHandler()
     const connection = new Connection('server', handler)
     connection.setCompression(
       new DeflateCodec({

@@ -9,6 +9,8 @@
  *   `Sec-WebSocket-Extensions` response and parses the client's (masked) frames.
  * - `deflate(data)` / `inflate(payload)`: RFC 7692 7.2.1 compression without the 00 00 FF FF tail,
  *   and its inverse, each message on its own (no context takeover).
+ * - `recordingHandler()`: a sans-I/O ConnectionHandler that keeps each frame written (first byte
+ *   and payload) and each internal error, for a Connection driven without a socket.
  */
 import { Buffer } from 'node:buffer'
 import { randomFillSync } from 'node:crypto'
@@ -23,6 +25,7 @@ import {
   WebSocket,
   type WebSocketOptions,
 } from '../../src/index.js'
+import type { ConnectionHandler } from '../../src/protocol/connection.js'
 import { computeAcceptKey } from '../../src/protocol/index.js'
 import { EventQueue, once } from '../support/events.js'
 import { clientFrame, parseFrame, type WireFrame } from '../support/frames.js'
@@ -380,4 +383,37 @@ export class RawServer {
   get url(): string {
     return `ws://${HOST}:${this.port}/`
   }
+}
+
+/** A frame a Connection wrote: its first byte (FIN, RSV, opcode) and its unmasked payload. */
+export interface WrittenFrame {
+  first: number
+  payload: Buffer
+}
+
+export function recordingHandler(): {
+  handler: ConnectionHandler
+  frames: WrittenFrame[]
+  internalErrors: unknown[]
+} {
+  const frames: WrittenFrame[] = []
+  const internalErrors: unknown[] = []
+  const handler: ConnectionHandler = {
+    write(header, payload) {
+      const bytes = Buffer.concat([header, payload ?? new Uint8Array(0)])
+      const length = bytes[1]! & 0x7f
+      const offset = length === 126 ? 4 : length === 127 ? 10 : 2
+      frames.push({ first: bytes[0]!, payload: bytes.subarray(offset) })
+    },
+    closeTransport() {},
+    message() {},
+    ping() {},
+    pong() {},
+    closeReceived() {},
+    protocolError() {},
+    internalError(error) {
+      internalErrors.push(error)
+    },
+  }
+  return { handler, frames, internalErrors }
 }

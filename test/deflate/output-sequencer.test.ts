@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict'
 import { Buffer } from 'node:buffer'
 import { describe, test } from 'node:test'
-import { Connection, type ConnectionHandler } from '../../src/protocol/connection.js'
+import { Connection } from '../../src/protocol/connection.js'
 import {
   CompressionDeclinedError,
   type MessageCompression,
 } from '../../src/protocol/extensions/compression.js'
 import { Opcode } from '../../src/protocol/opcode.js'
 import { OutputSequencer, type OutputSink } from '../../src/protocol/output-sequencer.js'
+import { recordingHandler } from './helpers.js'
 
 /** A compression whose every call waits until the test settles it ("compressed" = reversed). */
 class ManualCompression implements MessageCompression {
@@ -215,22 +216,7 @@ describe('OutputSequencer', () => {
 })
 
 test('a connection whose compression fails closes with 1011 and reports the error (the sequencer tells the connection itself)', async () => {
-  const frames: Buffer[] = []
-  const internalErrors: unknown[] = []
-  const handler: ConnectionHandler = {
-    write(header, payload) {
-      frames.push(Buffer.concat([header, payload ?? new Uint8Array(0)]))
-    },
-    closeTransport() {},
-    message() {},
-    ping() {},
-    pong() {},
-    closeReceived() {},
-    protocolError() {},
-    internalError(error) {
-      internalErrors.push(error)
-    },
-  }
+  const { handler, frames, internalErrors } = recordingHandler()
   const connection = new Connection('server', handler)
   const compression = new ManualCompression()
   connection.setCompression(compression)
@@ -239,7 +225,7 @@ test('a connection whose compression fails closes with 1011 and reports the erro
   compression.jobs[0]!.reject(zlibError)
   await settle()
   assert.deepEqual(internalErrors, [zlibError])
-  const close = frames.find((frame) => (frame[0]! & 0x0f) === Opcode.Close)
+  const close = frames.find((frame) => (frame.first & 0x0f) === Opcode.Close)
   assert.ok(close !== undefined, 'a close frame was sent')
-  assert.equal(close.readUInt16BE(2), 1011)
+  assert.equal(close.payload.readUInt16BE(0), 1011)
 })

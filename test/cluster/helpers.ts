@@ -11,8 +11,10 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { WebSocket } from '../../src/index.js'
 import { RallyClient, type Subscription } from '../../src/realtime/client/index.js'
+import type { TransportName } from '../../src/realtime/client/transports/index.js'
 import { Balancer } from '../support/balancer.js'
 import type { Broker } from '../support/brokers.js'
+import { type Nginx, startNginx } from '../support/nginx.js'
 
 export const CHANNEL = 'feed:cluster'
 /** Where the nodes serve every transport. */
@@ -203,9 +205,10 @@ export interface Watched {
   disconnections: string[]
 }
 
-export function watch(url: string, silenceMs: number): Watched {
+export function watch(url: string, silenceMs: number, transport: TransportName = 'websocket'): Watched {
   const client = new RallyClient(url, {
     WebSocket,
+    transports: [transport],
     // Short delays keep the test quick; the jitter spreads the crowd's reconnections.
     reconnect: { minDelay: 50, maxDelay: 1000 },
     silenceLimit: () => silenceMs,
@@ -266,7 +269,8 @@ export function watch(url: string, silenceMs: number): Watched {
 export interface Cluster {
   broker: Broker
   nodes: ClusterNode[]
-  balancer: Balancer
+  /** What the clients connect through: the test balancer, or nginx. */
+  front: Balancer | Nginx
   clients: Watched[]
   close(): Promise<void>
 }
@@ -281,6 +285,56 @@ export interface ClusterOptions {
   brokerUrls?: Readonly<Record<string, string>>
   /** The nodes' busOutageGrace (ms); default theirs. */
   busOutageGrace?: number
+  /** nginx in front (clusterNginxConfig) instead of the test balancer. Default false. */
+  nginx?: boolean
+  /** The transports of the crowd, client i forced to `transports[i % length]`. Default WebSocket. */
+  transports?: readonly TransportName[]
+}
+
+/**
+ * nginx in front of the nodes (the configuration docs/cluster.md shows): WebSockets and the
+ * HTTP transports' opening requests are spread round-robin over every node; every other request
+ * of an HTTP session carries `?session=<node>.<id>` and goes to the node that holds the session.
+ */
+export function clusterNginxConfig(port: number, nodes: readonly { name: string; port: number }[]): string {
+  const named = nodes.map((node) => `    ~^${node.name}\\. rally_${node.name};`).join('\n')
+  const single = nodes
+    .map((node) => `upstream rally_${node.name} { server 127.0.0.1:${node.port}; }`)
+    .join('\n')
+  const all = nodes.map((node) => `    server 127.0.0.1:${node.port} max_fails=1 fail_timeout=5s;`).join('\n')
+  return `map $http_upgrade $connection_upgrade {
+    default upgrade;
+    ''      close;
+}
+
+map $arg_session $rally_backend {
+${named}
+    default rally;
+}
+
+upstream rally {
+${all}
+}
+${single}
+
+server {
+    listen 127.0.0.1:${port};
+
+    location /realtime {
+        proxy_pass http://$rally_backend;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection $connection_upgrade;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_buffering off;
+        proxy_request_buffering off;
+        proxy_read_timeout 1h;
+        proxy_send_timeout 1h;
+        proxy_next_upstream error timeout http_502 http_503;
+    }
+}
+`
 }
 
 /** Three nodes on `broker` behind a balancer, `clients` clients spread over them. */
@@ -291,10 +345,11 @@ export async function startCluster(
 ): Promise<Cluster> {
   const nodes: ClusterNode[] = []
   const clients: Watched[] = []
-  let balancer: Balancer | undefined
+  let front: Balancer | Nginx | undefined
   const close = async () => {
     for (const { client } of clients) client.close()
-    await balancer?.close()
+    if (front instanceof Balancer) await front.close()
+    else await front?.stop()
     await Promise.all(nodes.map((node) => node.stop()))
   }
   try {
@@ -308,14 +363,18 @@ export async function startCluster(
       nodes.push(
         await ClusterNode.start(name, { ...nodeEnv, [env]: options.brokerUrls?.[name] ?? broker.url }),
       )
-    balancer = await Balancer.start(nodes.map((node) => node.port))
-    const url = `ws://127.0.0.1:${balancer.port}${REALTIME_PATH}`
-    for (let i = 0; i < options.clients; i++) clients.push(watch(url, 2 * options.heartbeat + 1000))
+    front = options.nginx
+      ? await startNginx(({ port }) => clusterNginxConfig(port, nodes))
+      : await Balancer.start(nodes.map((node) => node.port))
+    const url = `ws://127.0.0.1:${front.port}${REALTIME_PATH}`
+    const transports = options.transports ?? ['websocket']
+    for (let i = 0; i < options.clients; i++)
+      clients.push(watch(url, 2 * options.heartbeat + 1000, transports[i % transports.length]))
   } catch (error) {
     await close()
     throw error
   }
-  return { broker, nodes, balancer, clients, close }
+  return { broker, nodes, front, clients, close }
 }
 
 /** Resolves once `condition` holds, checked every few ms; rejects after `ms` naming `what`. */

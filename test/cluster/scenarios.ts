@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict'
 import { BUS_OUTAGE_REASON } from '../../src/realtime/bus-outage.js'
+import { PROTOCOL_VERSION } from '../../src/realtime/protocol.js'
+import { RawClient } from '../realtime/server-helpers.js'
 import type { Broker } from '../support/brokers.js'
 import { FaultProxy } from '../support/fault-proxy.js'
 import {
   allSubscribed,
   type Cluster,
-  type ClusterNode,
+  ClusterNode,
   type ClusterOptions,
   describeFailures,
   describeStates,
@@ -89,68 +91,103 @@ async function presenceConverges(cluster: Cluster, node: number, ms: number): Pr
   return Date.now() - started
 }
 
-export function nodeKilledWhilePublishing(startBroker: () => Promise<Broker>, env: BrokerKind) {
-  return withCluster(startBroker, env, async (cluster) => {
-    const { nodes, clients, balancer } = cluster
-    const [a, b, c] = nodes as [ClusterNode, ClusterNode, ClusterNode]
-    // The balancer spread the crowd over all three nodes.
-    assert.equal(balancer.routed.size, 3)
-    for (const count of balancer.routed.values())
-      assert.ok(count >= CLIENTS / 3 - 1, `spread ${[...balancer.routed.values()]}`)
-    await presenceConverges(cluster, 0, 10_000)
-
-    // Round 1: a and b publish 1..300, c publishes until it is killed with -9 mid-stream.
-    // Round 2: a publishes 301..500, b (which now holds half the crowd) is killed mid-stream.
-    const rounds = [
-      { publishers: [a, b], victim: c, from: 1, count: 300 },
-      { publishers: [a], victim: b, from: 301, count: 200 },
-    ]
-    for (const [index, round] of rounds.entries()) {
-      const { victim, from, count } = round
-      const publishing = Promise.all(round.publishers.map((node) => node.publish(count, 10, 20, from)))
-      victim.publishAndForget(count, 10, 20, from)
-      const fromVictim = (w: Watched) => w.received.filter((r) => r.startsWith(`${victim.name}:`)).length
-      const before = clients.map(fromVictim)
-      await eventually(
-        () => clients.every((w, i) => fromVictim(w) >= before[i]! + 20),
-        30_000,
-        () => `every client to receive some of ${victim.name}'s publications\n${describeStates(clients)}`,
+export function nodeKilledWhilePublishing(
+  startBroker: () => Promise<Broker>,
+  env: BrokerKind,
+  front: Partial<ClusterOptions> = {},
+) {
+  const options = { ...OPTIONS, ...front }
+  return withCluster(
+    startBroker,
+    env,
+    async (cluster) => {
+      const { nodes, clients } = cluster
+      const [a, b, c] = nodes as [ClusterNode, ClusterNode, ClusterNode]
+      // The balancer (or nginx) spread the crowd over all three nodes.
+      const spread = await Promise.all(nodes.map(async (node) => (await node.clients()).connected))
+      assert.equal(
+        spread.reduce((sum, count) => sum + count, 0),
+        CLIENTS,
       )
-      const disconnectsBefore = clients.map((w) => w.disconnects)
-      const idsBefore = new Set(clients.map((w) => w.client.clientId!))
-      await victim.kill()
-      // Read at once, well within the expiry: the dead node's members are still listed (a kill
-      // sends no leave), so what removes them below is the expiry.
-      const listedAfterKill = await a.presence()
-      await publishing
-      const latest = await a.latest()
-      await everyoneHasEverything(cluster, latest)
+      // Round-robin, give or take the reconnections of a loaded machine: every node has a share.
+      for (const count of spread) assert.ok(count >= CLIENTS / 6, `spread ${spread}`)
+      await presenceConverges(cluster, 0, 10_000)
 
-      const moved = clients.filter((w, i) => w.disconnects > disconnectsBefore[i]!)
-      assert.ok(moved.length >= CLIENTS / 3 - 1, `${moved.length} clients moved off ${victim.name}`)
-      for (const w of moved) assert.deepEqual(w.subscribed.at(-1), { recovered: true, wasRecovering: true })
-      for (const w of clients) {
-        assert.deepEqual(w.violations, [], `${w.client.clientId}`)
-        // Exactly 1..latest: nothing missed, nothing twice, across the move.
-        assert.equal(w.offsets.length, latest.offset)
-        // Every client saw the same publications in the same order, the victim's included.
-        assert.deepEqual(w.received, clients[0]!.received)
-        for (const node of round.publishers)
-          assert.equal(w.received.filter((r) => r.startsWith(`${node.name}:`)).length, from + count - 1)
+      // Round 1: a and b publish 1..300, c publishes until it is killed with -9 mid-stream.
+      // Round 2: a publishes 301..500, b (which now holds half the crowd) is killed mid-stream.
+      const rounds = [
+        { publishers: [a, b], victim: c, from: 1, count: 300 },
+        { publishers: [a], victim: b, from: 301, count: 200 },
+      ]
+      for (const [index, round] of rounds.entries()) {
+        const { victim, from, count } = round
+        const publishing = Promise.all(round.publishers.map((node) => node.publish(count, 10, 20, from)))
+        victim.publishAndForget(count, 10, 20, from)
+        const fromVictim = (w: Watched) => w.received.filter((r) => r.startsWith(`${victim.name}:`)).length
+        const before = clients.map(fromVictim)
+        await eventually(
+          () => clients.every((w, i) => fromVictim(w) >= before[i]! + 20),
+          30_000,
+          () => `every client to receive some of ${victim.name}'s publications\n${describeStates(clients)}`,
+        )
+        const disconnectsBefore = clients.map((w) => w.disconnects)
+        const idsBefore = new Set(clients.map((w) => w.client.clientId!))
+        const onVictim = (await victim.clients()).connected
+        await victim.kill()
+        // Read at once, well within the expiry: the dead node's members are still listed (a kill
+        // sends no leave), so what removes them below is the expiry.
+        const killedAt = Date.now()
+        const listedAfterKill = await a.presence()
+        const listedAfter = Date.now() - killedAt
+        await publishing
+        const latest = await a.latest()
+        await everyoneHasEverything(cluster, latest)
+
+        // A client cut late (after it had everything) may still be on its way back.
+        await eventually(
+          () => allSubscribed(clients),
+          30_000,
+          () => `every client to be subscribed again\n${describeStates(clients)}`,
+        )
+        const moved = clients.filter((w, i) => w.disconnects > disconnectsBefore[i]!)
+        assert.ok(
+          moved.length >= onVictim,
+          `${moved.length} clients moved off ${victim.name}, which held ${onVictim}`,
+        )
+        for (const w of clients) {
+          assert.deepEqual(w.violations, [], `${w.client.clientId}`)
+          // Exactly 1..latest: nothing missed, nothing twice, across the move.
+          assert.equal(w.offsets.length, latest.offset)
+          // Every client saw the same publications in the same order, the victim's included.
+          assert.deepEqual(w.received, clients[0]!.received)
+          for (const node of round.publishers)
+            assert.equal(w.received.filter((r) => r.startsWith(`${node.name}:`)).length, from + count - 1)
+        }
+        for (const w of moved)
+          assert.deepEqual(
+            w.subscribed.at(-1),
+            { recovered: true, wasRecovering: true },
+            `${w.client.transport}: subscribed ${JSON.stringify(w.subscribed)}, disconnections ${w.disconnections.join('; ')}`,
+          )
+        // The moved clients came back under new ids: their old ids, listed after the kill, were ghosts.
+        const idsNow = new Set(clients.map((w) => w.client.clientId!))
+        const ghosts = listedAfterKill.filter((id) => idsBefore.has(id) && !idsNow.has(id)).length
+        assert.ok(
+          ghosts > 0,
+          `${ghosts} of the dead node's members listed ${listedAfter} ms after the kill (${listedAfterKill.length} listed, ${idsBefore.size} before)`,
+        )
+        // The killed node's members expire from the broker; the survivor lists exactly the crowd.
+        const converged = await presenceConverges(cluster, 0, options.presenceTtl + 10_000)
+        const reasons = new Set(moved.map((w) => w.lastDisconnect))
+        console.log(
+          `# ${env}${front.nginx ? ' behind nginx' : ''} ${front.transports?.join('/') ?? 'websocket'} round ${index + 1}: ` +
+            `${moved.length} clients moved off ${victim.name} (${[...reasons].join(', ')}), ` +
+            `${ghosts} ghosts right after the kill, presence exact ${converged} ms after the check began`,
+        )
       }
-      // The moved clients came back under new ids: their old ids, listed after the kill, were ghosts.
-      const idsNow = new Set(clients.map((w) => w.client.clientId!))
-      const ghosts = listedAfterKill.filter((id) => idsBefore.has(id) && !idsNow.has(id)).length
-      assert.ok(ghosts > 0, `${ghosts} of the dead node's members listed right after the kill`)
-      // The killed node's members expire from the broker; the survivor lists exactly the crowd.
-      const converged = await presenceConverges(cluster, 0, OPTIONS.presenceTtl + 10_000)
-      const reasons = new Set(moved.map((w) => w.lastDisconnect))
-      console.log(
-        `# ${env} round ${index + 1}: ${moved.length} clients moved off ${victim.name} (${[...reasons].join(', ')}), ` +
-          `${ghosts} ghosts right after the kill, presence exact ${converged} ms after the check began`,
-      )
-    }
-  })
+    },
+    options,
+  )
 }
 
 export function brokerRestartedWhilePublishing(
@@ -322,5 +359,64 @@ export async function nodeCutOffFromBroker(startBroker: () => Promise<Broker>, e
     )
   } finally {
     await proxy?.close()
+  }
+}
+
+/**
+ * A client publishes with an idempotency key through node a, loses its connection before it
+ * could see the reply, and retries the same key through node b, which never saw it: the bus
+ * recognises the key, b answers with the first publication's offset, and the channel holds the
+ * publication once. (Each node's own window alone would have published it twice.)
+ */
+export async function publishRetriedOnAnotherNode(startBroker: () => Promise<Broker>, env: BrokerKind) {
+  const broker = await startBroker()
+  const nodes: ClusterNode[] = []
+  const sessions: RawClient[] = []
+  const session = async (node: ClusterNode, previous?: string) => {
+    const raw = new RawClient(`ws://127.0.0.1:${node.port}${REALTIME_PATH}`)
+    sessions.push(raw)
+    await raw.opened
+    const connected = await raw.request(
+      'connect',
+      { version: PROTOCOL_VERSION, ...(previous === undefined ? {} : { session: previous }) },
+      20_000,
+    )
+    return { raw, client: String(connected.result?.client) }
+  }
+  try {
+    const nodeEnv = { [env]: broker.url, PRESENCE_TTL: '4000', HEARTBEAT: '5000' }
+    for (const name of ['a', 'b']) nodes.push(await ClusterNode.start(name, nodeEnv))
+    const [a, b] = nodes as [ClusterNode, ClusterNode]
+    const channel = `dedup:retry-${process.pid}`
+    const first = await session(a)
+    const published = await first.raw.request('publish', { channel, data: { n: 1 }, key: 'k-1' }, 20_000)
+    assert.ok(published.result !== undefined, JSON.stringify(published))
+    first.raw.ws.close()
+    await first.raw.whenClosed(20_000)
+    // The same client, reconnected through b (which has no window for it), retries the key.
+    const second = await session(b, first.client)
+    const retried = await second.raw.request('publish', { channel, data: { n: 1 }, key: 'k-1' }, 20_000)
+    assert.deepEqual(retried.result, published.result)
+    const next = await second.raw.request('publish', { channel, data: { n: 2 }, key: 'k-2' }, 20_000)
+    const { offset, epoch } = published.result as { offset: number; epoch: string }
+    assert.deepEqual(next.result, { offset: offset + 1, epoch })
+    const history = await second.raw.request(
+      'history',
+      { channel, since: { offset: offset - 1, epoch } },
+      20_000,
+    )
+    const publications = (history.result?.publications ?? []) as { offset: number; data: unknown }[]
+    assert.deepEqual(
+      publications.map((p) => [p.offset, p.data]),
+      [
+        [offset, { n: 1 }],
+        [offset + 1, { n: 2 }],
+      ],
+    )
+    assert.equal(history.result?.complete, true)
+  } finally {
+    for (const raw of sessions) raw.ws.close()
+    await Promise.all(nodes.map((node) => node.stop()))
+    await broker.stop()
   }
 }

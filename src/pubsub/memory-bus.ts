@@ -146,15 +146,7 @@ export class MemoryBus extends BusSignals implements Bus {
   }
 
   async subscribe(channel: string, deliver: (publication: BusPublication) => void): Promise<Unsubscribe> {
-    this.checkOpen()
-    const state = this.channel(channel)
-    // A wrapper per subscription, so that one function subscribed twice unsubscribes once each.
-    const subscription = (publication: BusPublication) => deliver(publication)
-    state.subscribers.add(subscription)
-    return async () => {
-      state.subscribers.delete(subscription)
-      this.dropIfUnused(channel, state)
-    }
+    return this.attach(channel, (state) => state.subscribers, deliver)
   }
 
   async history(channel: string, query: HistoryQuery): Promise<HistoryResult> {
@@ -199,12 +191,22 @@ export class MemoryBus extends BusSignals implements Bus {
   }
 
   async listen(channel: string, receive: (event: BusEvent) => void): Promise<Unsubscribe> {
+    return this.attach(channel, (state) => state.listeners, receive)
+  }
+
+  /** Adds a receiver to one of the channel's sets (subscribers or listeners); returns its removal. */
+  private attach<T>(
+    channel: string,
+    setOf: (state: ChannelState) => Set<(value: T) => void>,
+    receive: (value: T) => void,
+  ): Unsubscribe {
     this.checkOpen()
     const state = this.channel(channel)
-    const listener = (event: BusEvent) => receive(event)
-    state.listeners.add(listener)
+    // A wrapper per call, so that one function added twice is removed once each.
+    const receiver = (value: T) => receive(value)
+    setOf(state).add(receiver)
     return async () => {
-      state.listeners.delete(listener)
+      setOf(state).delete(receiver)
       this.dropIfUnused(channel, state)
     }
   }

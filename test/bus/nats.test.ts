@@ -8,6 +8,7 @@ import { connect } from '@nats-io/transport-node'
 import { channelToken, NatsBus } from '../../src/adapters/nats/index.js'
 import type { BusPublication } from '../../src/pubsub/bus.js'
 import { type Broker, startNats } from '../support/brokers.js'
+import { FaultProxy } from '../support/fault-proxy.js'
 import { busConformance } from './conformance.js'
 
 let nats: Broker | undefined
@@ -147,4 +148,40 @@ test('NatsBus.connect fails when no server listens', async () => {
   const url = stopped.url
   await stopped.stop()
   await assert.rejects(NatsBus.connect({ servers: url }))
+})
+
+describe('NatsBus on a path that goes silent', () => {
+  test('its pings notice the black hole: status down, then up once the path heals', async () => {
+    const broker = await startNats()
+    const proxy = await FaultProxy.start({ targetPort: broker.port })
+    const bus = await NatsBus.connect({ servers: `nats://127.0.0.1:${proxy.port}`, pingInterval: 300 })
+    try {
+      const statuses: string[] = []
+      let changed: () => void = () => {}
+      bus.onStatus((status) => {
+        statuses.push(status)
+        changed()
+      })
+      const next = (count: number) =>
+        new Promise<void>((resolve) => {
+          changed = () => {
+            if (statuses.length >= count) resolve()
+          }
+          changed()
+        })
+      // Bytes vanish both ways and nothing closes: only the missing pongs can tell.
+      proxy.blackHole('both')
+      await within(next(1), () => `status changes so far: ${statuses}`)
+      assert.deepEqual(statuses, ['down'])
+      proxy.heal()
+      await within(next(2), () => `status changes so far: ${statuses}`)
+      assert.deepEqual(statuses, ['down', 'up'])
+      const position = await bus.publish('chat:silent', { data: '1', history: { size: 10, ttl: 60_000 } })
+      assert.equal(position.offset, 1)
+    } finally {
+      await bus.close()
+      await proxy.close()
+      await broker.stop()
+    }
+  })
 })

@@ -292,6 +292,8 @@ export class DeflateCodec implements MessageCompression {
       }
       if (outcome.complete) return outcome.output
       if (outcome.produced.length > maxSize) throw tooLarge(maxSize)
+      // Past the synchronous bound only in the zlib chunk that ended the message: it is whole.
+      if (outcome.rest.length === 0) return outcome.produced
       // Within maxSize but past the synchronous bound: the same context finishes the message in
       // the thread pool, from where zlib stopped reading.
       first = outcome.rest
@@ -361,7 +363,8 @@ function inflateShared(
     const outcome = inflater.process([...pieces, TAIL], syncOutputLimit)
     if (outcome.complete) return outcome.output
     if (outcome.produced.length > maxSize) throw tooLarge(maxSize)
-    return undefined
+    // Past the synchronous bound only in the zlib chunk that ended the message: it is whole.
+    return outcome.rest.length === 0 ? outcome.produced : undefined
   } catch (error) {
     throw inflateError(error, maxSize)
   } finally {

@@ -58,10 +58,17 @@ export function syncZlibAvailable(): boolean {
 }
 
 /**
+ * The output space given to zlib per native call: zlib's default chunk (Z_DEFAULT_CHUNK), as in
+ * Node's one-shot functions, so that a message that is both too large and corrupt fails the same
+ * way as there (whichever zlib meets first within a chunk).
+ */
+export const SYNC_CHUNK = 16 * 1024
+
+/**
  * Output goes here first and is copied out at the exact size: one allocation per message
- * instead of zlib's 16 KiB chunks. Shared by every SyncZlib, which is safe because a
- * synchronous call finishes before any other JavaScript runs. Allocated on first use, so that a
- * process without permessage-deflate does not hold it.
+ * instead of one per chunk. Shared by every SyncZlib, which is safe because a synchronous call
+ * finishes before any other JavaScript runs. Allocated on first use, so that a process without
+ * permessage-deflate does not hold it.
  */
 let scratch: Buffer | undefined
 
@@ -104,16 +111,16 @@ export class SyncZlib {
 
   /**
    * Feeds `pieces` through zlib, with Z_SYNC_FLUSH after the last one, and collects the output.
-   * Stops as soon as the output passes `outputLimit` bytes — each native call is given only the
-   * output space that is left under it (plus one byte, to tell "exactly the limit" from "more"),
-   * so zlib never does more than that much work in one synchronous call. Throws zlib's error
-   * (the stream is then broken).
+   * Stops once the output passes `outputLimit` bytes, at the end of the zlib chunk (SYNC_CHUNK)
+   * in which it did: one synchronous `process` produces at most `outputLimit` + SYNC_CHUNK
+   * bytes, however much the input would inflate to. Throws zlib's error (the stream is then
+   * broken).
    */
   process(pieces: readonly Uint8Array[], outputLimit: number): SyncDone | SyncStopped {
     const handle = this.internals._handle
     const state = this.internals._writeState
     if (handle == null || state === undefined) throw new Error('zlib stream closed')
-    scratch ??= Buffer.allocUnsafeSlow(64 * 1024)
+    scratch ??= Buffer.allocUnsafeSlow(SYNC_CHUNK)
     let chunks: Buffer[] | undefined
     let used = 0
     let total = 0
@@ -123,7 +130,7 @@ export class SyncZlib {
       let inOffset = 0
       let inLength = piece.length
       for (;;) {
-        const space = Math.min(scratch.length - used, outputLimit + 1 - total)
+        const space = scratch.length - used
         handle.writeSync(flush, piece, inOffset, inLength, scratch, used, space)
         if (this.stream.destroyed) throw this.stream.errored ?? new Error('zlib stream closed')
         const spaceLeft = state[0]!
@@ -132,22 +139,23 @@ export class SyncZlib {
         total += space - spaceLeft
         inOffset += inLength - inputLeft
         inLength = inputLeft
-        if (total > outputLimit) {
-          const produced = join(scratch, chunks, used, total)
-          const rest = [piece.subarray(inOffset), ...pieces.slice(p + 1)]
-          return { complete: false, produced, rest }
-        }
         // Output space left over: zlib has read all the input it will (and, on the last
         // piece, flushed everything). None left: it may have more to give.
         if (spaceLeft !== 0) break
-        if (used === scratch.length) {
-          chunks ??= []
-          chunks.push(Buffer.from(scratch))
-          used = 0
+        // The limit is checked where a chunk fills and at the end, as if the pieces were one
+        // buffer (Node's one-shot functions check after each chunk): at a piece boundary
+        // inside a chunk, zlib goes on, and a corrupt piece after it fails as corrupt.
+        if (total > outputLimit) {
+          const rest = [piece.subarray(inOffset), ...pieces.slice(p + 1)]
+          return { complete: false, produced: join(scratch, chunks, used, total), rest }
         }
+        chunks ??= []
+        chunks.push(Buffer.from(scratch))
+        used = 0
       }
     }
-    return { complete: true, output: join(scratch, chunks, used, total) }
+    const output = join(scratch, chunks, used, total)
+    return total > outputLimit ? { complete: false, produced: output, rest: [] } : { complete: true, output }
   }
 }
 

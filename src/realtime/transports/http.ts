@@ -321,7 +321,7 @@ export class HttpTransports {
         for (let seq = Math.max(entry.streamed, entry.first); seq < last; seq++)
           chunk += `id: ${seq}\ndata: ${entry.buffer[seq - entry.first]}\n\n`
         entry.streamed = last
-        reader.write(chunk)
+        writeChunk(reader, chunk)
       }
       if (entry.closed) {
         entry.reader = undefined
@@ -605,6 +605,25 @@ export class HttpTransports {
     }
     return true
   }
+}
+
+/**
+ * Writes one piece of an SSE stream. On a chunked HTTP/1.1 response (every stream whose headers
+ * are out, unless the client spoke HTTP/1.0), the chunk is framed here (RFC 9112 §7.1: size in
+ * hex, CRLF, data, CRLF) and handed to the socket in one write: `response.write` would hand it
+ * over as four pieces (size, CRLF, data, CRLF) and defer an uncork, which, once per stream and
+ * publication, was most of a fan-out's cost. The headers and any earlier piece went to the same
+ * socket before, so the order holds; the response's own `end()` adds the last chunk.
+ */
+function writeChunk(response: ServerResponse, text: string): void {
+  const socket = response.socket
+  // chunkedEncoding is node:http's own flag (false on HTTP/1.0, absent on HTTP/2's responses).
+  const chunked = (response as { chunkedEncoding?: boolean }).chunkedEncoding === true
+  if (!chunked || socket === null || !response.headersSent || response.writableEnded || socket.destroyed) {
+    response.write(text)
+    return
+  }
+  socket.write(`${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`)
 }
 
 function answer(response: ServerResponse, status: number, body: object | string): void {

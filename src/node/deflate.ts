@@ -8,8 +8,9 @@
  *   was most of the cost: 25 µs one-shot against 7 µs on a kept context, bench/profile-notes.md).
  *   "Small" bounds the work of the synchronous call: compression takes at most SYNC_LIMIT input
  *   bytes; decompression at most SYNC_LIMIT compressed bytes AND produces at most
- *   SYNC_INFLATE_OUTPUT_LIMIT bytes — the compressed size says nothing about the output (16 KiB
- *   inflate to 16 MiB), so a message that inflates past it is finished in the thread pool.
+ *   SYNC_INFLATE_OUTPUT_LIMIT bytes (plus the rest of the 16 KiB zlib chunk in which it passed
+ *   them) — the compressed size says nothing about the output (16 KiB inflate to 16 MiB), so a
+ *   message that inflates past it is finished in the thread pool.
  *   Larger messages go to the thread pool through the process-wide limiter.
  * - Without context takeover (the server's default in both directions), every connection with
  *   the same settings shares ONE compressor and one decompressor per window size, reset after

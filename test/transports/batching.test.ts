@@ -1,0 +1,146 @@
+/**
+ * The HTTP transports write a session's envelopes once per turn of the event loop: publications
+ * made in one step reach an SSE stream as one HTTP chunk (read here from a raw socket, where the
+ * chunked framing is visible) and a held poll as one answer carrying all of them, instead of a
+ * chunk or an answer for the first and the rest later.
+ */
+import assert from 'node:assert/strict'
+import { connect, type Socket } from 'node:net'
+import { after, before, describe, test } from 'node:test'
+import { once } from '../support/events.js'
+import { openSession, PATH, startTransportServer, type TransportServer, within } from './helpers.js'
+
+const COMMANDS = [
+  { id: 1, cmd: 'connect', version: 1 },
+  { id: 2, cmd: 'subscribe', channel: 'chat:batch' },
+]
+
+async function send(
+  url: string,
+  session: { session: string; token: string },
+  body: unknown[],
+): Promise<void> {
+  const response = await fetch(`${url}/send?session=${session.session}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-rally-token': session.token },
+    body: JSON.stringify(body),
+  })
+  assert.equal(response.status, 204)
+}
+
+/** The chunks of a chunked HTTP/1.1 response body read from a raw socket (RFC 9112 §7.1). */
+class ChunkReader {
+  private text = ''
+  private bodyAt = -1
+  private parsed = 0
+  readonly chunks: string[] = []
+  private waiter: (() => void) | undefined
+  constructor(socket: Socket) {
+    socket.setEncoding('latin1')
+    socket.on('data', (data: string) => {
+      this.text += data
+      this.parse()
+      this.waiter?.()
+    })
+  }
+
+  private parse(): void {
+    if (this.bodyAt === -1) {
+      const end = this.text.indexOf('\r\n\r\n')
+      if (end === -1) return
+      assert.match(this.text.slice(0, end), /transfer-encoding: chunked/i)
+      this.bodyAt = end + 4
+      this.parsed = this.bodyAt
+    }
+    for (;;) {
+      const line = this.text.indexOf('\r\n', this.parsed)
+      if (line === -1) return
+      const size = Number.parseInt(this.text.slice(this.parsed, line), 16)
+      const dataEnd = line + 2 + size
+      if (this.text.length < dataEnd + 2) return
+      assert.equal(this.text.slice(dataEnd, dataEnd + 2), '\r\n', 'a chunk ends with CRLF')
+      this.chunks.push(this.text.slice(line + 2, dataEnd))
+      this.parsed = dataEnd + 2
+    }
+  }
+
+  /** Resolves once a chunk matches `match`, with its index. */
+  async until(match: (chunk: string) => boolean): Promise<number> {
+    for (;;) {
+      const index = this.chunks.findIndex(match)
+      if (index !== -1) return index
+      await new Promise<void>((resolve) => {
+        this.waiter = resolve
+      })
+      this.waiter = undefined
+    }
+  }
+}
+
+describe('HTTP transports: one write per session and turn', () => {
+  let server: TransportServer
+  before(async () => {
+    server = await startTransportServer()
+  })
+  after(async () => {
+    await server.close()
+  })
+
+  test('publications made in one step reach an SSE stream in one chunk, in order', async () => {
+    const session = await openSession(server.url, 'sse')
+    await send(server.url, session, COMMANDS)
+    const socket = connect(server.port, '127.0.0.1')
+    const reader = new ChunkReader(socket)
+    socket.write(`GET ${PATH}/sse?session=${session.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+    await within(
+      reader.until((chunk) => chunk.includes('"id":2,"result"')),
+      10_000,
+      'the subscribe reply',
+    )
+    const before = reader.chunks.length
+    for (let n = 0; n < 5; n++) void server.realtime.publish('chat:batch', { n })
+    const index = await within(
+      reader.until((chunk) => chunk.includes('"push":"pub"')),
+      10_000,
+      'the publications',
+    )
+    assert.ok(index >= before)
+    const events = reader.chunks[index]!.split('\n\n').filter((event) => event.includes('"push":"pub"'))
+    assert.equal(events.length, 5, `one chunk with every publication: ${reader.chunks[index]}`)
+    const data = events.map((event) => JSON.parse(event.slice(event.indexOf('data: ') + 6)).data.n)
+    assert.deepEqual(data, [0, 1, 2, 3, 4])
+    socket.destroy()
+  })
+
+  test('a held poll answers with every publication made in one step', async () => {
+    const session = await openSession(server.url, 'long-polling')
+    await send(server.url, session, COMMANDS)
+    let ack = 0
+    for (let subscribed = false; !subscribed; ) {
+      const batch = (await (
+        await fetch(`${server.url}/poll?session=${session.session}&ack=${ack}`)
+      ).json()) as {
+        first: number
+        messages: { id?: number; result?: unknown }[]
+      }
+      subscribed = batch.messages.some((m) => m.id === 2 && m.result !== undefined)
+      ack = Math.max(ack, batch.first + batch.messages.length - 1)
+    }
+    // The server's handler runs before this listener: once it fires, the poll is held.
+    const held = once(server.server, 'request', 10_000)
+    const answer = fetch(`${server.url}/poll?session=${session.session}&ack=${ack}`)
+    await held
+    for (let n = 0; n < 5; n++) void server.realtime.publish('chat:batch', { n })
+    const response = await within(answer, 10_000, 'the held poll')
+    assert.equal(response.status, 200)
+    const batch = (await response.json()) as {
+      first: number
+      messages: { push?: string; data?: { n: number } }[]
+    }
+    assert.equal(batch.first, ack + 1)
+    assert.deepEqual(
+      batch.messages.map((m) => [m.push, m.data?.n]),
+      [0, 1, 2, 3, 4].map((n) => ['pub', n]),
+    )
+  })
+})

@@ -54,14 +54,8 @@ import {
   type SubscriptionHost,
   type SubscriptionOptions,
 } from './subscription.js'
-import {
-  type Transport,
-  type TransportClose,
-  type TransportFactory,
-  type WebSocketConstructor,
-  webSocketTransport,
-} from './transport.js'
-import { resolveTransports, type TransportName } from './transports/index.js'
+import type { Transport, TransportClose, TransportFactory, WebSocketConstructor } from './transport.js'
+import { defaultTransports, resolveTransports, type TransportName } from './transports/index.js'
 import { rememberedTransport, rememberTransport } from './transports/memory.js'
 import { DEFAULT_PROBE_INTERVAL, probeTransport } from './transports/probe.js'
 
@@ -102,12 +96,17 @@ export interface RallyClientOptions {
    * one (unauthorized or expired) or before it expires.
    */
   getToken?: () => string | Promise<string>
-  /** The WebSocket constructor; default the runtime's global one (pass Rally's in Node 20). */
+  /**
+   * The WebSocket constructor; default the runtime's global one. In Node 20, which has none, pass
+   * Rally's (`import { WebSocket } from 'rallyjs'`); without it the default transports start with SSE.
+   */
   WebSocket?: WebSocketConstructor
   /**
-   * Transports, in order of preference; default a WebSocket transport. One that fails before
-   * opening gives way to the next for the following attempt, until one connects; that one is kept.
-   * Names ('websocket', 'sse', 'long-polling') or factories; `['sse']` forces one.
+   * Transports, in order of preference. Default `['websocket', 'sse', 'long-polling']`. A server
+   * serves them all under one URL; a runtime with no WebSocket (and none passed) leaves
+   * 'websocket' out of the default. One that fails before it connects gives way to the next for the following
+   * attempt, until one connects; that one is kept. Names or factories; `['sse']` forces one,
+   * `['websocket']` restricts the client to WebSocket (a server that serves nothing else).
    */
   transports?: (TransportName | TransportFactory)[]
   /** Backoff between reconnection attempts; `false` never reconnects. */
@@ -178,6 +177,11 @@ interface Link {
   advice: DisconnectReason | undefined
   /** The transport opened (a failure before that may mean this transport cannot work here). */
   opened: boolean
+  /**
+   * A server message arrived (a refused connect, a disconnect push): frames flow both ways, so a
+   * failure of this connection is not this transport's and must not move the client to another.
+   */
+  heard: boolean
   /** While on a fallback transport: the next probe of the preferred one, or the probe running. */
   probeTimer?: ReturnType<typeof setTimeout> | undefined
   probe?: { cancel(): void } | undefined
@@ -228,7 +232,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     this.now = options.now ?? Date.now
     this.transports =
       options.transports === undefined
-        ? [webSocketTransport(options.WebSocket)]
+        ? defaultTransports(options.WebSocket)
         : resolveTransports(options.transports, options.WebSocket)
     if (this.transports.length === 0) throw new TypeError('RallyClient needs at least one transport')
     // Start with the transport that last worked here, sparing the failures before it.
@@ -413,6 +417,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
       refreshTimer: undefined,
       advice: undefined,
       opened: false,
+      heard: false,
     }
     this.link = link
     const connectTimeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
@@ -534,6 +539,7 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     // Any message proves the path alive, not only pings. Only the time is noted here (no timer
     // churn per message); the timer, when it fires, measures from the last message.
     link.lastMessageAt = Date.now()
+    link.heard = true
     const decoded = decodeServerMessage(text)
     if (!decoded.ok) {
       this.emit('error', { error: new Error(`ignored a malformed server message: ${decoded.error.message}`) })
@@ -601,8 +607,10 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
    */
   private chooseNextTransport(link: Link): void {
     // Opened without a connect reply counts as a failure too: a buffering proxy lets a socket
-    // open and then holds back its frames.
-    if (link.connected || this.transports.length < 2 || this.workingTransport !== undefined) return
+    // open and then holds back its frames. A reply, even a refusal (an expired token), proves the
+    // path: moving on would strand the client on a fallback until the next probe.
+    if (link.connected || link.heard || this.transports.length < 2 || this.workingTransport !== undefined)
+      return
     this.transportIndex = (this.transportIndex + 1) % this.transports.length
   }
 

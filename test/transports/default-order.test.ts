@@ -78,6 +78,30 @@ test('a WebSocket-only server: the fallbacks are refused, the client reaches and
   }
 })
 
+test('a stale remembered fallback: the client starts on it and moves to WebSocket at once', async () => {
+  forgetTransports()
+  const server = await startTransportServer()
+  // The memory of another network: SSE connects at once, then the first probe (not probeInterval,
+  // 60 s by default) finds WebSocket and the client moves.
+  rememberTransport(server.url, 'sse')
+  const client = new RallyClient(server.url, { WebSocket })
+  const over: string[] = []
+  const onWebSocket = new Promise<void>((resolve) =>
+    client.on('connected', ({ transport }) => {
+      over.push(transport)
+      if (transport === 'websocket') resolve()
+    }),
+  )
+  try {
+    client.connect()
+    await within(onWebSocket, 10_000, 'the move to WebSocket')
+    assert.deepEqual(over, ['sse', 'websocket'])
+  } finally {
+    client.close()
+    await server.close()
+  }
+})
+
 test('a refused connect (expired token) proves the WebSocket works: the retry stays on it', async () => {
   forgetTransports()
   const server = await startTransportServer({

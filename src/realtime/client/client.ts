@@ -124,7 +124,8 @@ export interface RallyClientOptions {
   /**
    * Ms between probes of the first of `transports` while connected over a later one (a
    * fallback); when a probe gets a connect reply, the client moves back to it (subscriptions
-   * recover across the switch). Default 60000; false never probes.
+   * recover across the switch). Default 60000; false never probes. The first probe after landing
+   * on a fallback runs at once.
    */
   probeInterval?: number | false
   /** The clock, for tests. Default Date.now. */
@@ -223,6 +224,8 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   private transportIndex = 0
   /** The transport that connected, once one has: kept from then on. */
   private workingTransport: number | undefined
+  /** A probe moved the client back to the first transport, which has not connected since. */
+  private movedByProbe = false
 
   constructor(url: string, options: RallyClientOptions = {}) {
     super()
@@ -461,9 +464,16 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     clearTimer(link.connectTimer)
     link.connectTimer = undefined
     link.connected = true
+    // The first connection over a fallback probes the preferred transport at once: the fallback
+    // may have been reached through a stale remembered transport, or through a WebSocket attempt
+    // made while the server was restarting, and a path that works should not wait probeInterval.
+    // Not after a probe's move failed, though: a path that lets probes through and then fails
+    // would otherwise make the client flap between transports.
+    const probeNow = this.workingTransport === undefined && !this.movedByProbe
+    if (this.transportIndex === 0) this.movedByProbe = false
     this.workingTransport = this.transportIndex
     if (this.transports.length > 1) rememberTransport(this.url, link.transportName)
-    if (this.transportIndex > 0) this.scheduleProbe(link)
+    if (this.transportIndex > 0) this.scheduleProbe(link, probeNow)
     this._clientId = result.client
     this.connectedAt = this.now()
     this.retriedWithFreshToken = false
@@ -637,33 +647,37 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
 
   /** Forgets a connection: timers, awaited replies; calls in flight are put back or rejected. */
   /** On a fallback: try the preferred transport now and then, and move back when it works. */
-  private scheduleProbe(link: Link): void {
+  private scheduleProbe(link: Link, now = false): void {
     const interval = this.options.probeInterval ?? DEFAULT_PROBE_INTERVAL
     if (interval === false) return
-    link.probeTimer = setTimeout(() => {
-      if (this.link !== link) return
-      const timeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
-      const probe = probeTransport(this.transports[0]!, this.url, timeout, this.token)
-      link.probe = probe
-      void probe.result.then((works) => {
-        link.probe = undefined
+    link.probeTimer = setTimeout(
+      () => {
         if (this.link !== link) return
-        // An RPC in flight would be lost with the connection (it may or may not have run):
-        // switch only between them, so that the app sees nothing but a recovered resubscribe.
-        const rpcInFlight = [...this.inFlight.values()].some((call) => call.kind === 'rpc')
-        if (!works || rpcInFlight) {
-          this.scheduleProbe(link)
-          return
-        }
-        this.transportIndex = 0
-        this.workingTransport = undefined
-        this.dropLink({
-          code: 1000,
-          reason: `moving to ${this.transports[0]!.name}, which works again`,
-          reconnect: true,
+        const timeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
+        const probe = probeTransport(this.transports[0]!, this.url, timeout, this.token)
+        link.probe = probe
+        void probe.result.then((works) => {
+          link.probe = undefined
+          if (this.link !== link) return
+          // An RPC in flight would be lost with the connection (it may or may not have run):
+          // switch only between them, so that the app sees nothing but a recovered resubscribe.
+          const rpcInFlight = [...this.inFlight.values()].some((call) => call.kind === 'rpc')
+          if (!works || rpcInFlight) {
+            this.scheduleProbe(link)
+            return
+          }
+          this.transportIndex = 0
+          this.workingTransport = undefined
+          this.movedByProbe = true
+          this.dropLink({
+            code: 1000,
+            reason: `moving to ${this.transports[0]!.name}, which works again`,
+            reconnect: true,
+          })
         })
-      })
-    }, interval)
+      },
+      now ? 0 : interval,
+    )
   }
 
   private teardownLink(link: Link): void {

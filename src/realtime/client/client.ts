@@ -650,34 +650,32 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
   private scheduleProbe(link: Link, now = false): void {
     const interval = this.options.probeInterval ?? DEFAULT_PROBE_INTERVAL
     if (interval === false) return
-    link.probeTimer = setTimeout(
-      () => {
+    const delay = now ? 0 : interval
+    link.probeTimer = setTimeout(() => {
+      if (this.link !== link) return
+      const timeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
+      const probe = probeTransport(this.transports[0]!, this.url, timeout, this.token)
+      link.probe = probe
+      void probe.result.then((works) => {
+        link.probe = undefined
         if (this.link !== link) return
-        const timeout = this.options.connectTimeout ?? DEFAULT_CONNECT_TIMEOUT
-        const probe = probeTransport(this.transports[0]!, this.url, timeout, this.token)
-        link.probe = probe
-        void probe.result.then((works) => {
-          link.probe = undefined
-          if (this.link !== link) return
-          // An RPC in flight would be lost with the connection (it may or may not have run):
-          // switch only between them, so that the app sees nothing but a recovered resubscribe.
-          const rpcInFlight = [...this.inFlight.values()].some((call) => call.kind === 'rpc')
-          if (!works || rpcInFlight) {
-            this.scheduleProbe(link)
-            return
-          }
-          this.transportIndex = 0
-          this.workingTransport = undefined
-          this.movedByProbe = true
-          this.dropLink({
-            code: 1000,
-            reason: `moving to ${this.transports[0]!.name}, which works again`,
-            reconnect: true,
-          })
+        // An RPC in flight would be lost with the connection (it may or may not have run):
+        // switch only between them, so that the app sees nothing but a recovered resubscribe.
+        const rpcInFlight = [...this.inFlight.values()].some((call) => call.kind === 'rpc')
+        if (!works || rpcInFlight) {
+          this.scheduleProbe(link)
+          return
+        }
+        this.transportIndex = 0
+        this.workingTransport = undefined
+        this.movedByProbe = true
+        this.dropLink({
+          code: 1000,
+          reason: `moving to ${this.transports[0]!.name}, which works again`,
+          reconnect: true,
         })
-      },
-      now ? 0 : interval,
-    )
+      })
+    }, delay)
   }
 
   private teardownLink(link: Link): void {

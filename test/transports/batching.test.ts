@@ -46,7 +46,9 @@ class ChunkReader {
 
   private parse(): void {
     if (this.bodyAt === -1) {
-      const end = this.text.indexOf('\r\n\r\n')
+      // The stream's response; a pipelined request's answer before it is skipped.
+      const start = this.text.indexOf('HTTP/1.1 200 ')
+      const end = start === -1 ? -1 : this.text.indexOf('\r\n\r\n', start)
       if (end === -1) return
       assert.match(this.text.slice(0, end), /transfer-encoding: chunked/i)
       this.bodyAt = end + 4
@@ -109,6 +111,48 @@ describe('HTTP transports: one write per session and turn', () => {
     assert.equal(events.length, 5, `one chunk with every publication: ${reader.chunks[index]}`)
     const data = events.map((event) => JSON.parse(event.slice(event.indexOf('data: ') + 6)).data.n)
     assert.deepEqual(data, [0, 1, 2, 3, 4])
+    socket.destroy()
+  })
+
+  test('a stream requested behind a pipelined held poll waits for it, its headers first', async () => {
+    const stream = await openSession(server.url, 'sse')
+    await send(server.url, stream, COMMANDS)
+    const polled = await openSession(server.url, 'long-polling')
+    const socket = connect(server.port, '127.0.0.1')
+    const reader = new ChunkReader(socket)
+    let raw = ''
+    socket.on('data', (data: string) => {
+      raw += data
+    })
+    // Both requests in one write: the stream's response waits for the held poll's (RFC 9112
+    // §9.3.2), so nothing of the stream may reach the socket before the poll's answer is out.
+    const handled = new Promise<void>((resolve) => {
+      let count = 0
+      const listener = () => {
+        if (++count < 2) return
+        server.server.off('request', listener)
+        resolve()
+      }
+      server.server.on('request', listener)
+    })
+    socket.write(
+      `GET ${PATH}/poll?session=${polled.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n` +
+        `GET ${PATH}/sse?session=${stream.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+    )
+    await within(handled, 10_000, 'both pipelined requests')
+    // The poll's session leaves: its held poll is answered (404, reconnect), then the stream goes.
+    const closed = await fetch(`${server.url}/close?session=${polled.session}`, {
+      method: 'POST',
+      headers: { 'x-rally-token': polled.token },
+    })
+    assert.equal(closed.status, 204)
+    await within(
+      reader.until((chunk) => chunk.includes('"id":2,"result"')),
+      10_000,
+      'the subscribe reply on the stream',
+    )
+    assert.match(raw, /^HTTP\/1\.1 404 /)
+    assert.match(reader.chunks[0]!, /^retry: 1000\n\nevent: ready\n/)
     socket.destroy()
   })
 

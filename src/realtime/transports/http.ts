@@ -618,6 +618,8 @@ export class HttpTransports {
 function writeChunk(response: ServerResponse, text: string): void {
   const socket = response.socket
   // chunkedEncoding is node:http's own flag (false on HTTP/1.0, absent on HTTP/2's responses).
+  // A response pipelined behind another one has no socket until that one is done: its writes
+  // wait in the response, and so do these.
   const chunked = (response as { chunkedEncoding?: boolean }).chunkedEncoding === true
   if (!chunked || socket === null || !response.headersSent || response.writableEnded || socket.destroyed) {
     response.write(text)

@@ -597,16 +597,16 @@ export class Connection implements FrameSink, CompressionFailureListener {
     this.sendCloseFrame(payload)
   }
 
-  /**
-   * Fails the connection (RFC 6455 7.1.7): sends a close frame with `code` if none was sent, stops
-   * reading and asks for the transport to close. Used for local reasons (1011, 1008, a timeout).
-   */
   /** @internal The output sequencer could not compress a message (a zlib error): 1011. */
   compressionFailed(error: unknown): void {
     this.handler.internalError?.(error)
     this.fail(CloseCode.InternalError)
   }
 
+  /**
+   * Fails the connection (RFC 6455 7.1.7): sends a close frame with `code` if none was sent, stops
+   * reading and asks for the transport to close. Used for local reasons (1011, 1008, a timeout).
+   */
   fail(code: number, reason = ''): void {
     if (this.state === ConnectionState.CLOSED) return
     this.parser.stop()

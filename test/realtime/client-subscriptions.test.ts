@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, describe, test } from 'node:test'
 import type { Pub, SubscribedEvent } from '../../src/realtime/client/index.js'
-import { ErrorCode, encodePubPush, errorReply } from '../../src/realtime/protocol.js'
+import { ErrorCode, encodePubPush, errorReply, UnsubscribeCode } from '../../src/realtime/protocol.js'
 import { FakeRealtimeServer, type FakeServerOptions } from './client-fake-server.js'
 import { closeAllClients, newRallyClient, nextEvent } from './client-helpers.js'
 
@@ -192,6 +192,48 @@ describe('RallyClient subscriptions', () => {
     client.connect()
     await nextEvent(news, 'subscribed')
     assert.equal(fake.commandsNamed('subscribe').length, 2)
+  })
+
+  test('a subscribe superseded by a resync is not taken for a refusal when the server ends it', async () => {
+    // The real server answers a subscribe that an unsubscribe overtook with 115 ("unsubscribed
+    // while subscribing"). A resync sends unsubscribe then subscribe: when a second reset comes
+    // while the first resync's subscribe is in flight, that subscribe's 115 must not end the
+    // subscription (CI saw 50 clients give up a channel this way after a broker lost its store).
+    const fake = await startFake()
+    const client = newRallyClient(fake.url)
+    const news = client.channel('news')
+    const unsubscribed: unknown[] = []
+    news.on('unsubscribed', (event) => unsubscribed.push(event))
+    client.connect()
+    await nextEvent(news, 'subscribed')
+    let superseded: number | undefined
+    fake.onCommand = (_connection, command) => {
+      if (command.cmd !== 'subscribe' || superseded !== undefined) return false
+      superseded = command.id
+      return true
+    }
+    const reset = {
+      push: 'unsubscribed',
+      channel: 'news',
+      code: UnsubscribeCode.Resubscribe,
+      reason: 'deliveries may have been missed',
+      resubscribe: true,
+    }
+    const [connection] = fake.connections
+    connection!.send(reset)
+    await fake.until(() => superseded !== undefined, 5000, 'the first resync subscribe')
+    const resubscribed = nextEvent(news, 'subscribed')
+    connection!.send(reset)
+    await fake.until(() => fake.commandsNamed('subscribe').length === 3, 5000, 'the second resync subscribe')
+    await resubscribed
+    connection!.send(errorReply(superseded!, ErrorCode.NotSubscribed, 'unsubscribed while subscribing'))
+    // The error reply went out before the RPC's reply: once that is back, the client has read it.
+    await client.rpc('echo', 'barrier')
+    assert.deepEqual(unsubscribed, [])
+    assert.equal(news.state, 'subscribed')
+    const live = nextEvent(news, 'publication')
+    fake.publish('news', 'still here')
+    assert.equal((await live).data, 'still here')
   })
 
   test('unsubscribe() tells the server and stops deliveries; presence is read through the subscription', async () => {

@@ -794,8 +794,10 @@ export class RallyClient<Schema = AnySchema> extends Emitter<ClientEvents> {
     if (link === undefined || !link.connected) return
     this.clearSubscribeRetry(subscription.channel)
     const fields = subscription.subscribeCommand()
+    const attempt = subscription.subscribeAttempts
     this.sendOn(link, { cmd: 'subscribe', ...fields }, (reply) => {
       if (this.subscriptions.get(subscription.channel) !== subscription) return
+      if (subscription.subscribeAttempts !== attempt) return
       if ('error' in reply) subscription.refused(new RallyError(reply.error))
       else
         subscription.subscribed(reply.result as SubscribeResult, fields.since as StreamPosition | undefined)

@@ -90,6 +90,12 @@ export class Subscription<Data = unknown> extends Emitter<SubscriptionEvents<Dat
   private position: StreamPosition | undefined
   /** A subscribe command is on the wire, awaiting its reply. */
   private awaitingReply = false
+  /**
+   * @internal Subscribe commands sent so far. Only the reply to the latest counts: a resync
+   * (unsubscribe, then subscribe) overtakes one in flight, which the server then ends with an
+   * error that is no refusal.
+   */
+  subscribeAttempts = 0
   private held: Pub[] = []
   private readonly recover: boolean
   readonly joinLeave: boolean
@@ -173,6 +179,7 @@ export class Subscription<Data = unknown> extends Emitter<SubscriptionEvents<Dat
 
   /** @internal The subscribe command's fields; marks the reply as awaited. */
   subscribeCommand(): { channel: string; since?: StreamPosition; joinLeave?: boolean } {
+    this.subscribeAttempts++
     this.awaitingReply = true
     this.held = []
     const command: { channel: string; since?: StreamPosition; joinLeave?: boolean } = {

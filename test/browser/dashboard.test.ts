@@ -124,10 +124,11 @@ describe('live dashboard in Chromium', { timeout: 120_000 }, () => {
 
     // Six uPlot charts, each with a time axis that has tick labels.
     assert.equal(await page.locator('.chart .uplot canvas').count(), 6)
-    // uPlot draws axes on its canvas; the labels it drew stay on each axis as `_values`.
-    const xTicks = (await page.evaluate(
-      'window.dashboardCharts.messages.plot.axes[0]._values ?? []',
-    )) as string[]
+    // uPlot draws axes on its canvas; the labels it drew stay on each axis as `_values`. A span
+    // of a few seconds can hold a single tick boundary: wait for the samples that make a second.
+    const ticksDrawn = 'window.dashboardCharts.messages.plot.axes[0]._values ?? []'
+    await page.waitForFunction(`(${ticksDrawn}).length >= 2`, undefined, { timeout: 20_000 }).catch(() => {})
+    const xTicks = (await page.evaluate(ticksDrawn)) as string[]
     assert.ok(xTicks.length >= 2, `time ticks: ${xTicks}`)
     assert.ok(
       xTicks.some((tick) => /\d:\d\d/.test(tick)),

@@ -245,7 +245,12 @@ describe('RallyClient transports', () => {
         return { send: () => false, close: () => {} }
       },
     }
-    const client = newRallyClient(fake.url, { transports: [blocked, webSocketTransport(WebSocket)] })
+    // No probes: the first connection over a fallback probes the preferred transport at once
+    // (test/transports/probe.test.ts), which would open `blocked` again in the background.
+    const client = newRallyClient(fake.url, {
+      transports: [blocked, webSocketTransport(WebSocket)],
+      probeInterval: false,
+    })
     const first = nextEvent(client, 'disconnected')
     const connected = nextEvent(client, 'connected')
     client.connect()

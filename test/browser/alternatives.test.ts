@@ -10,38 +10,19 @@
  * WebSocket's: the price is latency, which is shown, not asserted.)
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import type { Browser, Page } from 'playwright-core'
-import type { Demo } from '../../src/demo/server.js'
-import {
-  assertNoHorizontalScroll,
-  bounded,
-  collectErrors,
-  launchChromium,
-  PHONE,
-  startTestDemo,
-} from './browser-support.js'
+import { describe, it } from 'node:test'
+import type { Page } from 'playwright-core'
+import { assertNoHorizontalScroll, collectErrors, demoInChromium, PHONE } from './browser-support.js'
 
 const LANES = ['polling', 'long-polling', 'sse', 'websocket'] as const
 /** Messages each lane must have measured before the figures are read. */
 const MEASURED = 6
 
 describe('the alternatives compared live in Chromium', { timeout: 240_000 }, () => {
-  let browser: Browser
-  let demo: Demo
-
-  before(async () => {
-    demo = await startTestDemo()
-    browser = await launchChromium()
-  })
-
-  after(async () => {
-    await bounded(browser?.close(), 10_000)
-    await bounded(demo?.close(), 10_000)
-  })
+  const setup = demoInChromium()
 
   it('answers 400 to a bad poll position or viewer id', async () => {
-    const base = `http://127.0.0.1:${demo.port}/compare`
+    const base = `http://127.0.0.1:${setup.demo.port}/compare`
     const poll = await fetch(`${base}/poll?after=-1`)
     assert.equal(poll.status, 400)
     assert.match(((await poll.json()) as { error: string }).error, /after/)
@@ -62,10 +43,10 @@ describe('the alternatives compared live in Chromium', { timeout: 240_000 }, () 
   }
 
   it('four lanes, each on its own transport, receive the stream and show latency and bytes per message', async () => {
-    const context = await browser.newContext({ viewport: PHONE })
+    const context = await setup.browser.newContext({ viewport: PHONE })
     const page = await context.newPage()
     const errors = collectErrors(page)
-    await page.goto(`http://127.0.0.1:${demo.port}/alternatives.html`)
+    await page.goto(`http://127.0.0.1:${setup.demo.port}/alternatives.html`)
     await page.waitForSelector('body[data-connection="connected"]', { timeout: 30_000 })
     for (const lane of LANES) {
       await page.waitForFunction(

@@ -1,8 +1,10 @@
 /** What the demo's browser tests share: Chromium (Debian's, through playwright-core) and checks. */
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
+import { after, before } from 'node:test'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { type Demo, type DemoOptions, startDemo } from '../../src/demo/server.js'
+import { closeAllClients } from '../realtime/client-helpers.js'
 
 export const CHROMIUM = '/usr/bin/chromium'
 export const CHROMIUM_ARGS = [
@@ -40,6 +42,27 @@ export function startTestDemo(options: DemoOptions = {}): Promise<Demo> {
     notifyToken: 'test-token',
     ...options,
   })
+}
+
+/** A suite's demo and browser; a test may replace `demo` (a restart): the current one is closed. */
+export interface DemoInChromium {
+  demo: Demo
+  browser: Browser
+}
+
+/** Starts the demo and Chromium before the suite's tests, and closes both (and Node clients) after. */
+export function demoInChromium(chromiumFlags: readonly string[] = []): DemoInChromium {
+  const setup = {} as DemoInChromium
+  before(async () => {
+    setup.demo = await startTestDemo()
+    setup.browser = await launchChromium(chromiumFlags)
+  })
+  after(async () => {
+    closeAllClients()
+    await bounded(setup.browser?.close(), 10_000)
+    await bounded(setup.demo?.close(), 10_000)
+  })
+  return setup
 }
 
 /** Resolves when `promise` does, or after `ms` — so that a wedged browser cannot hang the run. */

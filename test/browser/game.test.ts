@@ -5,47 +5,27 @@
  * not sent, then joins again when the connection is back; a closed page leaves the arena.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
-import type { Demo } from '../../src/demo/server.js'
+import { describe, it } from 'node:test'
+import type { BrowserContext, Page } from 'playwright-core'
 import type { RallyError } from '../../src/realtime/client/index.js'
-import { closeAllClients, newRallyClient, nextEvent, rejectionOf } from '../realtime/client-helpers.js'
-import {
-  assertNoHorizontalScroll,
-  bounded,
-  collectErrors,
-  launchChromium,
-  PHONE,
-  startTestDemo,
-} from './browser-support.js'
+import { newRallyClient, nextEvent, rejectionOf } from '../realtime/client-helpers.js'
+import { assertNoHorizontalScroll, collectErrors, demoInChromium, PHONE } from './browser-support.js'
 
 const DESKTOP = { width: 1200, height: 800 }
 
 describe('the multiplayer arena in Chromium', { timeout: 120_000 }, () => {
-  let browser: Browser
-  let demo: Demo
-
-  before(async () => {
-    demo = await startTestDemo()
-    browser = await launchChromium()
-  })
-
-  after(async () => {
-    closeAllClients()
-    await bounded(browser?.close(), 10_000)
-    await bounded(demo?.close(), 10_000)
-  })
+  const setup = demoInChromium()
 
   async function open(
     nick: string,
     viewport: { width: number; height: number },
     prepare?: (context: BrowserContext) => Promise<void>,
   ): Promise<{ page: Page; context: BrowserContext; errors: string[] }> {
-    const context = await browser.newContext({ viewport })
+    const context = await setup.browser.newContext({ viewport })
     await prepare?.(context)
     const page = await context.newPage()
     const errors = collectErrors(page)
-    await page.goto(`http://127.0.0.1:${demo.port}/game.html?nick=${nick}`)
+    await page.goto(`http://127.0.0.1:${setup.demo.port}/game.html?nick=${nick}`)
     await page.waitForSelector('body[data-connection="connected"][data-joined]', { timeout: 10_000 })
     return { page, context, errors }
   }
@@ -122,7 +102,7 @@ describe('the multiplayer arena in Chromium', { timeout: 120_000 }, () => {
   })
 
   it('refuses an input before joining (108) and one that is not a direction (107, naming the field)', async () => {
-    const client = newRallyClient(`ws://127.0.0.1:${demo.port}/rt`, { token: 'node-player' })
+    const client = newRallyClient(`ws://127.0.0.1:${setup.demo.port}/rt`, { token: 'node-player' })
     client.connect()
     await nextEvent(client, 'connected')
     const early = (await rejectionOf(client.rpc('game.input', { dx: 1, dy: 0 }))) as RallyError
@@ -131,7 +111,7 @@ describe('the multiplayer arena in Chromium', { timeout: 120_000 }, () => {
     const joined = (await client.rpc('game.join', {})) as { id: string; tickMs: number; channel: string }
     assert.match(joined.id, /^p\d+$/)
     // Each node runs its own arena, on its own channel.
-    assert.equal(joined.channel, `game:${demo.live.realtime.bus.nodeId}`)
+    assert.equal(joined.channel, `game:${setup.demo.live.realtime.bus.nodeId}`)
     for (const [input, field] of [
       [{ dx: 2, dy: 0 }, 'dx'],
       [{ dx: 0, dy: 'up' }, 'dy'],
@@ -161,7 +141,7 @@ describe('the multiplayer arena in Chromium', { timeout: 120_000 }, () => {
     await cal.page.waitForSelector('#arena:not(.stale)')
     gateOpen = false
     const client = (await cal.page.evaluate('window.game.client.clientId')) as string
-    assert.ok(demo.live.realtime.disconnect(client, 4008, 'cut by the test'))
+    assert.ok(setup.demo.live.realtime.disconnect(client, 4008, 'cut by the test'))
     await cal.page.waitForSelector('body:not([data-connection="connected"]) #arena.stale', {
       timeout: 10_000,
     })

@@ -7,35 +7,21 @@
  * whose server restarted (new epoch: history gone) says so and reloads the latest messages.
  */
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
-import type { Demo } from '../../src/demo/server.js'
+import { describe, it } from 'node:test'
+import type { BrowserContext, Page } from 'playwright-core'
 import type { RallyError } from '../../src/realtime/client/index.js'
-import { closeAllClients, newRallyClient, nextEvent, rejectionOf } from '../realtime/client-helpers.js'
+import { newRallyClient, nextEvent, rejectionOf } from '../realtime/client-helpers.js'
 import {
   assertNoHorizontalScroll,
-  bounded,
   collectErrors,
-  launchChromium,
+  demoInChromium,
   PHONE,
   startTestDemo,
 } from './browser-support.js'
 
 describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
-  let browser: Browser
-  let demo: Demo
+  const setup = demoInChromium()
   const contexts: BrowserContext[] = []
-
-  before(async () => {
-    demo = await startTestDemo()
-    browser = await launchChromium()
-  })
-
-  after(async () => {
-    closeAllClients()
-    await bounded(browser?.close(), 10_000)
-    await bounded(demo?.close(), 10_000)
-  })
 
   /** A page in its own browser context (its own offline switch), joined to `room` as `nick`. */
   async function join(
@@ -44,12 +30,12 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     context?: BrowserContext,
   ): Promise<{ page: Page; context: BrowserContext; errors: string[] }> {
     if (context === undefined) {
-      context = await browser.newContext({ viewport: PHONE })
+      context = await setup.browser.newContext({ viewport: PHONE })
       contexts.push(context)
     }
     const page = await context.newPage()
     const errors = collectErrors(page)
-    await page.goto(`http://127.0.0.1:${demo.port}/chat.html?nick=${nick}&room=${room}`)
+    await page.goto(`http://127.0.0.1:${setup.demo.port}/chat.html?nick=${nick}&room=${room}`)
     await page.waitForSelector('body[data-connection="connected"][data-subscribed="true"]', {
       timeout: 10_000,
     })
@@ -123,7 +109,7 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
   })
 
   it('refuses a receipt that is not { upTo, epoch } (112, naming the field)', async () => {
-    const client = newRallyClient(`ws://127.0.0.1:${demo.port}/rt`, { token: 'node-reader' })
+    const client = newRallyClient(`ws://127.0.0.1:${setup.demo.port}/rt`, { token: 'node-reader' })
     const receipts = client.channel('receipt:r0', { recover: false })
     client.connect()
     await nextEvent(receipts, 'subscribed')
@@ -143,10 +129,12 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
   })
 
   it('a nickname the server refuses is said on the page, and the client stops', async () => {
-    const context = await browser.newContext({ viewport: PHONE })
+    const context = await setup.browser.newContext({ viewport: PHONE })
     contexts.push(context)
     const page = await context.newPage()
-    await page.goto(`http://127.0.0.1:${demo.port}/chat.html?nick=${encodeURIComponent('two words')}&room=r0`)
+    await page.goto(
+      `http://127.0.0.1:${setup.demo.port}/chat.html?nick=${encodeURIComponent('two words')}&room=r0`,
+    )
     await page.waitForSelector('body[data-connection="closed"]', { timeout: 10_000 })
     await page.waitForSelector('.notice:has-text("Connection refused")', { timeout: 5000 })
     assert.match((await page.locator('.notice').first().textContent()) ?? '', /nickname/)
@@ -158,7 +146,7 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     // (the route connects through); shut, each attempt is closed at once, so that the messages
     // below are published while the page is certainly away.
     let gateOpen = true
-    const daveContext = await browser.newContext({ viewport: PHONE })
+    const daveContext = await setup.browser.newContext({ viewport: PHONE })
     contexts.push(daveContext)
     await daveContext.routeWebSocket(/\/rt$/, (route) => {
       if (gateOpen) route.connectToServer()
@@ -171,8 +159,8 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
 
     gateOpen = false
     const client = (await dave.page.evaluate('window.rallyClient.clientId')) as string
-    assert.ok(demo.live.realtime.clients.has(client))
-    demo.live.realtime.disconnect(client, 4008, 'cut by the test')
+    assert.ok(setup.demo.live.realtime.clients.has(client))
+    setup.demo.live.realtime.disconnect(client, 4008, 'cut by the test')
     // The cut, then at least one attempt refused by the gate.
     await dave.page.waitForFunction('Number(document.body.dataset.disconnections) >= 2', undefined, {
       timeout: 10_000,
@@ -222,11 +210,11 @@ describe('live chat (realtime layer) in Chromium', { timeout: 120_000 }, () => {
     const frank = await join('frank', 'r3')
     await say(frank.page, 'before the restart')
     await frank.page.waitForSelector('.message.sent:has-text("before the restart")', { timeout: 5000 })
-    const port = demo.port
-    await demo.close()
+    const port = setup.demo.port
+    await setup.demo.close()
     await frank.page.waitForSelector('body:not([data-connection="connected"])', { timeout: 5000 })
-    demo = await startTestDemo({ port })
-    await demo.live.realtime.publish('chat:r3', { text: 'from the new server' })
+    setup.demo = await startTestDemo({ port })
+    await setup.demo.live.realtime.publish('chat:r3', { text: 'from the new server' })
     await frank.page.waitForSelector('#recovery-notice:visible', { timeout: 15_000 })
     await frank.page.waitForSelector('.message:has-text("from the new server")', { timeout: 5000 })
     const texts = await frank.page.locator('#messages .message .text').allTextContents()

@@ -142,7 +142,7 @@ Options:
                        scenarios): ${PEER_IDS.join(', ')}
   --docs, --no-docs    write the report or not (default: only after a full run; partial runs
                        save bench/results/bench-partial.json)
-  --cpu-prof           CPU-profile each Rally server (bench/results/profiles/)
+  --cpu-prof           CPU-profile each scenario's subject server (bench/results/profiles/)
   --no-pin             do not pin the server to CPU 0 and the load generator to CPU 1
   --render [FILE]      write docs/benchmarks.md and .svg again from saved results (default
                        bench/results/bench.json), e.g. after editing bench/profile-notes.md

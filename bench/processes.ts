@@ -10,7 +10,7 @@ import { startRedis } from '../test/support/brokers.js'
 import { type Certificate, makeCertificate } from '../test/support/tls.js'
 import type { Options } from './cli-options.js'
 import { BENCH, BUN_BINARY, LOADGEN_BINARY, RESULTS, ROOT } from './paths.js'
-import { type Scenario, SERVERS, type ServerId } from './scenarios.js'
+import { type Scenario, SERVERS, type ServerId, subjectOf } from './scenarios.js'
 
 const children = new Set<ChildProcess>()
 
@@ -131,7 +131,7 @@ export async function startServer(
   if (spec.nodes !== undefined) return startCluster(id, scenario, options, env, spec.nodes)
   const tlsArgs = spec.tls === true ? certificateArgs() : []
   const nodeArgs = ['--expose-gc', '--import', 'tsx']
-  if (options.cpuProf && id === 'rally') {
+  if (options.cpuProf && id === subjectOf(scenario)) {
     // One directory per server: the main thread and tsx's loader thread each write a profile.
     const dir = join(RESULTS, 'profiles', `${serverKey(id, scenario).replace(/\W+/g, '-')}-${Date.now()}`)
     mkdirSync(dir, { recursive: true })

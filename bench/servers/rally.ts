@@ -2,9 +2,9 @@
  * Rally under test: `createServer` with one handler object. Echo with `ws.send`, broadcast with
  * `server.publish(topic, data)` (framed once, the same bytes written to every subscriber).
  *
- * Settings that differ from Rally's defaults, to match `ws`: no heartbeat (ws has none), and
- * text delivered as bytes (`decodeText: false`; ws hands text over as a Buffer too), so an echo
- * decodes and re-encodes nothing on either side.
+ * Rally's defaults throughout (the heartbeat on: a ping every 30 s, judged by two timers shared by
+ * every socket), except one setting, to match `ws`: text delivered as bytes (`decodeText: false`;
+ * ws hands text over as a Buffer too), so an echo decodes and re-encodes nothing on either side.
  */
 import { createServer } from '../../src/index.js'
 import { announce, parseServerArgs, TOPIC } from './common.js'
@@ -14,7 +14,6 @@ const args = parseServerArgs()
 const server = createServer({
   host: '127.0.0.1',
   port: 0,
-  heartbeat: false,
   decodeText: false,
   // 'fair' and 'default' are the same here: Rally's defaults are no context takeover either way,
   // level 1, threshold 1024. The runner varies what the client offers.

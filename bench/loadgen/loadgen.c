@@ -21,7 +21,10 @@
  *   handshake  --conns concurrent slots open a connection, upgrade, and on the 101 reset it
  *              (SO_LINGER 0: no TIME_WAIT) and start over. Counts 101s per second.
  *   idle       opens --conns connections, prints "ready N" on stderr, holds them for --duration
- *              seconds (or until SIGTERM), then resets them.
+ *              seconds (or until SIGTERM), then resets them. With --once, each connection first
+ *              sends one message (the echo mode's: --size, --payload-file or --deflate-file) and
+ *              "ready" waits until every echo is back: memory held after one exchange (the
+ *              compression contexts of permessage-deflate with context takeover).
  *
  * Protocols (--proto, sink and idle): subscribers and idle connections may speak an application
  * protocol over their WebSocket text frames, so that real-time layers are measured doing what
@@ -85,6 +88,7 @@ static const char *opt_payload_file = NULL;
 static const char *opt_deflate_file = NULL;
 static const char *opt_offer = NULL;
 static int opt_text = 0;
+static int opt_once = 0;
 static double opt_warmup = 1.0;
 static double opt_duration = 3.0;
 static int opt_server_pid = 0;
@@ -691,6 +695,8 @@ static void on_message(conn *c, uint64_t t) {
       hist_record(t - sent);
     }
     messages++;
+  } else if (opt_mode == MODE_IDLE) {
+    messages++; /* --once: the echoes "ready" waits for */
   } else if (opt_mode == MODE_SINK) {
     deliveries_all++;
     last_delivery_ns = t;
@@ -909,7 +915,7 @@ static void handle_event(conn *c, uint32_t events) {
     }
   }
   if (c->state == C_OPEN && (events & EPOLLOUT)) {
-    if (opt_mode == MODE_ECHO) flush_echo(c);
+    if (opt_mode == MODE_ECHO || opt_once) flush_echo(c);
     else if (c->role == ROLE_PUB) flush_pub(c);
   }
   if (c->state == C_OPEN && (events & (EPOLLERR | EPOLLHUP)) && !(events & EPOLLIN)) {
@@ -975,7 +981,7 @@ static void usage(void) {
           "  [--deflate-file F --offer 'permessage-deflate; ...'] [--warmup S] [--duration S]\n"
           "  [--server-pid PID] [--sub-path /sub] [--pub-path /pub] [--connect-concurrency C]\n"
           "  [--proto ws|rally|socketio] [--channel NAME] [--ports P1,P2,...]\n"
-          "  [--server-pids PID1,PID2,...]\n");
+          "  [--server-pids PID1,PID2,...] [--once]\n");
   exit(2);
 }
 
@@ -1002,6 +1008,7 @@ int main(int argc, char **argv) {
     else if (ARG("--deflate-file")) opt_deflate_file = v;
     else if (ARG("--offer")) opt_offer = v;
     else if (strcmp(a, "--text") == 0) opt_text = 1;
+    else if (strcmp(a, "--once") == 0) opt_once = 1;
     else if (ARG("--warmup")) opt_warmup = atof(v);
     else if (ARG("--duration")) opt_duration = atof(v);
     else if (ARG("--server-pid")) opt_server_pid = atoi(v);
@@ -1054,7 +1061,7 @@ int main(int argc, char **argv) {
   conns = calloc((size_t)conn_total, sizeof(conn));
   for (int i = 0; i < conn_total; i++) conns[i].fd = -1;
 
-  if (opt_mode == MODE_ECHO) build_echo_frames();
+  if (opt_mode == MODE_ECHO || opt_once) build_echo_frames();
 
   uint64_t t_connect0 = now_ns();
   double connect_s = 0;
@@ -1103,6 +1110,25 @@ int main(int argc, char **argv) {
     last_delivery_ns = t0;
     pump_triggers(t0);
   } else if (opt_mode == MODE_IDLE) {
+    if (opt_once) {
+      /* One message on every open connection, and every echo back, before "ready". */
+      uint64_t sent = 0;
+      for (int i = 0; i < opt_conns; i++) {
+        conn *c = &conns[i];
+        if (c->state != C_OPEN) continue;
+        c->ring = calloc((size_t)opt_window, sizeof(uint64_t));
+        echo_send(c, 1, t0);
+        flush_echo(c);
+        sent++;
+      }
+      uint64_t deadline = now_ns() + 60000000000ull;
+      while (messages < sent && now_ns() < deadline && !stop_requested) poll_once(5);
+      if (messages < sent)
+        fprintf(stderr, "loadgen: only %llu of %llu echoes came back\n", (unsigned long long)messages,
+                (unsigned long long)sent);
+      opened = 0;
+      for (int i = 0; i < opt_conns; i++) opened += conns[i].state == C_OPEN;
+    }
     fprintf(stderr, "ready %d\n", opened);
   }
 

@@ -5,6 +5,8 @@
  * permessage-deflate: `perMessageDeflate: true` for both 'fair' and 'default' (Bun's defaults), and
  * every echo sent with `ws.send(data, true)`: Bun negotiates the extension with `true` alone but
  * sends uncompressed unless each send asks to compress, which would not be the scenario measured.
+ * `true` means Bun's shared compressor and decompressor: no context takeover either way. With
+ * `--deflate takeover`, dedicated ones per connection: context takeover both ways.
  */
 import { announce, parseServerArgs, TOPIC } from './common.js'
 
@@ -23,7 +25,7 @@ declare const Bun: {
       server: { upgrade(request: Request, options: { data: unknown }): boolean },
     ): Response | undefined
     websocket: {
-      perMessageDeflate: boolean
+      perMessageDeflate: boolean | { compress: 'dedicated'; decompress: 'dedicated' }
       open(ws: BunSocket): void
       message(ws: BunSocket, data: string | Uint8Array): void
     }
@@ -41,7 +43,10 @@ const server = Bun.serve({
     return new Response('WebSocket only', { status: 426 })
   },
   websocket: {
-    perMessageDeflate: args.deflate !== 'off',
+    perMessageDeflate:
+      args.deflate === 'takeover'
+        ? { compress: 'dedicated', decompress: 'dedicated' }
+        : args.deflate !== 'off',
     open(ws) {
       if (ws.data.path === '/sub') ws.subscribe(TOPIC)
     },

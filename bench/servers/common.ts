@@ -1,7 +1,8 @@
 /**
  * What every server under test shares with the runner (bench/run.ts):
  *
- * - arguments: `--deflate off|fair|default` (permessage-deflate settings, see each server),
+ * - arguments: `--deflate off|fair|default|takeover` (permessage-deflate settings, see each server;
+ *   `takeover`: context takeover both ways),
  *   `--broadcast loop|prepared` (ws only: how `/pub` fans out);
  * - routes by request path: `/pub` publishes each message it receives to every `/sub` connection;
  *   `/sub` only receives; any other path echoes (text as text, binary as binary);
@@ -17,7 +18,7 @@
 // server. Off, for every server alike.
 process.setSourceMapsEnabled(false)
 
-export type DeflateMode = 'off' | 'fair' | 'default'
+export type DeflateMode = 'off' | 'fair' | 'default' | 'takeover'
 export type BroadcastMode = 'loop' | 'prepared'
 
 export interface ServerArgs {
@@ -32,7 +33,10 @@ export function parseServerArgs(argv: string[] = process.argv.slice(2)): ServerA
   for (let i = 0; i < argv.length; i++) {
     const name = argv[i]
     const value = argv[i + 1]
-    if (name === '--deflate' && (value === 'off' || value === 'fair' || value === 'default')) {
+    if (
+      name === '--deflate' &&
+      (value === 'off' || value === 'fair' || value === 'default' || value === 'takeover')
+    ) {
       args.deflate = value
       i++
     } else if (name === '--broadcast' && (value === 'loop' || value === 'prepared')) {

@@ -16,8 +16,12 @@ const server = createServer({
   port: 0,
   decodeText: false,
   // 'fair' and 'default' are the same here: Rally's defaults are no context takeover either way,
-  // level 1, threshold 1024. The runner varies what the client offers.
-  perMessageDeflate: args.deflate !== 'off',
+  // level 1, threshold 1024. The runner varies what the client offers. 'takeover': context
+  // takeover both ways (deflate-1k-takeover, deflate-memory).
+  perMessageDeflate:
+    args.deflate === 'takeover'
+      ? { serverNoContextTakeover: false, clientNoContextTakeover: false }
+      : args.deflate !== 'off',
   open(ws) {
     if (ws.url === '/sub') ws.subscribe(TOPIC)
   },

@@ -12,7 +12,8 @@
  * - `--deflate fair`: the parameters Rally uses: no context takeover either way, level 1,
  *   memLevel 8, threshold 1024;
  * - `--deflate default`: `perMessageDeflate: true`, ws's own defaults (level 6 via zlib's default,
- *   context takeover unless the client asks otherwise, threshold 1024).
+ *   context takeover unless the client asks otherwise, threshold 1024);
+ * - `--deflate takeover`: Rally's parameters with context takeover both ways.
  */
 import { createRequire } from 'node:module'
 import type { Duplex } from 'node:stream'
@@ -31,7 +32,14 @@ const fair: PerMessageDeflateOptions = {
 const wss = new WebSocketServer({
   host: '127.0.0.1',
   port: 0,
-  perMessageDeflate: args.deflate === 'off' ? false : args.deflate === 'fair' ? fair : true,
+  perMessageDeflate:
+    args.deflate === 'off'
+      ? false
+      : args.deflate === 'fair'
+        ? fair
+        : args.deflate === 'takeover'
+          ? { ...fair, serverNoContextTakeover: false, clientNoContextTakeover: false }
+          : true,
 })
 
 interface FrameOptions {

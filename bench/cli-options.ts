@@ -4,7 +4,14 @@
  * the runner prints as one line and exits 2 on, before it builds or starts anything.
  */
 import { parseArgs } from 'node:util'
-import { PEER_IDS, SCENARIO_GROUPS, SCENARIO_IDS, type ServerId } from './scenarios.js'
+import {
+  estimateSeconds,
+  PEER_IDS,
+  SCENARIO_GROUPS,
+  SCENARIO_IDS,
+  type ServerId,
+  scenarios,
+} from './scenarios.js'
 
 export interface Options {
   quick: boolean
@@ -121,6 +128,16 @@ export function parseOptions(argv: string[]): Options {
   }
 }
 
+/**
+ * How long `npm run bench` with no options takes, in minutes: every scenario at the default
+ * repetitions and windows, with as many idle connections as the scenarios ever open.
+ */
+export function fullRunMinutes(): number {
+  const options = parseOptions([])
+  const files = { text: 'payload-1k.json', deflated: 'payload-1k.deflate', deflatedWithWindow: {} }
+  return Math.round(estimateSeconds(scenarios(options, files, 19_900), options) / 60)
+}
+
 export const HELP = `Usage: npm run bench -- [options]    (or, from a clone: rally bench [options])
 
 Rally's server benchmarks next to ws (plain and with bufferutil), ws pre-framed, a raw node:net
@@ -128,8 +145,8 @@ server and Bun's built-in server (where Bun runs); Rally's real-time layer next 
 topics and Socket.IO 4, over its SSE and long-polling transports, and as a cluster of nodes on
 Redis next to Socket.IO's Redis adapter; WebSockets over HTTP/2 next to HTTP/1.1 over TLS. Driven
 by a C load generator (bench/loadgen, built with cc) and, for HTTP transports and HTTP/2, Node ones
-(bench/loadgen/fanout.ts, h2.ts). A full run takes about 25 minutes and writes docs/benchmarks.md
-and docs/benchmarks.svg; raw results go to
+(bench/loadgen/fanout.ts, h2.ts). A full run takes about ${fullRunMinutes()} minutes on a 2-core machine, runs
+every scenario below and writes docs/benchmarks.md and docs/benchmarks.svg; raw results go to
 bench/results/.
 
 Options:

@@ -104,10 +104,6 @@ export interface RunningServer {
   stop(): Promise<void>
 }
 
-export function repsOf(scenario: Scenario, options: Options): number {
-  return scenario.reps ?? (scenario.kind === 'memory' ? options.memoryReps : options.reps)
-}
-
 export function serverKey(id: ServerId, scenario: Scenario): string {
   return [id, ...scenario.serverArgs].join(' ')
 }
@@ -239,7 +235,7 @@ function startBunServer(
   const spec = SERVERS[id]
   const [command, args] = pinned(
     0,
-    BUN_BINARY,
+    bunBinary(),
     [join(BENCH, 'servers', spec.script), ...spec.args, ...scenario.serverArgs],
     options,
   )
@@ -381,12 +377,21 @@ function runLoadgen(command: string, argv: string[], args: string[], timeoutMs: 
 }
 
 /**
+ * The Bun that runs bench/servers/bun.ts: RALLY_BENCH_BUN when set (a Bun installed elsewhere; or
+ * a path that does not exist, to see a run without Bun), else the `bun` dev dependency's.
+ */
+export function bunBinary(): string {
+  const chosen = process.env.RALLY_BENCH_BUN
+  return chosen === undefined || chosen === '' ? BUN_BINARY : chosen
+}
+
+/**
  * Whether Bun can run here (the `bun` dev dependency downloads a native binary for the platform at
  * install; it may be missing, or not run on this system): its version, or why not.
  */
-export function probeBun(): { version: string } | { reason: string } {
+export function probeBun(binary: string = bunBinary()): { version: string } | { reason: string } {
   try {
-    const version = execFileSync(BUN_BINARY, ['--version'], {
+    const version = execFileSync(binary, ['--version'], {
       encoding: 'utf8',
       timeout: 10_000,
       stdio: 'pipe',

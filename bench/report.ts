@@ -7,7 +7,15 @@ import { availableParallelism, cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import type { Options } from './cli-options.js'
 import { NOTES, ROOT } from './paths.js'
-import { type Kind, OFFER_BROWSER, OFFER_FAIR, type Scenario, subjectOf } from './scenarios.js'
+import {
+  type Kind,
+  OFFER_BROWSER,
+  OFFER_FAIR,
+  SCENARIO_IDS,
+  type Scenario,
+  SERVERS,
+  subjectOf,
+} from './scenarios.js'
 import { type ScenarioResult, type ServerSummary, type Spread, spread } from './stats.js'
 
 export function si(value: number): string {
@@ -97,7 +105,7 @@ export function terminalTable(results: ScenarioResult[]): string {
     }
     const header =
       scenario.kind === 'memory'
-        ? ['server', 'bytes/conn', 'Rally/this']
+        ? ['server', 'bytes/conn', comparisonHeader(scenario)]
         : [
             'server',
             headlineName(scenario),
@@ -112,8 +120,7 @@ export function terminalTable(results: ScenarioResult[]): string {
             'Rally/this RSS',
           ]
     const rows = summary.map((s) => {
-      if (scenario.kind === 'memory')
-        return [s.label, spreadText(s.headline, format), s.ratio ? spreadText(s.ratio, ratio) : '']
+      if (scenario.kind === 'memory') return [s.label, spreadText(s.headline, format), comparisonText(s)]
       return [
         s.label,
         spreadText(s.headline, format),
@@ -135,6 +142,18 @@ export function terminalTable(results: ScenarioResult[]): string {
   return lines.join('\n')
 }
 
+/** A memory table's last column: Rally/this, or what the figure is above (deflate-memory). */
+function comparisonHeader(scenario: Scenario): string {
+  if (scenario.baseline === undefined) return 'Rally/this'
+  return `above ${scenario.baselineName ?? SERVERS[scenario.baseline].label}`
+}
+
+/** A memory row's last column: subject/this, or this above the baseline (deflate-memory). */
+function comparisonText(s: ServerSummary): string {
+  if (s.aboveBaseline !== undefined) return spreadText(s.aboveBaseline, bytes)
+  return s.ratio ? spreadText(s.ratio, ratio) : ''
+}
+
 /** The peer a target "vs ws" is checked against: ws with bufferutil where it ran. */
 export function wsPeer(summary: ServerSummary[]): ServerSummary | undefined {
   return summary.find((s) => s.id === 'ws-native') ?? summary.find((s) => s.id === 'ws')
@@ -146,8 +165,9 @@ export function targetsTable(results: ScenarioResult[]): string[] {
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ]
   for (const { scenario, summary } of results) {
-    // The real-time layer's scenarios compare it with other peers: realtimeTable.
-    if (scenario.subject !== undefined) continue
+    // The real-time layer's scenarios compare it with other peers: realtimeTable; deflate-memory
+    // has no peer: takeoverMemoryTable.
+    if (scenario.subject !== undefined || scenario.baseline !== undefined) continue
     const ws = wsPeer(summary)
     const raw = summary.find((s) => s.id === 'raw')
     const bun = summary.find((s) => s.id === 'bun')
@@ -165,6 +185,31 @@ export function targetsTable(results: ScenarioResult[]): string[] {
     if (scenario.targets?.rssVsWs !== undefined) {
       rows.push(
         `| ${scenario.title} | server RSS, peak in the measured window | ${cell(ws?.ratioRss, scenario.targets.rssVsWs, true)} | ${targetText(true, scenario.targets.rssVsWs)} | — | — | — | — |`,
+      )
+    }
+  }
+  return rows
+}
+
+/**
+ * deflate-memory (issue 17): bytes per connection with context takeover at each window size, and
+ * what that adds to a connection that exchanged the same message without permessage-deflate.
+ */
+export function takeoverMemoryTable(results: ScenarioResult[]): string[] {
+  const rows: string[] = [
+    '| window (server_max_window_bits = client_max_window_bits) | bytes per connection | above no permessage-deflate |',
+    '| --- | --- | --- |',
+  ]
+  for (const { scenario, summary } of results) {
+    if (scenario.id !== 'deflate-memory') continue
+    for (const s of summary) {
+      const bits = /^rally-takeover-(\d+)$/.exec(s.id)?.[1]
+      const window =
+        bits === undefined
+          ? `no permessage-deflate (${s.label})`
+          : `${bits} (${Number(bits) >= 10 ? `${2 ** (Number(bits) - 10)} KiB` : `${2 ** Number(bits)} B`})`
+      rows.push(
+        `| ${window} | ${spreadText(s.headline, bytes)} | ${s.aboveBaseline === undefined ? '—' : spreadText(s.aboveBaseline, bytes)} |`,
       )
     }
   }
@@ -271,8 +316,7 @@ export function laterIssuesSection(results: ScenarioResult[]): string[] {
       ...rows,
       '',
     )
-  } else
-    out.push('Not measured in this report: `npm run bench -- --only transports,cluster,http2` runs them.', '')
+  }
   return out
 }
 
@@ -291,7 +335,7 @@ export function detailTables(results: ScenarioResult[]): string[] {
     }
     if (scenario.kind === 'memory') {
       out.push(
-        '| server | bytes per connection | Rally/this | RSS before → after (median run) |',
+        `| server | bytes per connection | ${comparisonHeader(scenario)} | RSS before → after (median run) |`,
         '| --- | --- | --- | --- |',
       )
       for (const s of summary) {
@@ -301,9 +345,7 @@ export function detailTables(results: ScenarioResult[]): string[] {
           mid === undefined
             ? '–'
             : `${((mid.rssBeforeKiB ?? 0) / 1024).toFixed(1)} → ${((mid.rssAfterKiB ?? 0) / 1024).toFixed(1)} MiB`
-        out.push(
-          `| ${s.label} | ${spreadText(s.headline, format)} | ${s.ratio ? spreadText(s.ratio, ratio) : ''} | ${rss} |`,
-        )
+        out.push(`| ${s.label} | ${spreadText(s.headline, format)} | ${comparisonText(s)} | ${rss} |`)
       }
     } else {
       out.push(
@@ -469,6 +511,7 @@ export function shortTitle(scenario: Scenario): string {
     'rtt-32': 'RTT p50, 1 conn',
     'deflate-1k': 'echo 1 KiB deflate',
     'deflate-1k-defaults': '1 KiB deflate, defaults',
+    'deflate-1k-takeover': '1 KiB deflate, takeover',
     'broadcast-1k': 'broadcast → 1,000',
     'broadcast-10k': 'broadcast → 10,000',
     handshake: 'handshakes',
@@ -534,6 +577,21 @@ export function machineInfo(options: Options, openFiles: number, bun: string): M
   }
 }
 
+/**
+ * Issue 17: "Where Bun cannot be installed, the benchmark says so and runs without it" — and the
+ * report says so above the table whose Bun column is then empty.
+ */
+export function bunAvailability(machine: Machine): string[] {
+  if (machine.bun.startsWith('not available'))
+    return [
+      `**Bun could not run on this machine** (${machine.bun.replace(/^not available \((.*)\)$/, '$1')}): the benchmark ran without it, so the “Rally vs Bun” column is empty. \`npm ci\` installs the \`bun\` development dependency where its native binary exists for the platform.`,
+      '',
+    ]
+  if (machine.bun === 'not run')
+    return ['Bun was left out of this run (`--servers`): the “Rally vs Bun” column is empty.', '']
+  return []
+}
+
 /** Where a scenario measures longer than --duration (its minDuration), the report says so. */
 function longerWindows(results: ScenarioResult[], options: Options): string {
   const longer = results
@@ -558,11 +616,22 @@ export function markdown(
     '',
   )
   out.push(
-    'Rally side by side with `ws` (plain, and with `bufferutil`), `ws` with a pre-framed broadcast buffer, and a raw `node:net` server that completes the handshake and then echoes bytes unmodified — the upper limit of one Node.js thread on this machine. Ratios are Rally/peer computed repetition by repetition in the same run; the headline figure is work per server CPU-second.',
+    'Rally side by side with `ws` (plain, and with `bufferutil`), `ws` with a pre-framed broadcast buffer, a raw `node:net` server that completes the handshake and then echoes bytes unmodified — the upper limit of one Node.js thread on this machine — and Bun’s built-in WebSocket server (uWebSockets, native code) as the reference of issue 17. Ratios are Rally/peer computed repetition by repetition in the same run; the headline figure is work per server CPU-second.',
     '',
   )
   out.push('## Summary against the targets (issues 7 and 17)', '')
+  out.push(...bunAvailability(machine))
   out.push(...targetsTable(results), '')
+  const memoryRows = takeoverMemoryTable(results)
+  if (memoryRows.length > 2) {
+    out.push('## Memory per connection with context takeover (issue 17)', '')
+    out.push(
+      'Rally with permessage-deflate and context takeover both ways keeps a compressor and a decompressor per connection; their size follows the window the client’s offer asks for (`server_max_window_bits`, `client_max_window_bits`, RFC 7692 7.1.2) and `memLevel` (8, the default, here). Each connection exchanged one 1 KiB JSON message, then stayed idle; “above no permessage-deflate” is the difference from connections that exchanged the same message uncompressed, pair by pair. No target: the trade-off is in docs/deflate.md. Without context takeover (Rally’s default) a connection holds no zlib memory.',
+      '',
+      ...memoryRows,
+      '',
+    )
+  }
   const realtimeRows = realtimeTable(results)
   if (realtimeRows.length > 2) {
     out.push('## The real-time layer against the targets of issue 12', '')
@@ -573,10 +642,16 @@ export function markdown(
     out.push(...realtimeRows, '')
   }
   out.push(...laterIssuesSection(results))
+  const missing = SCENARIO_IDS.filter((id) => !results.some((result) => result.scenario.id === id))
+  if (missing.length > 0)
+    out.push(
+      `Not in this run (\`--only\` or \`--quick\`): ${missing.map((id) => `\`${id}\``).join(', ')}. A full run (\`npm run bench\`, no options) runs every scenario.`,
+      '',
+    )
   out.push('![Rally compared with each peer](benchmarks.svg)', '')
   out.push('## Results', '')
   out.push(
-    `Median [min–max] of ${options.reps} interleaved repetitions (${options.memoryReps} for memory at 10,000 connections, 2 at the most connections). ${options.duration} s measured${longerWindows(results, options)} after ${options.warmup} s of warm-up per repetition. "server CPU" is the server's CPU time over wall time in the measured window (100% = one core); "loadgen CPU" the same for the load generator, which shows it had headroom. "server RSS" is the server's resident set at its peak in the measured window (see Method).`,
+    `Median [min–max] of ${options.reps} interleaved repetitions (${options.memoryReps} for memory at 10,000 connections, ${Math.min(2, options.memoryReps)} at the most connections and with context takeover). ${options.duration} s measured${longerWindows(results, options)} after ${options.warmup} s of warm-up per repetition. "server CPU" is the server's CPU time over wall time in the measured window (100% = one core); "loadgen CPU" the same for the load generator, which shows it had headroom. "server RSS" is the server's resident set at its peak in the measured window (see Method).`,
     '',
   )
   out.push(...detailTables(results))
@@ -588,7 +663,7 @@ export function markdown(
     '- **CPU time**: the load generator reads the server’s utime+stime (all threads, zlib’s thread pool included) from `/proc/PID/stat` and its own from `getrusage` at the edges of the measured window.',
     '- **Server RSS** (throughput and latency scenarios): the peak of the server’s resident set over the measured window, which the load generator reads from `/proc/PID/statm` (the count `VmRSS` shows: heap, buffers, zlib’s memory, code) at both edges of the window and every 50 ms in between; the raw results keep the values at the edges too. The peak rather than the end, since memory held only under load (compression state, write backlogs) counts as much. A server is started once for all the scenarios with the same server arguments and repetitions follow one another, so the figure includes what its heap kept from the runs before; each deflate scenario has servers of its own. Rally/peer is taken pair by pair, like the other ratios.',
     '- **Echo**: every connection keeps a window of messages in flight; each echo is timed against its send time (a per-connection ring: echoes return in order) and replaced at once.',
-    `- **permessage-deflate**: the client sends 1 KiB of JSON-like text compressed once at start (raw deflate, no context takeover, RSV1), so every message is the same bytes. “no context takeover”: the client offers \`${OFFER_FAIR}\`, Rally runs with \`perMessageDeflate: true\` (no context takeover, level 1, threshold 1024 by default) and ws with the same parameters (\`serverNoContextTakeover\`, \`clientNoContextTakeover\`, level 1, memLevel 8, threshold 1024). “defaults”: both servers with \`perMessageDeflate: true\` and the offer browsers send, \`${OFFER_BROWSER}\`; ws then keeps a compressor per connection (context takeover, zlib’s default level), Rally does not.`,
+    `- **permessage-deflate**: the client sends 1 KiB of JSON-like text compressed once at start (raw deflate of that message alone, RSV1), so every message is the same bytes; with context takeover that is valid too (a message need not refer to earlier ones). Every echo is compressed. “without context takeover”: the client offers \`${OFFER_FAIR}\`, Rally runs with \`perMessageDeflate: true\` (no context takeover, level 1, threshold 1024 by default), ws with the same parameters (\`serverNoContextTakeover\`, \`clientNoContextTakeover\`, level 1, memLevel 8, threshold 1024), Bun with \`perMessageDeflate: true\` (its shared compressor and decompressor, which answer with no context takeover either way). “each server’s defaults”: \`perMessageDeflate: true\` everywhere and the offer browsers send, \`${OFFER_BROWSER}\`; ws then keeps a compressor per connection (context takeover, zlib’s default level), Rally and Bun do not. “with context takeover”: the browser offer again, every server with context takeover both ways (Rally \`serverNoContextTakeover: false, clientNoContextTakeover: false\`, ws the same at level 1, Bun \`{ compress: "dedicated", decompress: "dedicated" }\`). Memory with context takeover (\`deflate-memory\`): the idle-memory measurement below, each connection first exchanging one such message (the load generator’s \`--once\`) with an offer of \`server_max_window_bits=N; client_max_window_bits=N\` and the message compressed with a 2^N window, against Rally without permessage-deflate exchanging it uncompressed.`,
     '- **Broadcast**: subscribers connect on `/sub`, then one publisher on `/pub`. The publisher sends 64-byte messages that carry their send time (CLOCK_MONOTONIC); the server publishes each to every subscriber (Rally `server.publish(topic, data)`; ws `for (const client of wss.clients) client.send(data)`; ws pre-framed: `WebSocket.Sender.frame()` once, the same Buffer written to each `ws._socket`; raw: framed once, one write per subscriber of what arrived in one read). Closed loop: 8 broadcasts in flight, counted in deliveries, so the server is busy without buffering without bound. Latency: arrival time minus send time, the same clock on both sides.',
     '- **Handshakes**: 32 concurrent slots connect, send an upgrade request, check the 101 and its `Sec-WebSocket-Accept`, then reset the connection (SO_LINGER 0, so no TIME_WAIT) and start over. The reset costs every server an `ECONNRESET` error object, about a tenth of a handshake’s CPU. Client ports are chosen by the load generator in turn (the kernel’s search for a free port slows down with tens of thousands of connections to one address).',
     '- **Bun** (a reference, issue 17): `bench/servers/bun.ts` runs under the `bun` dev dependency’s binary with `Bun.serve` and its built-in WebSocket server: echo with `ws.send`, broadcast with Bun’s topics (`server.publish`), `perMessageDeflate: true` in the deflate scenarios. Where Bun cannot run, the runner says why and measures without it (the Machine section says which).',
@@ -600,7 +675,7 @@ export function markdown(
   out.push('## Machine', '')
   out.push(
     `- ${machine.cpus} CPUs: ${machine.cpuModel}; ${machine.memoryGiB} GiB; Linux ${machine.kernel}`,
-    `- Node.js ${machine.node}; ws ${machine.ws}; Bun ${machine.bun ?? 'not measured'}; open-file limit ${machine.openFiles}`,
+    `- Node.js ${machine.node}; ws ${machine.ws}; Bun ${machine.bun}; open-file limit ${machine.openFiles}`,
     `- Pinned: ${machine.pinned ? 'server on CPU 0, load generator on CPU 1' : 'no'}; load average at the start: ${machine.loadAverageBefore}`,
     '',
   )

@@ -8,7 +8,8 @@
  * load generator as child processes), measure (one measured window), recovery (the real-time
  * recovery round trip), stats (median, pairwise ratios), report (tables, markdown, chart).
  *
- *   npm run bench                  full run (about 25 minutes), writes docs/benchmarks.md + .svg
+ *   npm run bench                  full run (every scenario; the help text says how long), writes
+ *                                  docs/benchmarks.md + .svg
  *   npm run bench -- --quick       short run (3–4 minutes), for development; no docs unless --docs
  *   npm run bench -- --help        every option (HELP below)
  *
@@ -36,7 +37,7 @@ import { REDIS_SERVER } from '../test/support/brokers.js'
 import { HELP, type Options, parseOptions, UsageError } from './cli-options.js'
 import { measureMemory, measureThroughput, type Sample } from './measure.js'
 import { DOCS, LOADGEN_BINARY, LOADGEN_SOURCE, RESULTS, ROOT } from './paths.js'
-import { killAll, probeBun, type RunningServer, repsOf, serverKey, startServer } from './processes.js'
+import { killAll, probeBun, type RunningServer, serverKey, startServer } from './processes.js'
 import { measureRecovery } from './recovery.js'
 import {
   chartSvg,
@@ -45,10 +46,20 @@ import {
   machineInfo,
   markdown,
   realtimeTable,
+  takeoverMemoryTable,
   targetsTable,
   terminalTable,
 } from './report.js'
-import { type Scenario, SERVERS, type ServerId, scenarios } from './scenarios.js'
+import {
+  estimateSeconds,
+  type PayloadFiles,
+  repsOf,
+  type Scenario,
+  SERVERS,
+  type ServerId,
+  scenarios,
+  TAKEOVER_WINDOWS,
+} from './scenarios.js'
 import { type ScenarioResult, summarize } from './stats.js'
 
 // ------------------------------------------------------------------ progress
@@ -99,8 +110,13 @@ function buildLoadgen(): void {
   execFileSync(cc, ['-O2', '-o', LOADGEN_BINARY, LOADGEN_SOURCE], { stdio: 'inherit' })
 }
 
-/** 1 KiB of JSON-like text and its raw-deflate form (no context takeover, 00 00 FF FF removed). */
-function payloadFiles(): { text: string; deflated: string } {
+/**
+ * 1 KiB of JSON-like text and its raw-deflate forms (compressed on its own, ended by a sync flush
+ * whose 00 00 FF FF is removed, RFC 7692 7.2.1): with zlib's default 32 KiB window, and with each
+ * smaller window deflate-memory offers (a client that offered client_max_window_bits=N must not
+ * refer further back than 2^N bytes, and a 1 KiB message could).
+ */
+function payloadFiles(): PayloadFiles {
   const items: unknown[] = []
   let text = ''
   for (let i = 0; ; i++) {
@@ -114,15 +130,23 @@ function payloadFiles(): { text: string; deflated: string } {
   text = `${body},"pad":"${'x'.repeat(padding)}"}`
   if (Buffer.byteLength(text) !== 1024) throw new Error(`payload is ${Buffer.byteLength(text)} bytes`)
   JSON.parse(text)
-  const compressed = deflateRawSync(Buffer.from(text), { finishFlush: constants.Z_SYNC_FLUSH })
-  const deflated = compressed.subarray(0, compressed.length - 4)
+  const deflate = (windowBits: number): Buffer => {
+    const compressed = deflateRawSync(Buffer.from(text), { finishFlush: constants.Z_SYNC_FLUSH, windowBits })
+    return compressed.subarray(0, compressed.length - 4)
+  }
   const dir = join(RESULTS, 'tmp')
   mkdirSync(dir, { recursive: true })
   const textFile = join(dir, 'payload-1k.json')
   const deflatedFile = join(dir, 'payload-1k.deflate')
   writeFileSync(textFile, text)
-  writeFileSync(deflatedFile, deflated)
-  return { text: textFile, deflated: deflatedFile }
+  writeFileSync(deflatedFile, deflate(15))
+  const deflatedWithWindow: Record<number, string> = {}
+  for (const bits of TAKEOVER_WINDOWS) {
+    const file = join(dir, `payload-1k-w${bits}.deflate`)
+    writeFileSync(file, deflate(bits))
+    deflatedWithWindow[bits] = file
+  }
+  return { text: textFile, deflated: deflatedFile, deflatedWithWindow }
 }
 
 function openFileLimit(): number {
@@ -221,7 +245,7 @@ async function main(): Promise<void> {
   }
   const progress = new Progress(total)
   process.stderr.write(
-    `Rally benchmarks${options.quick ? ' (quick)' : ''}: ${list.length} scenarios, ${total} runs; ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}${options.pin ? ', server on CPU 0, loadgen on CPU 1' : ''}\n`,
+    `Rally benchmarks${options.quick ? ' (quick)' : ''}: ${list.length} scenarios, ${total} runs, about ${Math.max(1, Math.round(estimateSeconds(list, options) / 60))} minutes; ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}${options.pin ? ', server on CPU 0, loadgen on CPU 1' : ''}\n`,
   )
 
   const results: ScenarioResult[] = []
@@ -293,6 +317,11 @@ async function main(): Promise<void> {
   if (realtimeRows.length > 0) {
     process.stdout.write(`\nThe real-time layer against the targets of issue 12:\n`)
     for (const row of realtimeRows) process.stdout.write(`  ${row}\n`)
+  }
+  const memoryRows = takeoverMemoryTable(results).slice(2)
+  if (memoryRows.length > 0) {
+    process.stdout.write(`\nMemory per connection with context takeover (issue 17, no target):\n`)
+    for (const row of memoryRows) process.stdout.write(`  ${row}\n`)
   }
   const laterRows = laterIssuesTable(results).slice(2)
   if (laterRows.length > 0) {

@@ -43,6 +43,11 @@ export interface ServerSummary {
    */
   rss?: Spread
   ratioRss?: Spread
+  /**
+   * Scenarios with a baseline (deflate-memory): this server's headline minus the baseline's, pair
+   * by pair (undefined for the baseline itself). Such scenarios have no ratios.
+   */
+  aboveBaseline?: Spread
 }
 
 export interface ScenarioResult {
@@ -68,6 +73,16 @@ export function pairRatios(
   return spread(ratios)
 }
 
+/** this − baseline on the headline figure, repetition by repetition. */
+export function pairDifferences(samples: Record<string, Sample[]>, id: ServerId, baseline: ServerId): Spread {
+  const differences: number[] = []
+  for (const a of samples[id] ?? []) {
+    const b = (samples[baseline] ?? []).find((sample) => sample.rep === a.rep)
+    if (b !== undefined) differences.push(a.headline - b.headline)
+  }
+  return spread(differences)
+}
+
 export function summarize(scenario: Scenario, samples: Record<string, Sample[]>): ServerSummary[] {
   return scenario.servers.map((id) => {
     const list = samples[id] ?? []
@@ -84,7 +99,9 @@ export function summarize(scenario: Scenario, samples: Record<string, Sample[]>)
     }
     if (scenario.kind !== 'memory' && scenario.kind !== 'recovery')
       summary.rss = spread(list.map((s) => s.serverRssKiB ?? Number.NaN))
-    if (id !== subjectOf(scenario) && samples[subjectOf(scenario)] !== undefined) {
+    if (scenario.baseline !== undefined) {
+      if (id !== scenario.baseline) summary.aboveBaseline = pairDifferences(samples, id, scenario.baseline)
+    } else if (id !== subjectOf(scenario) && samples[subjectOf(scenario)] !== undefined) {
       summary.ratio = pairRatios(scenario, samples, id, 'headline')
       if (scenario.kind !== 'memory') {
         summary.ratioPerSecond = pairRatios(scenario, samples, id, 'perSecond')

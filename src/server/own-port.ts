@@ -49,7 +49,12 @@ export class OwnPort {
     this.limits = options.limits
     this.handshakeTimeout = options.handshakeTimeout
     this.host = host
-    const listener = options.tls ? createTlsServer(options.tls) : createNetServer()
+    // TCP_NODELAY set as each socket is accepted (every WebSocket wants it: a frame is sent when
+    // it is written, not held for the peer's ACK), before any JavaScript sees the socket; the
+    // driver's own setNoDelay(true) then finds it set and costs nothing.
+    const listener = options.tls
+      ? createTlsServer({ ...options.tls, noDelay: true })
+      : createNetServer({ noDelay: true })
     this.listener = listener
     listener.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.readHead(socket))
     // A failed TLS handshake: nothing to answer, the socket is gone.

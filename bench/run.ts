@@ -45,6 +45,7 @@ import {
   type Machine,
   machineInfo,
   markdown,
+  minutesText,
   realtimeTable,
   takeoverMemoryTable,
   targetsTable,
@@ -245,7 +246,7 @@ async function main(): Promise<void> {
   }
   const progress = new Progress(total)
   process.stderr.write(
-    `Rally benchmarks${options.quick ? ' (quick)' : ''}: ${list.length} scenarios, ${total} runs, about ${Math.max(1, Math.round(estimateSeconds(list, options) / 60))} minutes; ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}${options.pin ? ', server on CPU 0, loadgen on CPU 1' : ''}\n`,
+    `Rally benchmarks${options.quick ? ' (quick)' : ''}: ${list.length} scenarios, ${total} runs, about ${minutesText(estimateSeconds(list, options))}; ${machine.cpus} CPUs (${machine.cpuModel}), Node ${machine.node}${options.pin ? ', server on CPU 0, loadgen on CPU 1' : ''}\n`,
   )
 
   const results: ScenarioResult[] = []

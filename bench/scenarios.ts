@@ -755,9 +755,10 @@ export function scenarios(options: Options, files: PayloadFiles, maxConns: numbe
   }
   if (options.servers !== undefined) {
     const wanted = new Set<ServerId>(['rally', ...options.servers])
+    // A scenario measured against a baseline has no peers to leave out: all its servers are Rally.
     selected = selected.map((s) => ({
       ...s,
-      servers: s.servers.filter((id) => wanted.has(id) || id === subjectOf(s)),
+      servers: s.servers.filter((id) => wanted.has(id) || id === subjectOf(s) || s.baseline !== undefined),
     }))
   }
   return selected

@@ -44,7 +44,11 @@ export interface HttpTransportOptions {
   path?: string
   /** Which transports to serve. Default both. */
   transports?: readonly HttpTransportKind[]
-  /** Ms a poll is held when there is nothing to send. Default 25000 (below common proxy limits of 30–60 s). */
+  /**
+   * Ms a poll is held when there is nothing to send. Default 25000 (below common proxy limits of
+   * 30–60 s). Held polls are expired by the transports' periodic check rather than by a timer
+   * each, so a poll is answered within a quarter of `pollTimeout` (at most 1 s) either side of it.
+   */
   pollTimeout?: number
   /** Ms between comment lines on an idle SSE stream, so that idle proxies keep it. Default 15000. */
   sseHeartbeat?: number
@@ -97,8 +101,11 @@ interface HttpSession {
   reader: ServerResponse | undefined
   /** The sequence number after the last one written to the live SSE stream. */
   streamed: number
-  pollTimer: ReturnType<typeof setTimeout> | undefined
+  /** When the held poll is answered empty (the transports' clock); meaningful while one is held. */
+  pollDeadline: number
   lastRequestAt: number
+  /** A request came since the last periodic check, which then sets `lastRequestAt` to its time. */
+  touched: boolean
   /** Still counted in `maxSessionsPerIp`. */
   countsForAddress: boolean
   /** The session ended; what remains in the buffer can still be collected, then the entry goes. */
@@ -139,6 +146,8 @@ export class HttpTransports {
   private readonly sessionsPerIp = new Map<string, number>()
   private readonly timer: ReturnType<typeof setInterval>
   private lastHeartbeat = Date.now()
+  /** Date.now() at the last periodic check: held polls' deadlines are counted from it. */
+  private clock = Date.now()
   /**
    * Sessions with envelopes not yet handed to their reader. A fan-out delivers each publication
    * to every session in one step, and the publications that arrive together (one read of the
@@ -177,7 +186,12 @@ export class HttpTransports {
     })) {
       if (!(value > 0)) throw new RangeError(`HttpTransports: ${name} must be a positive number`)
     }
-    const period = Math.max(10, Math.min(1000, this.sseHeartbeat / 4, this.sessionTimeout / 4))
+    // The one timer of the transports: heartbeats, session expiry and held polls' deadlines, so
+    // that ten thousand idle clients, each with a poll held, cost one timer rather than one each.
+    const period = Math.max(
+      10,
+      Math.min(1000, this.sseHeartbeat / 4, this.sessionTimeout / 4, this.pollTimeout / 4),
+    )
     this.timer = setInterval(() => this.tick(Date.now()), period)
     this.timer.unref()
   }
@@ -333,15 +347,23 @@ export class HttpTransports {
     if (entry.buffer.length > 0 || entry.closed) this.answerPoll(entry)
   }
 
+  /** Answers the held poll (with what is buffered, possibly nothing). */
   private answerPoll(entry: HttpSession): void {
     const reader = entry.reader
     if (reader === undefined) return
     entry.reader = undefined
-    if (entry.pollTimer !== undefined) clearTimeout(entry.pollTimer)
-    entry.pollTimer = undefined
+    this.writePoll(entry, reader)
+  }
+
+  private writePoll(entry: HttpSession, response: ServerResponse): void {
     // Envelopes are JSON already: the body is built by joining them, no parse and re-encode.
     const body = `{"first":${entry.first},"messages":[${entry.buffer.join(',')}]}`
-    reader.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body)
+    // With its length in the head, node:http sends head and body as one string (a plain body,
+    // as any client and proxy reads most simply); without, it frames the body as chunks (size,
+    // CRLF, body, CRLF, then a last chunk). The head is an array, which node:http copies as is;
+    // writeHead reads it before it returns, so one array serves every answer.
+    POLL_HEAD[5] = String(Buffer.byteLength(body))
+    response.writeHead(200, POLL_HEAD).end(body)
     // A closed session's last messages are delivered once; a lost response leaves the client
     // with "reconnect" on its next poll, and recovery fills in what it missed.
     if (entry.closed) this.forget(entry)
@@ -355,7 +377,7 @@ export class HttpTransports {
     const drop = Math.min(entry.buffer.length, ack - entry.first + 1)
     if (drop > 0) {
       for (let i = 0; i < drop; i++) entry.queuedBytes -= entry.buffer[i]!.length
-      entry.buffer = entry.buffer.slice(drop)
+      entry.buffer = drop === entry.buffer.length ? [] : entry.buffer.slice(drop)
       entry.first = ack + 1
     }
     return true
@@ -364,8 +386,6 @@ export class HttpTransports {
   private forget(entry: HttpSession): void {
     entry.closed = true
     entry.transport.entry = undefined
-    if (entry.pollTimer !== undefined) clearTimeout(entry.pollTimer)
-    entry.pollTimer = undefined
     const reader = entry.reader
     entry.reader = undefined
     if (reader !== undefined) {
@@ -387,13 +407,24 @@ export class HttpTransports {
   }
 
   private tick(now: number): void {
+    this.clock = now
     const heartbeat = now - this.lastHeartbeat >= this.sseHeartbeat
     if (heartbeat) this.lastHeartbeat = now
     for (const entry of this.sessions.values()) {
       if (entry.reader !== undefined) {
         entry.lastRequestAt = now
+        entry.touched = false
         // A comment line: EventSource ignores it, proxies see traffic.
-        if (heartbeat && entry.kind === 'sse') entry.reader.write(':\n\n')
+        if (entry.kind === 'sse') {
+          if (heartbeat) entry.reader.write(':\n\n')
+        } else if (now >= entry.pollDeadline) this.answerPoll(entry)
+        continue
+      }
+      if (entry.touched) {
+        // A request came since the last check: the session's idle time starts now (a period
+        // late at most, so a session never ends before sessionTimeout without a request).
+        entry.touched = false
+        entry.lastRequestAt = now
         continue
       }
       if (now - entry.lastRequestAt >= this.sessionTimeout) {
@@ -437,8 +468,9 @@ export class HttpTransports {
       queuedBytes: 0,
       reader: undefined,
       streamed: 1,
-      pollTimer: undefined,
+      pollDeadline: 0,
       lastRequestAt: Date.now(),
+      touched: false,
       countsForAddress: true,
       closed: false,
     }
@@ -455,7 +487,7 @@ export class HttpTransports {
       answer(response, 404, RECONNECT)
       return undefined
     }
-    entry.lastRequestAt = Date.now()
+    entry.touched = true
     return entry
   }
 
@@ -482,20 +514,17 @@ export class HttpTransports {
     const previous = entry.reader
     entry.reader = undefined
     if (previous !== undefined) {
-      if (entry.pollTimer !== undefined) clearTimeout(entry.pollTimer)
-      entry.pollTimer = undefined
       if (previous.headersSent) {
         previous.end('event: replaced\ndata: another reader took this session\n\n')
       } else answer(previous, 409, { error: 'another poll took this session' })
     }
-    response.on('close', () => {
-      if (entry.reader === response) {
-        entry.reader = undefined
-        if (entry.pollTimer !== undefined) clearTimeout(entry.pollTimer)
-        entry.pollTimer = undefined
-        entry.lastRequestAt = Date.now()
-      }
-    })
+    if (route === 'poll' && (entry.buffer.length > 0 || entry.closed)) {
+      // Answered now: never held, so no reader to free if the client goes away.
+      this.writePoll(entry, response)
+      return
+    }
+    ;(response as ReaderResponse)[READER_OF] = entry
+    response.on('close', readerClosed)
     entry.reader = response
     if (route === 'sse') {
       response.writeHead(200, {
@@ -513,11 +542,7 @@ export class HttpTransports {
       this.flush(entry)
       return
     }
-    if (entry.buffer.length > 0 || entry.closed) {
-      this.answerPoll(entry)
-      return
-    }
-    entry.pollTimer = setTimeout(() => this.answerPoll(entry), this.pollTimeout)
+    entry.pollDeadline = this.clock + this.pollTimeout
   }
 
   /** The client is leaving (as a WebSocket close): presence and subscriptions end now, not at expiry. */
@@ -606,6 +631,25 @@ export class HttpTransports {
     return true
   }
 }
+
+/** A held reader's session, on the response itself: one 'close' listener serves every reader. */
+const READER_OF = Symbol('rally.readerOf')
+type ReaderResponse = ServerResponse & { [READER_OF]?: HttpSession }
+
+/**
+ * A held poll or stream ended (answered, replaced, or its client went away). When it is still
+ * the session's reader, the client left: the session is free for its next request, and its idle
+ * time counts from now.
+ */
+function readerClosed(this: ReaderResponse): void {
+  const entry = this[READER_OF]
+  if (entry === undefined || entry.reader !== this) return
+  entry.reader = undefined
+  entry.touched = true
+}
+
+/** A poll's answer head; index 5 is set to the body's length before each use. */
+const POLL_HEAD = ['content-type', 'application/json', 'cache-control', 'no-store', 'content-length', '0']
 
 /**
  * Writes one piece of an SSE stream. On a chunked HTTP/1.1 response (every stream whose headers

@@ -111,6 +111,45 @@ function trailingMatch(chunk: Uint8Array): number {
   return n >= 1 && chunk[n - 1] === 0x0d ? 1 : 0
 }
 
+/**
+ * Field names already seen, as sent, to their lower-case form: clients send the same few names
+ * in the same spelling, and a hit skips the token check and the lower-casing (a new string per
+ * field). Bounded: once full, other names take the slow path and are not kept, so a peer sending
+ * made-up names costs at most this table. The handshake's own names are in it from the start.
+ */
+const knownNames = new Map<string, string>()
+const MAX_KNOWN_NAMES = 256
+const MAX_KNOWN_NAME_LENGTH = 64
+for (const name of [
+  'Host',
+  'Upgrade',
+  'Connection',
+  'Origin',
+  'Sec-WebSocket-Key',
+  'Sec-WebSocket-Version',
+  'Sec-WebSocket-Extensions',
+  'Sec-WebSocket-Protocol',
+  'User-Agent',
+  'Cookie',
+  'Pragma',
+  'Cache-Control',
+  'Accept-Encoding',
+  'Accept-Language',
+]) {
+  knownNames.set(name, name.toLowerCase())
+  knownNames.set(name.toLowerCase(), name.toLowerCase())
+}
+
+/** The lower-case key of a field name; undefined if the name is not a token (RFC 9110 5.1). */
+function fieldKey(name: string): string | undefined {
+  const known = knownNames.get(name)
+  if (known !== undefined) return known
+  if (!isToken(name)) return undefined
+  const key = name.toLowerCase()
+  if (knownNames.size < MAX_KNOWN_NAMES && name.length <= MAX_KNOWN_NAME_LENGTH) knownNames.set(name, key)
+  return key
+}
+
 /** Parses a complete head ending in CR LF CR LF. */
 export function parseHead(text: string, maxHeaderCount: number): HttpHead {
   const lines = text.slice(0, -4).split('\r\n')
@@ -139,10 +178,9 @@ export function parseHead(text: string, maxHeaderCount: number): HttpHead {
     if (colon <= 0 || line.charCodeAt(0) === 0x20 || line.charCodeAt(0) === 0x09) {
       throw new HandshakeError(400, 'Malformed HTTP header field')
     }
-    const name = line.slice(0, colon)
-    if (!isToken(name)) throw new HandshakeError(400, 'Malformed HTTP header field name')
+    const key = fieldKey(line.slice(0, colon))
+    if (key === undefined) throw new HandshakeError(400, 'Malformed HTTP header field name')
     const value = trimOws(line.slice(colon + 1))
-    const key = name.toLowerCase()
     const list = fields[key]
     if (list === undefined) fields[key] = [value]
     else list.push(value)

@@ -589,14 +589,17 @@ static void pump_triggers(uint64_t t) {
 
 /* Sends one small text frame (a protocol command) on a subscriber; they are a few dozen bytes on
  * an otherwise quiet socket, so a short write is counted as an error rather than queued. */
-static void send_text(conn *c, const char *text) {
+static void send_small_frame(conn *c, int opcode, const uint8_t *payload, size_t len) {
   uint8_t frame[256];
-  size_t len = strlen(text);
   if (len > sizeof frame - 14) return;
-  size_t h = frame_header(frame, 1, 0, len);
-  for (size_t i = 0; i < len; i++) frame[h + i] = (uint8_t)text[i] ^ mask_key[i & 3];
+  size_t h = frame_header(frame, opcode, 0, len);
+  for (size_t i = 0; i < len; i++) frame[h + i] = payload[i] ^ mask_key[i & 3];
   ssize_t w = send(c->fd, frame, h + len, MSG_NOSIGNAL);
   if (w != (ssize_t)(h + len)) errors++;
+}
+
+static void send_text(conn *c, const char *text) {
+  send_small_frame(c, 1, (const uint8_t *)text, strlen(text));
 }
 
 static int prefix_is(const conn *c, const char *text) {
@@ -755,8 +758,10 @@ static uint32_t parse_frames(conn *c, const uint8_t *buf, size_t n, uint64_t t) 
     }
     size_t avail = n - pos;
     size_t take = c->remaining < avail ? (size_t)c->remaining : avail;
-    if ((opt_mode == MODE_SINK || opt_proto != PROTO_WS) && c->prefix_have < prefix_cap && take > 0) {
-      size_t want = prefix_cap - c->prefix_have;
+    /* A ping's payload is kept whole (at most 125 bytes, RFC 6455 5.5): the pong echoes it. */
+    size_t cap = c->opcode == 0x9 ? PREFIX_MAX : prefix_cap;
+    if ((opt_mode == MODE_SINK || opt_proto != PROTO_WS || c->opcode == 0x9) && c->prefix_have < cap && take > 0) {
+      size_t want = cap - c->prefix_have;
       if (want > take) want = take;
       for (size_t i = 0; i < want; i++) {
         uint8_t b = buf[pos + i];
@@ -774,6 +779,9 @@ static uint32_t parse_frames(conn *c, const uint8_t *buf, size_t n, uint64_t t) 
         server_closes++;
         return completed | 0x80000000u; /* closed */
       }
+      /* Servers with a heartbeat (Rally's default) close a connection whose pings go unanswered
+       * (RFC 6455 5.5.2: a pong in response): idle and subscriber connections must answer. */
+      if (c->opcode == 0x9) send_small_frame(c, 0xA, c->prefix, c->prefix_have);
       if (c->opcode < 0x8 && c->fin) {
         completed++;
         on_message(c, t);

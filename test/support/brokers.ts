@@ -124,12 +124,31 @@ async function startBroker(spec: BrokerSpec): Promise<Broker> {
       `${spec.binary} is missing: run node scripts/run-tests.mjs test/bus (it installs ${spec.name})`,
     )
   const port = await freePort()
-  const monitorPort = spec.monitored ? await freePort() : 0
+  let monitorPort = spec.monitored ? await freePort() : 0
   let dir = mkdtempSync(join(tmpdir(), `rally-${spec.name}-`))
   let child: ChildProcess | undefined
   let output = ''
 
+  // A port is free only when it was picked: while the broker is down (a restart), an outgoing
+  // connection of a test running alongside may get it as its local port (freePort's ports come
+  // from the same ephemeral range), and the broker cannot bind it. The monitoring port is ours to
+  // change: a fresh one. The client port is not (clients reconnect to it): it is tried again
+  // until its holder lets it go, within the readiness bound.
   const launch = async () => {
+    const deadline = Date.now() + READY_TIMEOUT_MS
+    for (;;) {
+      try {
+        return await launchOnce()
+      } catch (error) {
+        const message = String(error)
+        if (!/address already in use/i.test(message) || Date.now() > deadline) throw error
+        if (spec.monitored && /monitor/i.test(message)) monitorPort = await freePort()
+        else await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+    }
+  }
+
+  const launchOnce = async () => {
     output = ''
     const started = spawn(spec.binary, spec.args(port, dir, monitorPort), {
       cwd: dir,
@@ -168,7 +187,9 @@ async function startBroker(spec: BrokerSpec): Promise<Broker> {
   return {
     port,
     url: spec.url(port),
-    ...(spec.monitored ? { monitorUrl: `http://127.0.0.1:${monitorPort}` } : {}),
+    get monitorUrl() {
+      return spec.monitored ? `http://127.0.0.1:${monitorPort}` : undefined
+    },
     kill,
     start,
     async restart(options = {}) {

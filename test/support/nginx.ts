@@ -123,6 +123,11 @@ function servedGeneration(controlPort: number): Promise<number | undefined> {
   })
 }
 
+/** Workers that began their graceful shutdown, by the error log (level notice, as configured here). */
+function gracefulShutdowns(log: string): number {
+  return log.split('gracefully shutting down').length - 1
+}
+
 /** Attempts at starting on fresh ports when one was taken between freePort() and nginx's bind. */
 const START_ATTEMPTS = 3
 
@@ -217,8 +222,20 @@ async function startOnFreePorts(config: NginxConfig): Promise<Nginx> {
     errorLog,
     async reload(next) {
       write(next)
+      const shutdownsBefore = gracefulShutdowns(errorLog())
       child.kill('SIGHUP')
       await served(`generation ${generation} after a reload`)
+      // The new worker answering is not enough: until the old one handles the master's QUIT it
+      // still accepts on the shared listening sockets, and a new connection may reach it (seen in
+      // CI: a request after the reload served by the old configuration). It logs "gracefully
+      // shutting down" and closes its listening sockets in the same step of its cycle, before it
+      // next accepts: once that line is there, new connections go to the new worker only.
+      const deadline = Date.now() + READY_TIMEOUT_MS
+      while (gracefulShutdowns(errorLog()) <= shutdownsBefore) {
+        if (Date.now() > deadline)
+          throw new Error(`nginx's old worker did not shut down after a reload:\n${errorLog()}`)
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {

@@ -11,6 +11,8 @@
  * writev with the gathered bytes before them, in order. One `process.nextTick` flushes every
  * driver that wrote in the turn — a broadcast to 10,000 sockets schedules one callback, not
  * 10,000. A single small frame in a turn is not copied: its buffer goes to the socket as it is.
+ * Sockets whose turn holds only the same prepared frames (a broadcast's), in the same order,
+ * share one buffer of them joined, built once for the turn (see SharedRun).
  */
 import type { Duplex } from 'node:stream'
 import {
@@ -19,6 +21,7 @@ import {
   type ConnectionHandler,
   type ConnectionOptions,
   encodeSmallFrameAt,
+  type PreparedFrame,
   type ProtocolError,
   type Side,
 } from '../protocol/index.js'
@@ -81,6 +84,33 @@ const GATHER_CAPACITY = 16 * 1024
 /** Drivers holding output for the end of this turn, flushed by one `process.nextTick`. */
 let driversToFlush: SocketDriver[] = []
 
+/**
+ * Small prepared frames that drivers received one after the other in this turn, and their bytes
+ * joined once. A broadcast hands the same frame objects to every subscriber: without this each of
+ * 10,000 subscribers would copy the same bytes into a buffer of its own. A driver follows a run
+ * while its frames are the run's, in order (`frames` only grows, so each driver reads its own
+ * prefix of it), and branches off into a new run where they differ; the first driver to flush
+ * joins its prefix, and the drivers holding the same prefix write that very buffer. Nothing
+ * writes into a joined buffer once it is built: the sockets hold it until it is sent.
+ */
+class SharedRun {
+  readonly frames: Uint8Array[]
+  /** The first `joinedCount` frames joined, once one driver has flushed. */
+  joined: Buffer | undefined = undefined
+  joinedCount = 0
+
+  constructor(frames: Uint8Array[]) {
+    this.frames = frames
+  }
+}
+
+/**
+ * This turn's runs by their first frame. Emptied when the turn's flush starts: by then every
+ * driver holding a run is in the flush list (a driver joins one only after startWrite scheduled
+ * it) and keeps its own reference, so no frame is held past the turn.
+ */
+const sharedRuns = new Map<Uint8Array, SharedRun>()
+
 function scheduleFlush(driver: SocketDriver): void {
   if (driversToFlush.length === 0) process.nextTick(flushDrivers)
   driversToFlush.push(driver)
@@ -90,6 +120,8 @@ function flushDrivers(): void {
   // Writes made while flushing (a 'drain' handler that sends) schedule a new round.
   const drivers = driversToFlush
   driversToFlush = []
+  // (Map.clear allocates a new table even for an empty map: most turns share nothing.)
+  if (sharedRuns.size !== 0) sharedRuns.clear()
   for (let i = 0; i < drivers.length; i++) drivers[i]!.flush()
 }
 
@@ -155,7 +187,18 @@ export class SocketDriver implements ConnectionHandler {
   private firstPayload: Uint8Array | undefined
   /** Small frames of this turn copied one after the other; `gatheredLength` bytes are used. */
   private gathered: Buffer | undefined
+  /** Bytes in `gathered`, or in the first `runCount` frames of `run` when one is followed. */
   private gatheredLength = 0
+  /**
+   * The turn's small frames, while they are all prepared ones shared with other drivers (never
+   * set together with `gathered` or the held first frame).
+   */
+  private run: SharedRun | undefined
+  /**
+   * How many of `run`'s frames are this driver's; while a first frame is held (and no run is
+   * followed), 1 if it is a prepared one (a run may start from it), 0 if not.
+   */
+  private runCount = 0
   /** A socket write returned false and 'drain' has not come yet. */
   private backedUp = false
   /**
@@ -248,6 +291,23 @@ export class SocketDriver implements ConnectionHandler {
   }
 
   /**
+   * A frame built once for many connections (see OutputSink.writePrepared). A small one is kept
+   * uncopied while the turn holds only prepared frames, so that sockets given the same ones can
+   * share one buffer of them.
+   */
+  writePrepared(frame: PreparedFrame): void {
+    const header = frame.header
+    const size = header.length
+    if (frame.payload !== undefined || size > GATHER_FRAME_LIMIT) {
+      this.write(header, frame.payload)
+      return
+    }
+    if (!this.startWrite(size)) return
+    this.share(header, size)
+    this.checkWriteBacklog()
+  }
+
+  /**
    * A small unmasked frame (see ConnectionHandler.writeSmallFrame), encoded straight into the
    * turn's gathered buffer: no buffer of its own, one copy of the payload.
    */
@@ -335,8 +395,8 @@ export class SocketDriver implements ConnectionHandler {
     this.flushScheduled = false
     const socket = this.socket
     if (socket.writableEnded || socket.destroyed) {
-      this.firstHeader = this.firstPayload = this.gathered = undefined
-      this.gatheredLength = 0
+      this.firstHeader = this.firstPayload = this.gathered = this.run = undefined
+      this.gatheredLength = this.runCount = 0
       this.corked = false
       return
     }
@@ -349,9 +409,10 @@ export class SocketDriver implements ConnectionHandler {
 
   /** Keeps a small frame for the end of the turn, copying it only when a second one comes. */
   private gather(header: Uint8Array, payload: Uint8Array | undefined, size: number): void {
-    if (this.firstHeader === undefined && this.gathered === undefined) {
+    if (this.firstHeader === undefined && this.gathered === undefined && this.run === undefined) {
       this.firstHeader = header
       this.firstPayload = payload
+      this.runCount = 0
       return
     }
     this.reserve(size)
@@ -359,10 +420,64 @@ export class SocketDriver implements ConnectionHandler {
   }
 
   /**
+   * Keeps a small prepared frame for the end of the turn: held as the first frame, then with the
+   * second one in a run shared with the drivers given the same frames; copied as any other frame
+   * once the turn holds something else.
+   */
+  private share(frame: Uint8Array, size: number): void {
+    const first = this.firstHeader
+    if (first !== undefined) {
+      if (this.runCount === 1) {
+        let run = sharedRuns.get(first)
+        if (run === undefined) {
+          run = new SharedRun([first])
+          sharedRuns.set(first, run)
+        }
+        this.firstHeader = undefined
+        this.run = run
+        this.gatheredLength = first.length
+        this.follow(frame, size)
+        return
+      }
+    } else if (this.run !== undefined) {
+      if (this.gatheredLength + size <= GATHER_CAPACITY) {
+        this.follow(frame, size)
+        return
+      }
+    } else if (this.gathered === undefined) {
+      this.firstHeader = frame
+      this.runCount = 1
+      return
+    }
+    this.reserve(size)
+    this.copyIn(frame, undefined)
+  }
+
+  /** Adds `frame` to this driver's run: the run's next frame, or the first of a new branch. */
+  private follow(frame: Uint8Array, size: number): void {
+    const frames = this.run!.frames
+    const count = this.runCount
+    // The first driver to go past the run's end extends it; the others must match it.
+    if (frames.length === count) frames.push(frame)
+    else if (frames[count] !== frame) {
+      // Parted from the run here: a run of its own from this frame on, which the drivers that
+      // come later with the same frames follow (the map holds the latest run from a first frame).
+      const branch = new SharedRun(frames.slice(0, count))
+      branch.frames.push(frame)
+      sharedRuns.set(frames[0]!, branch)
+      this.run = branch
+    }
+    this.runCount = count + 1
+    this.gatheredLength += size
+  }
+
+  /**
    * Makes room for `size` more gathered bytes after what is held (the uncopied first frame
    * copied in first, so that order is kept), and returns the gathered buffer.
    */
   private reserve(size: number): Buffer {
+    // (Out of line, so that this stays small on the path of a socket's own sends.)
+    if (this.run !== undefined) this.leaveRun(size)
     const first = this.firstHeader
     if (first !== undefined) {
       const firstPayload = this.firstPayload
@@ -392,6 +507,54 @@ export class SocketDriver implements ConnectionHandler {
     this.gathered = next
   }
 
+  /**
+   * The turn holds something else than the run's frames from now on: the run is copied into a
+   * gathered buffer with room for `size` more bytes, or, past the capacity, leaves as it is
+   * (shared), as gathered bytes would.
+   */
+  private leaveRun(size: number): void {
+    if (this.gatheredLength + size > GATHER_CAPACITY) {
+      this.releaseRun()
+      return
+    }
+    const frames = this.run!.frames
+    const count = this.runCount
+    const length = this.gatheredLength
+    this.run = undefined
+    this.runCount = 0
+    this.gatheredLength = 0
+    this.growGathered(length + size)
+    for (let i = 0; i < count; i++) this.copyIn(frames[i]!, undefined)
+  }
+
+  /**
+   * Writes this driver's frames of the run as one buffer: the run's own when another driver built
+   * it for the same frames.
+   */
+  private releaseRun(): void {
+    const run = this.run!
+    const count = this.runCount
+    let joined = run.joined
+    if (run.joinedCount !== count) {
+      joined = Buffer.allocUnsafe(this.gatheredLength)
+      const frames = run.frames
+      let offset = 0
+      for (let i = 0; i < count; i++) {
+        const frame = frames[i]!
+        joined.set(frame, offset)
+        offset += frame.length
+      }
+      if (run.joined === undefined) {
+        run.joined = joined
+        run.joinedCount = count
+      }
+    }
+    this.run = undefined
+    this.runCount = 0
+    this.gatheredLength = 0
+    if (!this.socket.write(joined!)) this.backedUp = true
+  }
+
   private copyIn(header: Uint8Array, payload: Uint8Array | undefined): void {
     const gathered = this.gathered!
     gathered.set(header, this.gatheredLength)
@@ -409,6 +572,8 @@ export class SocketDriver implements ConnectionHandler {
       if (!socket.write(this.firstHeader)) this.backedUp = true
       if (this.firstPayload !== undefined && !socket.write(this.firstPayload)) this.backedUp = true
       this.firstHeader = this.firstPayload = undefined
+    } else if (this.run !== undefined) {
+      this.releaseRun()
     } else if (this.gathered !== undefined) {
       if (!socket.write(this.gathered.subarray(0, this.gatheredLength))) this.backedUp = true
       this.gathered = undefined

@@ -33,6 +33,13 @@ export interface OutputSink {
    * own output buffer — no buffer per frame. Without it such frames come through `write`.
    */
   writeSmallFrame?(firstByte: number, payload: Uint8Array): void
+  /**
+   * Optional: a frame built once for many connections (`server.publish`, the heartbeat's ping).
+   * The same object goes to every one of them and its bytes never change, so a handler may
+   * recognise it by identity and share what it builds from it among connections. Without it such
+   * frames come through `write`.
+   */
+  writePrepared?(frame: PreparedFrame): void
   /** Close the transport now, after flushing what was written (RFC 6455 7.1.1, 7.1.7). */
   closeTransport(): void
   /**
@@ -218,7 +225,7 @@ export class OutputSequencer {
     }
     if (!(frame instanceof Promise)) {
       if (this.queue === undefined) {
-        this.sink.write(frame.header, frame.payload)
+        this.writePrepared(frame)
         this.released++
       } else {
         this.enqueue({
@@ -330,7 +337,7 @@ export class OutputSequencer {
     while (queue.length > 0 && queue[0]!.ready) {
       const frame = queue.shift()!
       this.queuedBytes -= frame.size
-      if (frame.prebuilt !== undefined) this.sink.write(frame.prebuilt.header, frame.prebuilt.payload)
+      if (frame.prebuilt !== undefined) this.writePrepared(frame.prebuilt)
       else this.writeNow(frame.opcode, frame.payload ?? EMPTY, frame.fin, frame.rsv)
       if (frame.endsMessage) this.released++
     }
@@ -343,6 +350,12 @@ export class OutputSequencer {
       return
     }
     if (this.heldBytes === 0) this.sink.outputFlushed?.()
+  }
+
+  private writePrepared(frame: PreparedFrame): void {
+    const sink = this.sink
+    if (sink.writePrepared !== undefined) sink.writePrepared(frame)
+    else sink.write(frame.header, frame.payload)
   }
 
   private writeFrame(

@@ -4,12 +4,15 @@
  * must still be exactly its own frames, in the order they were sent — when another subscriber's
  * turn holds more of them, fewer, others in between (its own sends, another topic's publications)
  * or a frame too large to gather — and the bytes held for the end of the turn count in
- * `bufferedAmount`, down to a reader that does not read at all.
+ * `bufferedAmount`, down to a reader that does not read at all. The same buffer goes to TLS
+ * sockets and HTTP/2 streams alike.
  */
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
-import type { RallyServer, ServerWebSocket } from '../../src/index.js'
+import { type RallyServer, type ServerWebSocket, WebSocket } from '../../src/index.js'
 import { Opcode } from '../../src/protocol/index.js'
+import { makeCertificate, withH2Server } from '../http2/helpers.js'
+import { nextDomEvent } from '../support/events.js'
 import { disposeAll, EventQueue, RawClient, startServer, turn, waitUntil } from './helpers.js'
 
 interface Subscriber {
@@ -174,5 +177,47 @@ describe('publications shared among subscribers in one turn', () => {
     assert.deepEqual(texts, [...Array.from({ length: sent }, (_, i) => message(i)), 'own'])
     assert.equal(await drains.next(), stalled.ws)
     await waitUntil(() => stalled.ws.bufferedAmount === 0, 5000, 'the stalled socket to drain')
+  })
+
+  it('subscribers over TLS and over HTTP/2 streams read the same publications in order', async () => {
+    const certificate = makeCertificate()
+    try {
+      await withH2Server(
+        certificate,
+        {
+          open(ws) {
+            ws.subscribe('a')
+          },
+        },
+        async (h) => {
+          // Two TLS sockets (HTTP/1.1 upgrade) and two HTTP/2 streams.
+          const clients: { ws: WebSocket; texts: string[] }[] = []
+          for (const http2 of [false, false, true, true]) {
+            const ws = new WebSocket(`wss://localhost:${h.port}/`, [], {
+              http2,
+              tls: { ca: certificate.cert },
+              perMessageDeflate: false,
+            })
+            const client = { ws, texts: [] as string[] }
+            ws.addEventListener('message', (event) => client.texts.push(String((event as MessageEvent).data)))
+            clients.push(client)
+            await nextDomEvent(ws, 'open', 10_000)
+          }
+          await waitUntil(() => h.rally.subscriberCount('a') === 4, 5000, 'four subscribers')
+          const { http1, http2 } = h.rally.stats().transports
+          assert.deepEqual({ http1, http2 }, { http1: 2, http2: 2 })
+
+          const sent = [text('t1'), text('t2', 300), text('t3', 4000), text('t4', 20)]
+          for (const message of sent) assert.equal(h.rally.publish('a', message), 4)
+          for (const [i, client] of clients.entries()) {
+            await waitUntil(() => client.texts.length >= sent.length, 10_000, `client ${i}'s messages`)
+            assert.deepEqual(client.texts, sent, `client ${i}`)
+          }
+          for (const { ws } of clients) ws.close()
+        },
+      )
+    } finally {
+      certificate.dispose()
+    }
   })
 })

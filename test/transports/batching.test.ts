@@ -114,6 +114,44 @@ describe('HTTP transports: one write per session and turn', () => {
     socket.destroy()
   })
 
+  test('two streams get the same non-ASCII publications, each event id their own, chunk sizes in bytes', async () => {
+    // Each publication is encoded to UTF-8 once and shared by every stream (ids differ per
+    // session): the bytes must be the text's, and each chunk's size line count them, not characters.
+    const streams = []
+    for (let i = 0; i < 2; i++) {
+      const session = await openSession(server.url, 'sse')
+      await send(server.url, session, COMMANDS)
+      const socket = connect(server.port, '127.0.0.1')
+      const reader = new ChunkReader(socket)
+      socket.write(`GET ${PATH}/sse?session=${session.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+      await within(
+        reader.until((chunk) => chunk.includes('"id":2,"result"')),
+        10_000,
+        'the subscribe reply',
+      )
+      streams.push({ socket, reader })
+    }
+    const texts = ['café', 'naïve – 😀', 'plain']
+    for (const text of texts) void server.realtime.publish('chat:batch', { text })
+    for (const { socket, reader } of streams) {
+      const index = await within(
+        reader.until((chunk) => chunk.includes('"push":"pub"')),
+        10_000,
+        'the publications',
+      )
+      // ChunkReader reads latin1 (one character per byte) and checks each chunk's size line.
+      const chunk = Buffer.from(reader.chunks[index]!, 'latin1').toString('utf8')
+      const events = chunk.split('\n\n').filter((event) => event.includes('"push":"pub"'))
+      assert.deepEqual(
+        events.map((event) => JSON.parse(event.slice(event.indexOf('data: ') + 6)).data.text),
+        texts,
+      )
+      const ids = events.map((event) => Number(/^id: (\d+)$/m.exec(event)?.[1]))
+      assert.deepEqual(ids, [ids[0]!, ids[0]! + 1, ids[0]! + 2])
+      socket.destroy()
+    }
+  })
+
   test('a stream requested behind a pipelined held poll waits for it, its headers first', async () => {
     const stream = await openSession(server.url, 'sse')
     await send(server.url, stream, COMMANDS)

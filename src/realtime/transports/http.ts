@@ -313,6 +313,7 @@ export class HttpTransports {
     this.pendingScheduled = false
     for (const entry of this.pending) this.flush(entry)
     this.pending.clear()
+    encodedEnvelopes.clear()
   }
 
   /** @internal The session ended (disconnect): deliver what remains, then forget it. */
@@ -331,11 +332,9 @@ export class HttpTransports {
     if (entry.kind === 'sse') {
       const last = entry.first + entry.buffer.length
       if (entry.streamed < last) {
-        let chunk = ''
-        for (let seq = Math.max(entry.streamed, entry.first); seq < last; seq++)
-          chunk += `id: ${seq}\ndata: ${entry.buffer[seq - entry.first]}\n\n`
+        const from = Math.max(entry.streamed, entry.first)
         entry.streamed = last
-        writeChunk(reader, chunk)
+        writeEvents(reader, entry.buffer, from - entry.first, from, last - from)
       }
       if (entry.closed) {
         entry.reader = undefined
@@ -652,24 +651,87 @@ function readerClosed(this: ReaderResponse): void {
 const POLL_HEAD = ['content-type', 'application/json', 'cache-control', 'no-store', 'content-length', '0']
 
 /**
- * Writes one piece of an SSE stream. On a chunked HTTP/1.1 response (every stream whose headers
- * are out, unless the client spoke HTTP/1.0), the chunk is framed here (RFC 9112 §7.1: size in
- * hex, CRLF, data, CRLF) and handed to the socket in one write: `response.write` would hand it
- * over as four pieces (size, CRLF, data, CRLF) and defer an uncork, which, once per stream and
- * publication, was most of a fan-out's cost. The headers and any earlier piece went to the same
- * socket before, so the order holds; the response's own `end()` adds the last chunk.
+ * Envelopes as UTF-8 bytes, by the string itself: a publication is one string delivered to every
+ * session, so a fan-out encodes it once and each stream copies its bytes, where writing each
+ * stream's events as a string made every stream encode them all again (that encoding and the
+ * flattening of the string before it were most of an SSE fan-out's time). Cleared at the end of
+ * each turn's flush; bounded for the flushes that happen outside it.
  */
-function writeChunk(response: ServerResponse, text: string): void {
-  const socket = response.socket
-  // chunkedEncoding is node:http's own flag (false on HTTP/1.0, absent on HTTP/2's responses).
-  // A response pipelined behind another one has no socket until that one is done: its writes
-  // wait in the response, and so do these.
-  const chunked = (response as { chunkedEncoding?: boolean }).chunkedEncoding === true
-  if (!chunked || socket === null || !response.headersSent || response.writableEnded || socket.destroyed) {
-    response.write(text)
+const encodedEnvelopes = new Map<string, Buffer>()
+const MAX_ENCODED_ENVELOPES = 4096
+
+function encodedEnvelope(envelope: string): Buffer {
+  let bytes = encodedEnvelopes.get(envelope)
+  if (bytes === undefined) {
+    if (encodedEnvelopes.size >= MAX_ENCODED_ENVELOPES) encodedEnvelopes.clear()
+    bytes = Buffer.from(envelope, 'utf8')
+    encodedEnvelopes.set(envelope, bytes)
+  }
+  return bytes
+}
+
+/**
+ * Writes `count` envelopes of `buffer` from index `at` as SSE events whose ids start at `firstId`
+ * (`id: N`, `data: envelope`, blank line), as one buffer: the ids and field names in ASCII, each
+ * envelope's bytes copied from its shared encoding.
+ */
+function writeEvents(
+  response: ServerResponse,
+  buffer: readonly string[],
+  at: number,
+  firstId: number,
+  count: number,
+): void {
+  const prefixes: string[] = new Array(count)
+  const bodies: Buffer[] = new Array(count)
+  let size = 0
+  for (let i = 0; i < count; i++) {
+    const prefix = `id: ${firstId + i}\ndata: `
+    const body = encodedEnvelope(buffer[at + i]!)
+    prefixes[i] = prefix
+    bodies[i] = body
+    size += prefix.length + body.length + 2
+  }
+  const socket = writesChunksItself(response) ? response.socket! : undefined
+  // RFC 9112 7.1: a chunk is its size in hex, CRLF, the data, CRLF.
+  const head = socket === undefined ? '' : `${size.toString(16)}\r\n`
+  const bytes = Buffer.allocUnsafe(head.length + size + (socket === undefined ? 0 : 2))
+  let offset = bytes.write(head, 0, 'latin1')
+  for (let i = 0; i < count; i++) {
+    offset += bytes.write(prefixes[i]!, offset, 'latin1')
+    bytes.set(bodies[i]!, offset)
+    offset += bodies[i]!.length
+    bytes[offset++] = 0x0a
+    bytes[offset++] = 0x0a
+  }
+  if (socket === undefined) {
+    response.write(bytes)
     return
   }
-  socket.write(`${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`)
+  bytes[offset++] = 0x0d
+  bytes[offset] = 0x0a
+  socket.write(bytes)
+}
+
+/**
+ * Whether a piece of an SSE stream may be framed here and handed to the socket in one write. On a
+ * chunked HTTP/1.1 response (every stream whose headers are out, unless the client spoke
+ * HTTP/1.0), `response.write` would hand a piece over as four (size, CRLF, data, CRLF) and defer
+ * an uncork, which, once per stream and publication, was most of a fan-out's cost. The headers
+ * and any earlier piece went to the same socket before, so the order holds; the response's own
+ * `end()` adds the last chunk. chunkedEncoding is node:http's own flag (false on HTTP/1.0, absent
+ * on HTTP/2's responses). A response pipelined behind another one has no socket until that one
+ * is done: its writes wait in the response, and so do these.
+ */
+function writesChunksItself(response: ServerResponse): boolean {
+  const socket = response.socket
+  return (
+    (response as { chunkedEncoding?: boolean }).chunkedEncoding === true &&
+    socket !== null &&
+    response.headersSent &&
+    !response.writableEnded &&
+    !socket.destroyed
+  )
 }
 
 function answer(response: ServerResponse, status: number, body: object | string): void {

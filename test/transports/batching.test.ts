@@ -88,7 +88,8 @@ describe('HTTP transports: one write per session and turn', () => {
     await server.close()
   })
 
-  test('publications made in one step reach an SSE stream in one chunk, in order', async () => {
+  /** An SSE session subscribed to chat:batch, its stream read from a raw socket. */
+  async function subscribedStream(): Promise<{ socket: Socket; reader: ChunkReader }> {
     const session = await openSession(server.url, 'sse')
     await send(server.url, session, COMMANDS)
     const socket = connect(server.port, '127.0.0.1')
@@ -99,6 +100,11 @@ describe('HTTP transports: one write per session and turn', () => {
       10_000,
       'the subscribe reply',
     )
+    return { socket, reader }
+  }
+
+  test('publications made in one step reach an SSE stream in one chunk, in order', async () => {
+    const { socket, reader } = await subscribedStream()
     const before = reader.chunks.length
     for (let n = 0; n < 5; n++) void server.realtime.publish('chat:batch', { n })
     const index = await within(
@@ -117,20 +123,7 @@ describe('HTTP transports: one write per session and turn', () => {
   test('two streams get the same non-ASCII publications, each event id their own, chunk sizes in bytes', async () => {
     // Each publication is encoded to UTF-8 once and shared by every stream (ids differ per
     // session): the bytes must be the text's, and each chunk's size line count them, not characters.
-    const streams = []
-    for (let i = 0; i < 2; i++) {
-      const session = await openSession(server.url, 'sse')
-      await send(server.url, session, COMMANDS)
-      const socket = connect(server.port, '127.0.0.1')
-      const reader = new ChunkReader(socket)
-      socket.write(`GET ${PATH}/sse?session=${session.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
-      await within(
-        reader.until((chunk) => chunk.includes('"id":2,"result"')),
-        10_000,
-        'the subscribe reply',
-      )
-      streams.push({ socket, reader })
-    }
+    const streams = [await subscribedStream(), await subscribedStream()]
     const texts = ['café', 'naïve – 😀', 'plain']
     for (const text of texts) void server.realtime.publish('chat:batch', { text })
     for (const { socket, reader } of streams) {

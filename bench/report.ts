@@ -592,6 +592,12 @@ export function bunAvailability(machine: Machine): string[] {
   return []
 }
 
+/** A heading, its introduction and a table, when the table has rows beyond its header (two lines). */
+function section(out: string[], heading: string, intro: string, rows: string[]): void {
+  if (rows.length <= 2) return
+  out.push(heading, '', intro, '', ...rows, '')
+}
+
 /** "28 minutes", "1 minute", "under a minute". */
 export function minutesText(seconds: number): string {
   const minutes = Math.round(seconds / 60)
@@ -628,25 +634,18 @@ export function markdown(
   out.push('## Summary against the targets (issues 7 and 17)', '')
   out.push(...bunAvailability(machine))
   out.push(...targetsTable(results), '')
-  const memoryRows = takeoverMemoryTable(results)
-  if (memoryRows.length > 2) {
-    out.push('## Memory per connection with context takeover (issue 17)', '')
-    out.push(
-      'Rally with permessage-deflate and context takeover both ways keeps a compressor and a decompressor per connection; their size follows the window the client’s offer asks for (`server_max_window_bits`, `client_max_window_bits`, RFC 7692 7.1.2) and `memLevel` (8, the default, here). Each connection exchanged one 1 KiB JSON message, then stayed idle; “above no permessage-deflate” is the difference from connections that exchanged the same message uncompressed, pair by pair. No target: the trade-off is in docs/deflate.md. Without context takeover (Rally’s default) a connection holds no zlib memory.',
-      '',
-      ...memoryRows,
-      '',
-    )
-  }
-  const realtimeRows = realtimeTable(results)
-  if (realtimeRows.length > 2) {
-    out.push('## The real-time layer against the targets of issue 12', '')
-    out.push(
-      'Ratios of Rally’s real-time layer (`rallyjs/realtime`, rally.v1) to each peer, in the same run, pair by pair; in the chart its bars are the realtime layer against Rally’s raw topics (or a bare Rally connection) and against Socket.IO 4.',
-      '',
-    )
-    out.push(...realtimeRows, '')
-  }
+  section(
+    out,
+    '## Memory per connection with context takeover (issue 17)',
+    'Rally with permessage-deflate and context takeover both ways keeps a compressor and a decompressor per connection; their size follows the window the client’s offer asks for (`server_max_window_bits`, `client_max_window_bits`, RFC 7692 7.1.2) and `memLevel` (8, the default, here). Each connection exchanged one 1 KiB JSON message, then stayed idle; “above no permessage-deflate” is the difference from connections that exchanged the same message uncompressed, pair by pair. No target: the trade-off is in docs/deflate.md. Without context takeover (Rally’s default) a connection holds no zlib memory.',
+    takeoverMemoryTable(results),
+  )
+  section(
+    out,
+    '## The real-time layer against the targets of issue 12',
+    'Ratios of Rally’s real-time layer (`rallyjs/realtime`, rally.v1) to each peer, in the same run, pair by pair; in the chart its bars are the realtime layer against Rally’s raw topics (or a bare Rally connection) and against Socket.IO 4.',
+    realtimeTable(results),
+  )
   out.push(...laterIssuesSection(results))
   const missing = SCENARIO_IDS.filter((id) => !results.some((result) => result.scenario.id === id))
   if (missing.length > 0)

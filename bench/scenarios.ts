@@ -19,6 +19,7 @@ export type ServerId =
   | 'rt-ws'
   | 'rt-sse'
   | 'rt-lp'
+  | 'rt-lp-node'
   | 'socketio-lp'
   | 'cluster-1'
   | 'cluster-2'
@@ -120,11 +121,18 @@ export const SERVERS: Record<ServerId, ServerSpec> = {
   realtime: { label: 'Rally realtime', script: 'realtime.ts', args: [], env: NO_NATIVE },
   // Socket.IO runs on ws; with bufferutil, its best case.
   socketio: { label: 'Socket.IO 4', script: 'socketio.ts', args: [], env: NATIVE },
-  // Issue 13: one realtime server with every transport (bench/servers/transports.ts); the id
-  // says which transport the load generator's subscribers use.
+  // Issue 13: one realtime server with every transport (bench/servers/transports.ts) on Rally's
+  // own port; the id says which transport the load generator's subscribers use.
   'rt-ws': { label: 'Rally realtime, WebSocket', script: 'transports.ts', args: [], env: NO_NATIVE },
   'rt-sse': { label: 'Rally realtime, SSE', script: 'transports.ts', args: [], env: NO_NATIVE },
   'rt-lp': { label: 'Rally realtime, long polling', script: 'transports.ts', args: [], env: NO_NATIVE },
+  // The same on a node:http server (an app's Express or Hono server): node:http's request cost.
+  'rt-lp-node': {
+    label: 'Rally realtime, long polling on node:http',
+    script: 'transports.ts',
+    args: ['--http', 'node'],
+    env: NO_NATIVE,
+  },
   'socketio-lp': {
     label: 'Socket.IO 4, long polling',
     script: 'socketio.ts',
@@ -136,21 +144,21 @@ export const SERVERS: Record<ServerId, ServerSpec> = {
   'cluster-1': {
     label: 'Rally, 1 node',
     script: 'transports.ts',
-    args: ['--history', '1000'],
+    args: ['--history', '1000', '--http', 'node'],
     env: NO_NATIVE,
     nodes: 1,
   },
   'cluster-2': {
     label: 'Rally, 2 nodes',
     script: 'transports.ts',
-    args: ['--history', '1000'],
+    args: ['--history', '1000', '--http', 'node'],
     env: NO_NATIVE,
     nodes: 2,
   },
   'cluster-3': {
     label: 'Rally, 3 nodes',
     script: 'transports.ts',
-    args: ['--history', '1000'],
+    args: ['--history', '1000', '--http', 'node'],
     env: NO_NATIVE,
     nodes: 3,
   },
@@ -613,13 +621,13 @@ export function scenarios(options: Options, files: PayloadFiles, maxConns: numbe
       kind: 'throughput',
       unit: 'delivery',
       units: 'deliveries',
-      servers: ['rt-lp', 'socketio-lp'],
+      servers: ['rt-lp', 'rt-lp-node', 'socketio-lp'],
       subject: 'rt-lp',
       issue: 13,
       minDuration: 1.5,
       serverArgs: [],
       loadgen: [],
-      nodeLoadgen: { 'rt-lp': fanout('lp'), 'socketio-lp': fanout('sio-lp') },
+      nodeLoadgen: { 'rt-lp': fanout('lp'), 'rt-lp-node': fanout('lp'), 'socketio-lp': fanout('sio-lp') },
       targets: { peers: { 'socketio-lp': 3 } },
       note: "both driven by `bench/loadgen/fanout.ts`: Rally’s `GET /rt/poll` held until there is something to send, polled again at once with the acknowledgement of what came; Socket.IO 4 with `transports: ['polling']` (Engine.IO v4 polling: open, `40`, a `join` event with an ack, then a GET loop; the broadcast is `io.to(room).emit`)",
     },

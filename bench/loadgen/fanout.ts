@@ -13,8 +13,9 @@
  *   sio-lp   Socket.IO 4 on Engine.IO's polling transport: GET for the open packet, POST `40`,
  *            then a GET loop (packets separated by 0x1e), the `join` and pongs by POST;
  *
- * then one publisher WebSocket on /pub (a plain WebSocket: the server publishes each of its
- * messages to the channel). Publications are 64 B of text whose first 12 characters are a
+ * then one publisher WebSocket: for Rally, a rally.v1 WebSocket on /rt calling the server's RPC
+ * `publish` (bench/servers/transports.ts publishes its data to the channel); for Socket.IO, a
+ * plain WebSocket on /pub (the server publishes each of its messages to the channel). Publications are 64 B of text whose first 12 characters are a
  * sequence number: a delivery's latency is its arrival time minus the send time of its sequence
  * number, in this process. Closed loop, as the C load generator's sink mode: `--window`
  * publications in flight, counted in deliveries. Subscribers are spread over `--ports` (the
@@ -68,13 +69,19 @@ let publishing = false
 let lastProgress = 0
 let stalls = 0
 let lost = 0
+/** Long-polling GETs answered, over the whole run (deliveries per poll: how well answers batch). */
+let polls = 0
 let publisher: WebSocket | undefined
 const PADDING = 'x'.repeat(52)
+
+/** Socket.IO's transports; the others are Rally's, whose publisher speaks rally.v1. */
+const socketIo = transport === 'sio-ws' || transport === 'sio-lp'
 
 function publish(): void {
   const seq = sent++
   sentAt[seq & (RING - 1)] = performance.now()
-  publisher!.send(String(seq).padStart(12, '0') + PADDING)
+  const data = String(seq).padStart(12, '0') + PADDING
+  publisher!.send(socketIo ? data : `{"id":${seq + 10},"cmd":"rpc","method":"publish","data":"${data}"}`)
 }
 
 /** Keeps `window` publications in flight, counted in deliveries as the C load generator does. */
@@ -150,7 +157,9 @@ class Poller {
   private readonly socket: Socket
   private chunks: Buffer[] = []
   private buffered = 0
-  private waiting: { resolve: (answer: { status: number; text: string }) => void; reject: (error: Error) => void } | undefined
+  private waiting:
+    | { resolve: (answer: { status: number; text: string }) => void; reject: (error: Error) => void }
+    | undefined
   private failure: Error | undefined
 
   constructor(private readonly port: number) {
@@ -222,6 +231,7 @@ class Poller {
     counters.rxBytes += text.length
     const waiting = this.waiting
     this.waiting = undefined
+    polls++
     waiting.resolve({ status, text })
   }
 }
@@ -491,11 +501,28 @@ async function main(): Promise<void> {
     `${conns} ${transport} subscribers`,
   )
   const connectSeconds = (performance.now() - started) / 1000
-  publisher = new WebSocket(`ws://${HOST}:${ports[0]}/pub`)
+  publisher = socketIo
+    ? new WebSocket(`ws://${HOST}:${ports[0]}/pub`)
+    : new WebSocket(`ws://${HOST}:${ports[0]}/rt`, 'rally.v1')
   await within(
     new Promise<void>((resolve, reject) => {
-      publisher!.addEventListener('open', () => resolve())
-      publisher!.addEventListener('error', () => reject(new Error('cannot open the publisher')))
+      const ws = publisher!
+      ws.addEventListener('error', () => reject(new Error('cannot open the publisher')))
+      if (socketIo) {
+        ws.addEventListener('open', () => resolve())
+        return
+      }
+      ws.addEventListener('open', () => ws.send('{"id":1,"cmd":"connect","version":1}'))
+      // Ready once connected; afterwards the RPC replies are dropped unread, an error ends the run.
+      ws.addEventListener('message', (event) => {
+        const text = String((event as MessageEvent).data)
+        if (text.startsWith('{"id":1,"result"')) resolve()
+        else if (text.startsWith('{"push":"ping"')) ws.send('{"cmd":"pong"}')
+        else if (text.includes('"error"')) {
+          counters.errors++
+          reject(new Error(`the publisher was refused: ${text}`))
+        }
+      })
     }),
     30_000,
     'the publisher',
@@ -524,6 +551,7 @@ async function main(): Promise<void> {
       payload_bytes: 64,
       stalls,
       lost,
+      ...(polls > 0 ? { polls, deliveries_per_poll: counters.count / polls } : {}),
       ...fields,
     },
     counters,

@@ -4,6 +4,9 @@
  * head is bounded in size, header count (431) and time (handshakeTimeout: 408); once complete it
  * goes to the handshake decision with the bytes that followed it (frames a client sent at once).
  *
+ * With a `request` handler, a head without `Upgrade` is a plain HTTP request: its connection
+ * goes to own-http.ts, which serves it and the requests after it on the same connection.
+ *
  * The sockets' events go to module-level functions with the state on the socket (as in
  * SocketDriver): reading a head allocates no closures.
  */
@@ -11,8 +14,9 @@ import { Buffer } from 'node:buffer'
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls'
-import { HandshakeError, HttpHeadParser, type Limits } from '../protocol/index.js'
+import { HandshakeError, type HttpHead, HttpHeadParser, type Limits } from '../protocol/index.js'
 import { ignoreHandshakeSocketError } from './handshake-decision.js'
+import { HttpConnection, type HttpConnectionHost, type HttpRequestHandler } from './own-http.js'
 import type { ServerErrorKind } from './types.js'
 import { requestFromHead, type UpgradeRequest } from './upgrade-request.js'
 
@@ -33,7 +37,16 @@ export interface OwnPortOptions {
   tls?: TlsOptions | undefined
   limits: Limits
   handshakeTimeout: number
+  /** Plain HTTP requests (heads without `Upgrade`); without it they go to the handshake (426). */
+  request?: HttpRequestHandler | undefined
+  /** Largest request body for `request`, in bytes. */
+  maxRequestBodySize: number
 }
+
+/** Bytes of pipelined requests read while one is answered, before reading pauses. */
+const MAX_PIPELINED = 64 * 1024
+/** How often connections' request deadlines are checked (ms). */
+const DEADLINE_SWEEP = 1000
 
 export class OwnPort {
   readonly listener: NetServer
@@ -44,11 +57,39 @@ export class OwnPort {
   private readonly host: OwnPortHost
   /** Sockets still sending their request head (destroyed on `close()`). */
   private readonly handshaking = new Set<Socket>()
+  /** Plain HTTP connections (own-http.ts), and what they need from the port. */
+  private readonly connections = new Set<HttpConnection>()
+  private readonly http: HttpConnectionHost | undefined
+  private sweep: NodeJS.Timeout | undefined
 
   constructor(options: OwnPortOptions, host: OwnPortHost) {
     this.limits = options.limits
     this.handshakeTimeout = options.handshakeTimeout
     this.host = host
+    const handler = options.request
+    if (handler !== undefined) {
+      const connections = this.connections
+      this.http = {
+        handler,
+        limits: options.limits,
+        maxBodySize: options.maxRequestBodySize,
+        requestTimeout: options.handshakeTimeout,
+        maxPipelined: MAX_PIPELINED,
+        get closing() {
+          return host.closing
+        },
+        upgrade: (request, socket, head) => host.upgrade(request, socket, head),
+        reject: (socket, error) => host.reject(socket, error),
+        reportError: (error) => host.reportError(error, 'handler'),
+        connectionClosed: (connection) => {
+          connections.delete(connection)
+          if (connections.size === 0 && this.sweep !== undefined) {
+            clearInterval(this.sweep)
+            this.sweep = undefined
+          }
+        },
+      }
+    }
     // TCP_NODELAY set as each socket is accepted (every WebSocket wants it: a frame is sent when
     // it is written, not held for the peer's ACK), before any JavaScript sees the socket; the
     // driver's own setNoDelay(true) then finds it set and costs nothing.
@@ -78,6 +119,9 @@ export class OwnPort {
    */
   close(): Promise<void> {
     for (const socket of this.handshaking) socket.destroy()
+    // Idle keep-alive connections end now; one being answered ends after its answer, which
+    // says `connection: close` (the host is closing).
+    for (const connection of this.connections) if (connection.idle) connection.destroy()
     const listener = this.listener
     return this.listening.then(
       () => new Promise<void>((resolve) => listener.close(() => resolve())),
@@ -113,6 +157,10 @@ export class OwnPort {
       this.stopReadingHead(socket)
       // Nothing more is read until the handshake is decided: bytes wait in the socket.
       socket.pause()
+      if (this.http !== undefined && result.head.fields.upgrade === undefined) {
+        this.serveHttp(socket, result.head, result.rest)
+        return
+      }
       request = requestFromHead(result.head, socket)
       rest = result.rest
     } catch (error) {
@@ -124,6 +172,22 @@ export class OwnPort {
     // The handshake decision installs its own guard against resets.
     socket.removeListener('error', ignoreHandshakeSocketError)
     this.host.upgrade(request, socket, Buffer.from(rest.buffer, rest.byteOffset, rest.length))
+  }
+
+  /** A plain HTTP request: the connection is own-http.ts's from here. */
+  private serveHttp(socket: Socket, head: HttpHead, rest: Uint8Array): void {
+    socket.removeListener('error', ignoreHandshakeSocketError)
+    const connection = new HttpConnection(socket, this.http!)
+    this.connections.add(connection)
+    if (this.sweep === undefined) {
+      const connections = this.connections
+      this.sweep = setInterval(() => {
+        const now = Date.now()
+        for (const each of connections) if (each.deadline !== 0 && now >= each.deadline) each.timedOut()
+      }, DEADLINE_SWEEP)
+      this.sweep.unref()
+    }
+    connection.start(head, Buffer.from(rest.buffer, rest.byteOffset, rest.length))
   }
 
   /** @internal The head did not come in time (slowloris): 408. */

@@ -31,6 +31,7 @@ import type { ServerOptions, ServerStats } from './types.js'
 import type { UpgradeRequest } from './upgrade-request.js'
 
 const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
+const DEFAULT_MAX_REQUEST_BODY = 1024 * 1024
 
 export class RallyServer<UserData = undefined> {
   private readonly lifecycle: ConnectionLifecycle<UserData>
@@ -66,7 +67,15 @@ export class RallyServer<UserData = undefined> {
       options.port === undefined
         ? undefined
         : new OwnPort(
-            { port: options.port, host: options.host, tls: options.tls, limits, handshakeTimeout },
+            {
+              port: options.port,
+              host: options.host,
+              tls: options.tls,
+              limits,
+              handshakeTimeout,
+              request: options.request,
+              maxRequestBodySize: options.maxRequestBodySize ?? DEFAULT_MAX_REQUEST_BODY,
+            },
             {
               get closing() {
                 return lifecycle.closing

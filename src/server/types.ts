@@ -1,12 +1,14 @@
 /**
  * Server options, handlers and the internal contract between the server and its sockets.
  */
+
 import type { Duplex } from 'node:stream'
 import type { TlsOptions } from 'node:tls'
 import type { DriverOptions } from '../node/socket-driver.js'
 import type { PerMessageDeflateOptions } from '../protocol/extensions/permessage-deflate.js'
 import type { CloseInfo, HandshakeError, Limits } from '../protocol/index.js'
 import type { TopicRegistry } from '../pubsub/topic-registry.js'
+import type { HttpRequestHandler } from './own-http.js'
 import type { SendData, SendOptions, ServerWebSocket } from './server-websocket.js'
 import type { UpgradeRequest } from './upgrade-request.js'
 
@@ -95,6 +97,16 @@ export interface ServerOptions<UserData = undefined> extends ServerHandlers<User
   tls?: TlsOptions
   /** Accept upgrades only on this path (pathname, without the query); others get 404. */
   path?: string
+  /**
+   * Plain HTTP/1.1 requests on the server's own port (`port`): every request without `Upgrade`,
+   * with its body read in full (`request.body`), answered through a ServerResponse-like object.
+   * Keep-alive, pipelining, chunked bodies and HEAD are handled (src/server/own-http.ts). Without
+   * it such requests get 426 Upgrade Required. Not used when attached to another server, whose
+   * own request handling applies.
+   */
+  request?: HttpRequestHandler
+  /** Largest body of a plain HTTP request, in bytes; 413 beyond. Default 1 MiB. */
+  maxRequestBodySize?: number
   /**
    * Subprotocols this server speaks, in its order of preference: the first of them that the
    * client offered is chosen (the server's order wins, so it can prefer its newest version).

@@ -27,7 +27,7 @@ export interface UpgradeRequest {
  * A request built from a parsed head. `headers` and `rawHeaders` are made on first use: most
  * handshakes never read them, and a handshake's garbage is most of its cost after the syscalls.
  */
-class ParsedUpgradeRequest implements UpgradeRequest {
+export class ParsedUpgradeRequest implements UpgradeRequest {
   readonly method: string
   readonly url: string
   readonly httpVersion: string

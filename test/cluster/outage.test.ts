@@ -38,7 +38,7 @@ describe('a node whose bus is down', () => {
     port = served.port
     close = async () => {
       await realtime.close()
-      await new Promise((resolve) => served.server.close(resolve))
+      await served.close()
     }
   })
   after(() => close())

@@ -11,7 +11,7 @@ const realtime = createRealtime({ channels: { 'feed:*': {} }, onError: () => {} 
 after(() => realtime.close())
 
 test('session ids start with the node name and a dot; a bad prefix is refused', async () => {
-  const { server, port } = await listenTransports(realtime, {
+  const { close, port } = await listenTransports(realtime, {
     port: 0,
     host: '127.0.0.1',
     path: '/realtime',
@@ -28,7 +28,7 @@ test('session ids start with the node name and a dot; a bad prefix is refused', 
       assert.match(session, /^node-2_b\.[A-Za-z0-9_-]{22}$/)
     }
   } finally {
-    await new Promise((resolve) => server.close(resolve))
+    await close()
   }
   for (const prefix of ['', 'a.b', 'a b', 'x'.repeat(65), 'nœud'])
     assert.throws(

@@ -7,8 +7,15 @@
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { once } from '../support/events.js'
-import { openSession, PATH, startTransportServer, type TransportServer, within } from './helpers.js'
+import {
+  HTTP_KINDS,
+  handled,
+  openSession,
+  PATH,
+  startTransportServer,
+  type TransportServer,
+  within,
+} from './helpers.js'
 
 const COMMANDS = [
   { id: 1, cmd: 'connect', version: 1 },
@@ -79,143 +86,138 @@ class ChunkReader {
   }
 }
 
-describe('HTTP transports: one write per session and turn', () => {
-  let server: TransportServer
-  before(async () => {
-    server = await startTransportServer()
-  })
-  after(async () => {
-    await server.close()
-  })
+for (const http of HTTP_KINDS)
+  describe(`HTTP transports on ${http}: one write per session and turn`, () => {
+    let server: TransportServer
+    before(async () => {
+      server = await startTransportServer({}, {}, http)
+    })
+    after(async () => {
+      await server.close()
+    })
 
-  /** An SSE session subscribed to chat:batch, its stream read from a raw socket. */
-  async function subscribedStream(): Promise<{ socket: Socket; reader: ChunkReader }> {
-    const session = await openSession(server.url, 'sse')
-    await send(server.url, session, COMMANDS)
-    const socket = connect(server.port, '127.0.0.1')
-    const reader = new ChunkReader(socket)
-    socket.write(`GET ${PATH}/sse?session=${session.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
-    await within(
-      reader.until((chunk) => chunk.includes('"id":2,"result"')),
-      10_000,
-      'the subscribe reply',
-    )
-    return { socket, reader }
-  }
+    /** An SSE session subscribed to chat:batch, its stream read from a raw socket. */
+    async function subscribedStream(): Promise<{ socket: Socket; reader: ChunkReader }> {
+      const session = await openSession(server.url, 'sse')
+      await send(server.url, session, COMMANDS)
+      const socket = connect(server.port, '127.0.0.1')
+      const reader = new ChunkReader(socket)
+      socket.write(`GET ${PATH}/sse?session=${session.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`)
+      await within(
+        reader.until((chunk) => chunk.includes('"id":2,"result"')),
+        10_000,
+        'the subscribe reply',
+      )
+      return { socket, reader }
+    }
 
-  test('publications made in one step reach an SSE stream in one chunk, in order', async () => {
-    const { socket, reader } = await subscribedStream()
-    const before = reader.chunks.length
-    for (let n = 0; n < 5; n++) void server.realtime.publish('chat:batch', { n })
-    const index = await within(
-      reader.until((chunk) => chunk.includes('"push":"pub"')),
-      10_000,
-      'the publications',
-    )
-    assert.ok(index >= before)
-    const events = reader.chunks[index]!.split('\n\n').filter((event) => event.includes('"push":"pub"'))
-    assert.equal(events.length, 5, `one chunk with every publication: ${reader.chunks[index]}`)
-    const data = events.map((event) => JSON.parse(event.slice(event.indexOf('data: ') + 6)).data.n)
-    assert.deepEqual(data, [0, 1, 2, 3, 4])
-    socket.destroy()
-  })
-
-  test('two streams get the same non-ASCII publications, each event id their own, chunk sizes in bytes', async () => {
-    // Each publication is encoded to UTF-8 once and shared by every stream (ids differ per
-    // session): the bytes must be the text's, and each chunk's size line count them, not characters.
-    const streams = [await subscribedStream(), await subscribedStream()]
-    const texts = ['café', 'naïve – 😀', 'plain']
-    for (const text of texts) void server.realtime.publish('chat:batch', { text })
-    for (const { socket, reader } of streams) {
+    test('publications made in one step reach an SSE stream in one chunk, in order', async () => {
+      const { socket, reader } = await subscribedStream()
+      const before = reader.chunks.length
+      for (let n = 0; n < 5; n++) void server.realtime.publish('chat:batch', { n })
       const index = await within(
         reader.until((chunk) => chunk.includes('"push":"pub"')),
         10_000,
         'the publications',
       )
-      // ChunkReader reads latin1 (one character per byte) and checks each chunk's size line.
-      const chunk = Buffer.from(reader.chunks[index]!, 'latin1').toString('utf8')
-      const events = chunk.split('\n\n').filter((event) => event.includes('"push":"pub"'))
-      assert.deepEqual(
-        events.map((event) => JSON.parse(event.slice(event.indexOf('data: ') + 6)).data.text),
-        texts,
-      )
-      const ids = events.map((event) => Number(/^id: (\d+)$/m.exec(event)?.[1]))
-      assert.deepEqual(ids, [ids[0]!, ids[0]! + 1, ids[0]! + 2])
+      assert.ok(index >= before)
+      const events = reader.chunks[index]!.split('\n\n').filter((event) => event.includes('"push":"pub"'))
+      assert.equal(events.length, 5, `one chunk with every publication: ${reader.chunks[index]}`)
+      const data = events.map((event) => JSON.parse(event.slice(event.indexOf('data: ') + 6)).data.n)
+      assert.deepEqual(data, [0, 1, 2, 3, 4])
       socket.destroy()
-    }
-  })
-
-  test('a stream requested behind a pipelined held poll waits for it, its headers first', async () => {
-    const stream = await openSession(server.url, 'sse')
-    await send(server.url, stream, COMMANDS)
-    const polled = await openSession(server.url, 'long-polling')
-    const socket = connect(server.port, '127.0.0.1')
-    const reader = new ChunkReader(socket)
-    let raw = ''
-    socket.on('data', (data: string) => {
-      raw += data
     })
-    // Both requests in one write: the stream's response waits for the held poll's (RFC 9112
-    // §9.3.2), so nothing of the stream may reach the socket before the poll's answer is out.
-    const handled = new Promise<void>((resolve) => {
-      let count = 0
-      const listener = () => {
-        if (++count < 2) return
-        server.server.off('request', listener)
-        resolve()
+
+    test('two streams get the same non-ASCII publications, each event id their own, chunk sizes in bytes', async () => {
+      // Each publication is encoded to UTF-8 once and shared by every stream (ids differ per
+      // session): the bytes must be the text's, and each chunk's size line count them, not characters.
+      const streams = [await subscribedStream(), await subscribedStream()]
+      const texts = ['café', 'naïve – 😀', 'plain']
+      for (const text of texts) void server.realtime.publish('chat:batch', { text })
+      for (const { socket, reader } of streams) {
+        const index = await within(
+          reader.until((chunk) => chunk.includes('"push":"pub"')),
+          10_000,
+          'the publications',
+        )
+        // ChunkReader reads latin1 (one character per byte) and checks each chunk's size line.
+        const chunk = Buffer.from(reader.chunks[index]!, 'latin1').toString('utf8')
+        const events = chunk.split('\n\n').filter((event) => event.includes('"push":"pub"'))
+        assert.deepEqual(
+          events.map((event) => JSON.parse(event.slice(event.indexOf('data: ') + 6)).data.text),
+          texts,
+        )
+        const ids = events.map((event) => Number(/^id: (\d+)$/m.exec(event)?.[1]))
+        assert.deepEqual(ids, [ids[0]!, ids[0]! + 1, ids[0]! + 2])
+        socket.destroy()
       }
-      server.server.on('request', listener)
     })
-    socket.write(
-      `GET ${PATH}/poll?session=${polled.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n` +
-        `GET ${PATH}/sse?session=${stream.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
-    )
-    await within(handled, 10_000, 'both pipelined requests')
-    // The poll's session leaves: its held poll is answered (404, reconnect), then the stream goes.
-    const closed = await fetch(`${server.url}/close?session=${polled.session}`, {
-      method: 'POST',
-      headers: { 'x-rally-token': polled.token },
-    })
-    assert.equal(closed.status, 204)
-    await within(
-      reader.until((chunk) => chunk.includes('"id":2,"result"')),
-      10_000,
-      'the subscribe reply on the stream',
-    )
-    assert.match(raw, /^HTTP\/1\.1 404 /)
-    assert.match(reader.chunks[0]!, /^retry: 1000\n\nevent: ready\n/)
-    socket.destroy()
-  })
 
-  test('a held poll answers with every publication made in one step', async () => {
-    const session = await openSession(server.url, 'long-polling')
-    await send(server.url, session, COMMANDS)
-    let ack = 0
-    for (let subscribed = false; !subscribed; ) {
-      const batch = (await (
-        await fetch(`${server.url}/poll?session=${session.session}&ack=${ack}`)
-      ).json()) as {
+    test('a stream requested behind a pipelined held poll waits for it, its headers first', async () => {
+      const stream = await openSession(server.url, 'sse')
+      await send(server.url, stream, COMMANDS)
+      const polled = await openSession(server.url, 'long-polling')
+      const socket = connect(server.port, '127.0.0.1')
+      const reader = new ChunkReader(socket)
+      let raw = ''
+      socket.on('data', (data: string) => {
+        raw += data
+      })
+      // Both requests in one write: the stream's response waits for the held poll's (RFC 9112
+      // §9.3.2), so nothing of the stream may reach the socket before the poll's answer is out.
+      // node:http reads both at once (the stream's handler runs, its answer queued behind the
+      // poll's); Rally's own port reads the second once the first is answered.
+      const bothHandled = handled(server.transports, http === 'node:http' ? 2 : 1)
+      socket.write(
+        `GET ${PATH}/poll?session=${polled.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n` +
+          `GET ${PATH}/sse?session=${stream.session} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+      )
+      await within(bothHandled, 10_000, 'the pipelined requests')
+      // The poll's session leaves: its held poll is answered (404, reconnect), then the stream goes.
+      const closed = await fetch(`${server.url}/close?session=${polled.session}`, {
+        method: 'POST',
+        headers: { 'x-rally-token': polled.token },
+      })
+      assert.equal(closed.status, 204)
+      await within(
+        reader.until((chunk) => chunk.includes('"id":2,"result"')),
+        10_000,
+        'the subscribe reply on the stream',
+      )
+      assert.match(raw, /^HTTP\/1\.1 404 /)
+      assert.match(reader.chunks[0]!, /^retry: 1000\n\nevent: ready\n/)
+      socket.destroy()
+    })
+
+    test('a held poll answers with every publication made in one step', async () => {
+      const session = await openSession(server.url, 'long-polling')
+      await send(server.url, session, COMMANDS)
+      let ack = 0
+      for (let subscribed = false; !subscribed; ) {
+        const batch = (await (
+          await fetch(`${server.url}/poll?session=${session.session}&ack=${ack}`)
+        ).json()) as {
+          first: number
+          messages: { id?: number; result?: unknown }[]
+        }
+        subscribed = batch.messages.some((m) => m.id === 2 && m.result !== undefined)
+        ack = Math.max(ack, batch.first + batch.messages.length - 1)
+      }
+      // The server's handler runs before this listener: once it fires, the poll is held.
+      const held = handled(server.transports)
+      const answer = fetch(`${server.url}/poll?session=${session.session}&ack=${ack}`)
+      await held
+      for (let n = 0; n < 5; n++) void server.realtime.publish('chat:batch', { n })
+      const response = await within(answer, 10_000, 'the held poll')
+      assert.equal(response.status, 200)
+      const batch = (await response.json()) as {
         first: number
-        messages: { id?: number; result?: unknown }[]
+        messages: { push?: string; data?: { n: number } }[]
       }
-      subscribed = batch.messages.some((m) => m.id === 2 && m.result !== undefined)
-      ack = Math.max(ack, batch.first + batch.messages.length - 1)
-    }
-    // The server's handler runs before this listener: once it fires, the poll is held.
-    const held = once(server.server, 'request', 10_000)
-    const answer = fetch(`${server.url}/poll?session=${session.session}&ack=${ack}`)
-    await held
-    for (let n = 0; n < 5; n++) void server.realtime.publish('chat:batch', { n })
-    const response = await within(answer, 10_000, 'the held poll')
-    assert.equal(response.status, 200)
-    const batch = (await response.json()) as {
-      first: number
-      messages: { push?: string; data?: { n: number } }[]
-    }
-    assert.equal(batch.first, ack + 1)
-    assert.deepEqual(
-      batch.messages.map((m) => [m.push, m.data?.n]),
-      [0, 1, 2, 3, 4].map((n) => ['pub', n]),
-    )
+      assert.equal(batch.first, ack + 1)
+      assert.deepEqual(
+        batch.messages.map((m) => [m.push, m.data?.n]),
+        [0, 1, 2, 3, 4].map((n) => ['pub', n]),
+      )
+    })
   })
-})

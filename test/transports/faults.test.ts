@@ -50,7 +50,8 @@ async function startHarness(): Promise<Harness> {
     limits: { historyLimit: 100_000 },
     onError: () => {},
   })
-  const { server, transports, port } = await listenTransports(realtime, { port: 0, host: '127.0.0.1' })
+  const served = await listenTransports(realtime, { port: 0, host: '127.0.0.1' })
+  const { transports, port } = served
   const proxy = await FaultProxy.start({ targetPort: port })
   const clients: Watched[] = []
   return {
@@ -63,9 +64,7 @@ async function startHarness(): Promise<Harness> {
       for (const { client } of clients) client.close()
       await proxy.close()
       await realtime.close()
-      transports.close()
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await served.close()
     },
   }
 }

@@ -9,7 +9,14 @@ import { connect, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { once } from '../support/events.js'
 import { waitUntil } from '../support/timing.js'
-import { openSession, PATH, startTransportServer, type TransportServer, within } from './helpers.js'
+import {
+  HTTP_KINDS,
+  openSession,
+  PATH,
+  startTransportServer,
+  type TransportServer,
+  within,
+} from './helpers.js'
 
 const POLL_TIMEOUT = 400
 
@@ -60,91 +67,93 @@ function activeTimeouts(): number {
   return process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length
 }
 
-describe('long polling: the request path', () => {
-  let server: TransportServer
-  before(async () => {
-    server = await startTransportServer(
-      {},
-      {
-        sessionPrefix: 'node-1',
-        pollTimeout: POLL_TIMEOUT,
-        cors: { origins: ['https://app.example'], credentials: true },
-      },
-    )
-  })
-  after(() => server.close())
+for (const http of HTTP_KINDS)
+  describe(`long polling: the request path (${http})`, () => {
+    let server: TransportServer
+    before(async () => {
+      server = await startTransportServer(
+        {},
+        {
+          sessionPrefix: 'node-1',
+          pollTimeout: POLL_TIMEOUT,
+          cors: { origins: ['https://app.example'], credentials: true },
+        },
+        http,
+      )
+    })
+    after(() => server.close())
 
-  test('held polls are answered empty at pollTimeout by the periodic check, with no timer each', async () => {
-    const sessions = await Promise.all(Array.from({ length: 20 }, () => idleSession(server)))
-    const before = activeTimeouts()
-    const started = Date.now()
-    const polls = await Promise.all(
-      sessions.map((s) => rawPoll(server.port, `${PATH}/poll?session=${s.session}&ack=1`)),
-    )
-    await waitUntil(() => server.transports.readers === 20, 5000, 'the 20 polls held')
-    // A timer per held poll would show here as 20 more; the transports' one interval is unref'd.
-    assert.ok(activeTimeouts() - before < 20, `${activeTimeouts() - before} timers for 20 held polls`)
-    const answers = await within(
-      Promise.all(polls.map((p) => p.answer)),
-      POLL_TIMEOUT * 10,
-      'the polls answered at pollTimeout',
-    )
-    // The check runs every pollTimeout / 4: an answer may come up to that much early.
-    const elapsed = Date.now() - started
-    assert.ok(elapsed >= POLL_TIMEOUT * 0.75 - 5, `answered after ${elapsed} ms`)
-    for (const text of answers) {
-      assert.match(text, /^HTTP\/1\.1 200 /)
-      assert.deepEqual(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)), { first: 2, messages: [] })
-    }
-    assert.equal(server.transports.readers, 0)
-    for (const { socket } of polls) socket.destroy()
-  })
+    test('held polls are answered empty at pollTimeout by the periodic check, with no timer each', async () => {
+      const sessions = await Promise.all(Array.from({ length: 20 }, () => idleSession(server)))
+      const before = activeTimeouts()
+      const started = Date.now()
+      const polls = await Promise.all(
+        sessions.map((s) => rawPoll(server.port, `${PATH}/poll?session=${s.session}&ack=1`)),
+      )
+      await waitUntil(() => server.transports.readers === 20, 5000, 'the 20 polls held')
+      // A timer per held poll would show here as 20 more; the transports' one interval is unref'd.
+      assert.ok(activeTimeouts() - before < 20, `${activeTimeouts() - before} timers for 20 held polls`)
+      const answers = await within(
+        Promise.all(polls.map((p) => p.answer)),
+        POLL_TIMEOUT * 10,
+        'the polls answered at pollTimeout',
+      )
+      // The check runs every pollTimeout / 4: an answer may come up to that much early.
+      const elapsed = Date.now() - started
+      assert.ok(elapsed >= POLL_TIMEOUT * 0.75 - 5, `answered after ${elapsed} ms`)
+      for (const text of answers) {
+        assert.match(text, /^HTTP\/1\.1 200 /)
+        assert.deepEqual(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)), { first: 2, messages: [] })
+      }
+      assert.equal(server.transports.readers, 0)
+      for (const { socket } of polls) socket.destroy()
+    })
 
-  test('a held poll whose client went away frees the session for the next poll', async () => {
-    const session = await idleSession(server)
-    const gone = await rawPoll(server.port, `${PATH}/poll?session=${session.session}&ack=1`)
-    await waitUntil(() => server.transports.readers === 1, 5000, 'the poll held')
-    gone.socket.destroy()
-    await waitUntil(() => server.transports.readers === 0, 5000, 'the reader freed')
-    // The next poll is the session's only reader: the envelope goes to it, nobody gets a 409.
-    const next = fetch(`${server.url}/poll?session=${session.session}&ack=1`)
-    await waitUntil(() => server.transports.readers === 1, 5000, 'the next poll held')
-    await sendConnect(server.url, session)
-    const response = await within(next, 5000, 'the next poll')
-    assert.equal(response.status, 200)
-    const batch = (await response.json()) as Batch
-    assert.equal(batch.first, 2)
-    assert.equal(batch.messages.length, 1)
-  })
+    test('a held poll whose client went away frees the session for the next poll', async () => {
+      const session = await idleSession(server)
+      const gone = await rawPoll(server.port, `${PATH}/poll?session=${session.session}&ack=1`)
+      await waitUntil(() => server.transports.readers === 1, 5000, 'the poll held')
+      gone.socket.destroy()
+      await waitUntil(() => server.transports.readers === 0, 5000, 'the reader freed')
+      // The next poll is the session's only reader: the envelope goes to it, nobody gets a 409.
+      const next = fetch(`${server.url}/poll?session=${session.session}&ack=1`)
+      await waitUntil(() => server.transports.readers === 1, 5000, 'the next poll held')
+      await sendConnect(server.url, session)
+      const response = await within(next, 5000, 'the next poll')
+      assert.equal(response.status, 200)
+      const batch = (await response.json()) as Batch
+      assert.equal(batch.first, 2)
+      assert.equal(batch.messages.length, 1)
+    })
 
-  test("a poll's answer carries its length, not chunks, and the CORS headers of its origin", async () => {
-    const session = await openSession(server.url, 'long-polling')
-    await sendConnect(server.url, session)
-    const answer = await new Promise<{ headers: Record<string, unknown>; body: string }>(
-      (resolve, reject) => {
-        const req = request(
-          `${server.url}/poll?session=${session.session}&ack=0`,
-          { headers: { origin: 'https://app.example' } },
-          (response) => {
-            let body = ''
-            response.setEncoding('utf8')
-            response.on('data', (chunk: string) => {
-              body += chunk
-            })
-            response.on('end', () => resolve({ headers: response.headers, body }))
-            response.on('error', reject)
-          },
-        )
-        req.on('error', reject)
-        req.end()
-      },
-    )
-    assert.equal(answer.headers['transfer-encoding'], undefined)
-    assert.equal(answer.headers['content-length'], String(Buffer.byteLength(answer.body)))
-    assert.equal(answer.headers['content-type'], 'application/json')
-    assert.equal(answer.headers['cache-control'], 'no-store')
-    assert.equal(answer.headers['access-control-allow-origin'], 'https://app.example')
-    assert.equal(answer.headers['access-control-allow-credentials'], 'true')
-    assert.equal(((JSON.parse(answer.body) as Batch).messages[0] as { id: number }).id, 1)
+    test("a poll's answer carries its length, not chunks, and the CORS headers of its origin", async () => {
+      const session = await openSession(server.url, 'long-polling')
+      await sendConnect(server.url, session)
+      const answer = await new Promise<{ headers: Record<string, unknown>; body: string }>(
+        (resolve, reject) => {
+          const req = request(
+            `${server.url}/poll?session=${session.session}&ack=0`,
+            { headers: { origin: 'https://app.example' } },
+            (response) => {
+              let body = ''
+              response.setEncoding('utf8')
+              response.on('data', (chunk: string) => {
+                body += chunk
+              })
+              response.on('end', () => resolve({ headers: response.headers, body }))
+              response.on('error', reject)
+            },
+          )
+          req.on('error', reject)
+          req.end()
+        },
+      )
+      assert.equal(answer.headers['transfer-encoding'], undefined)
+      assert.equal(answer.headers['content-length'], String(Buffer.byteLength(answer.body)))
+      assert.equal(answer.headers['content-type'], 'application/json')
+      assert.equal(answer.headers['cache-control'], 'no-store')
+      assert.equal(answer.headers['access-control-allow-origin'], 'https://app.example')
+      assert.equal(answer.headers['access-control-allow-credentials'], 'true')
+      assert.equal(((JSON.parse(answer.body) as Batch).messages[0] as { id: number }).id, 1)
+    })
   })
-})

@@ -39,6 +39,11 @@ export class HttpHeadParser {
     this.options = options
   }
 
+  /** Whether any byte of a head has come. */
+  get started(): boolean {
+    return this.length > 0 || this.matched > 0
+  }
+
   /**
    * Adds bytes. Returns the head once complete, undefined while more is needed. Throws
    * HandshakeError (431 for a head over the limits, 400 for a malformed one).

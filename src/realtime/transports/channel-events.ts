@@ -13,9 +13,9 @@
  * in `maxSessionsPerIp` (429 beyond), and a reader that lets more than `maxQueuedBytes` pile up
  * unread is cut (its EventSource resumes from history when it reconnects).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Realtime } from '../server.js'
 import type { RealtimeSession, SessionTransport } from '../session.js'
+import type { TransportRequest, TransportResponse } from './http.js'
 
 interface Envelope {
   id?: number
@@ -39,7 +39,7 @@ export interface ChannelEventLimits {
   /** Bytes written to a stream and not yet taken by the peer's socket; beyond, the stream is cut. */
   maxQueuedBytes: number
   /** Counts a stream against its address: a release function, or undefined when over the limit. */
-  admit(request: IncomingMessage): (() => void) | undefined
+  admit(request: TransportRequest): (() => void) | undefined
 }
 
 /** Serves `GET <path>/events?channel=…`; false for any other request. */
@@ -47,8 +47,8 @@ export function handleChannelEvents(
   // biome-ignore lint/suspicious/noExplicitAny: any realtime, whatever its channel and RPC types
   realtime: Realtime<any, any>,
   path: string,
-  request: IncomingMessage,
-  response: ServerResponse,
+  request: TransportRequest,
+  response: TransportResponse,
   limits: ChannelEventLimits,
 ): boolean {
   const url = new URL(request.url ?? '/', 'http://localhost')

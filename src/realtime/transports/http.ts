@@ -21,16 +21,50 @@
  * that stops reading is disconnected (4003) and its buffer freed.
  */
 import { randomBytes } from 'node:crypto'
-import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import type {
+  Server as HttpServer,
+  IncomingHttpHeaders,
+  IncomingMessage,
+  OutgoingHttpHeaders,
+  ServerResponse,
+} from 'node:http'
+import type { Socket } from 'node:net'
+import { RallyHttpRequest } from '../../server/own-http.js'
+import type { RallyServer } from '../../server/server.js'
 import { BUS_OUTAGE_REASON, BUS_OUTAGE_RETRY_AFTER } from '../bus-outage.js'
 import { DisconnectCode } from '../protocol.js'
-import type { Realtime } from '../server.js'
+import type { Realtime, RealtimeConnection, RealtimeServerOptions } from '../server.js'
 import type { RealtimeSession, SessionTransport } from '../session.js'
 import { type ChannelEventLimits, handleChannelEvents } from './channel-events.js'
 
 export type HttpTransportKind = 'sse' | 'long-polling'
+
+/**
+ * What the transports read of a request: node:http's IncomingMessage (attachTransports, Hono),
+ * or a RallyHttpRequest on Rally's own port (listenTransports).
+ */
+export interface TransportRequest {
+  readonly method?: string | undefined
+  readonly url?: string | undefined
+  readonly headers: IncomingHttpHeaders
+  readonly socket: { readonly remoteAddress?: string | undefined }
+  resume(): unknown
+}
+
+/** What the transports write an answer with: node:http's ServerResponse, or a RallyHttpResponse. */
+export interface TransportResponse {
+  readonly headersSent: boolean
+  readonly writableEnded: boolean
+  /** Bytes written and not yet taken by the connection. */
+  readonly writableLength: number
+  readonly socket: Socket | null
+  writeHead(status: number, headers?: OutgoingHttpHeaders | string[]): this
+  setHeader(name: string, value: number | string | readonly string[]): this
+  write(chunk: string | Uint8Array): boolean
+  end(chunk?: string | Uint8Array): this
+  destroy(): this
+  on(event: 'close', listener: () => void): this
+}
 
 export interface CorsOptions {
   /** Origins allowed to call the transports from a page of another origin; '*' for any. */
@@ -65,7 +99,7 @@ export interface HttpTransportOptions {
    * reverse proxy that is the proxy's, the same for every client: return the address the proxy
    * forwards (its X-Forwarded-For entry) instead, or every client shares one budget.
    */
-  clientAddress?: (request: IncomingMessage) => string
+  clientAddress?(request: TransportRequest): string
   /** Cross-origin access; default none (same origin only). */
   cors?: CorsOptions
   /**
@@ -98,7 +132,7 @@ interface HttpSession {
   first: number
   queuedBytes: number
   /** The live SSE stream, or the held poll. */
-  reader: ServerResponse | undefined
+  reader: TransportResponse | undefined
   /** The sequence number after the last one written to the live SSE stream. */
   streamed: number
   /** When the held poll is answered empty (the transports' clock); meaningful while one is held. */
@@ -137,10 +171,11 @@ export class HttpTransports {
   private readonly sseHeartbeat: number
   private readonly sessionTimeout: number
   private readonly maxQueuedBytes: number
-  private readonly maxBodySize: number
+  /** Largest POST body in bytes (413 beyond). */
+  readonly maxBodySize: number
   private readonly maxSessionsPerIp: number
   private readonly cors: CorsOptions | undefined
-  private readonly clientAddress: (request: IncomingMessage) => string
+  private readonly clientAddress: (request: TransportRequest) => string
   private readonly sessionPrefix: string
   private readonly sessions = new Map<string, HttpSession>()
   private readonly sessionsPerIp = new Map<string, number>()
@@ -231,7 +266,7 @@ export class HttpTransports {
    * Serves a request if it is one of the transports' (true), else leaves it alone (false) so
    * that the app's own handler answers it.
    */
-  handle(request: IncomingMessage, response: ServerResponse): boolean {
+  handle(request: TransportRequest, response: TransportResponse): boolean {
     const url = request.url ?? '/'
     const query = url.indexOf('?')
     const pathname = query === -1 ? url : url.slice(0, query)
@@ -354,7 +389,7 @@ export class HttpTransports {
     this.writePoll(entry, reader)
   }
 
-  private writePoll(entry: HttpSession, response: ServerResponse): void {
+  private writePoll(entry: HttpSession, response: TransportResponse): void {
     // Envelopes are JSON already: the body is built by joining them, no parse and re-encode.
     const body = `{"first":${entry.first},"messages":[${entry.buffer.join(',')}]}`
     // With its length in the head, node:http sends head and body as one string (a plain body,
@@ -435,7 +470,7 @@ export class HttpTransports {
 
   // ---------------------------------------------------------------- requests
 
-  private open(request: IncomingMessage, response: ServerResponse): void {
+  private open(request: TransportRequest, response: TransportResponse): void {
     if (request.method !== 'POST') return void answer(response, 405, { error: 'open takes POST' })
     // A custom header makes a cross-origin open a preflighted request, refused unless CORS allows.
     const kind = request.headers['x-rally-transport']
@@ -480,7 +515,7 @@ export class HttpTransports {
     answer(response, 200, { session: entry.id, token: entry.token })
   }
 
-  private lookup(params: URLSearchParams, response: ServerResponse): HttpSession | undefined {
+  private lookup(params: URLSearchParams, response: TransportResponse): HttpSession | undefined {
     const entry = this.sessions.get(params.get('session') ?? '')
     if (entry === undefined || (entry.closed && entry.buffer.length === 0)) {
       answer(response, 404, RECONNECT)
@@ -491,8 +526,8 @@ export class HttpTransports {
   }
 
   private read(
-    request: IncomingMessage,
-    response: ServerResponse,
+    request: TransportRequest,
+    response: TransportResponse,
     params: URLSearchParams,
     route: 'sse' | 'poll',
   ): void {
@@ -545,7 +580,11 @@ export class HttpTransports {
   }
 
   /** The client is leaving (as a WebSocket close): presence and subscriptions end now, not at expiry. */
-  private closeSession(request: IncomingMessage, response: ServerResponse, params: URLSearchParams): void {
+  private closeSession(
+    request: TransportRequest,
+    response: TransportResponse,
+    params: URLSearchParams,
+  ): void {
     request.resume()
     if (request.method !== 'POST') return void answer(response, 405, { error: 'close takes POST' })
     const entry = this.lookup(params, response)
@@ -557,7 +596,7 @@ export class HttpTransports {
     response.writeHead(204).end()
   }
 
-  private receive(request: IncomingMessage, response: ServerResponse, params: URLSearchParams): void {
+  private receive(request: TransportRequest, response: TransportResponse, params: URLSearchParams): void {
     if (request.method !== 'POST') return void answer(response, 405, { error: 'send takes POST' })
     const entry = this.lookup(params, response)
     if (entry === undefined) return void request.resume()
@@ -572,10 +611,13 @@ export class HttpTransports {
       request.resume()
       return void answer(response, 413, { error: `bodies are limited to ${this.maxBodySize} bytes` })
     }
+    // Rally's own port has read the body already (bounded by the same maxBodySize).
+    if (request instanceof RallyHttpRequest) return void this.deliver(entry, request.body, response, params)
+    const incoming = request as IncomingMessage
     const chunks: Buffer[] = []
     let size = 0
     let refused = false
-    request.on('data', (chunk: Buffer) => {
+    incoming.on('data', (chunk: Buffer) => {
       if (refused) return
       size += chunk.length
       if (size > this.maxBodySize) {
@@ -585,33 +627,43 @@ export class HttpTransports {
       }
       chunks.push(chunk)
     })
-    request.on('error', () => response.destroy())
-    request.on('end', () => {
-      if (refused) return
-      let envelopes: unknown
-      try {
-        envelopes = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-      } catch {
-        return void answer(response, 400, { error: 'the body must be a JSON array of envelopes' })
-      }
-      if (!Array.isArray(envelopes) || envelopes.some((e) => e === null || typeof e !== 'object'))
-        return void answer(response, 400, { error: 'the body must be a JSON array of envelopes' })
-      const ackText = params.get('ack')
-      if (ackText !== null && !this.acknowledge(entry, Number(ackText)))
-        return void answer(response, 400, { error: `acknowledgement ${ackText} is outside what was sent` })
-      const session = entry.session
-      const now = Date.now()
-      // Re-encoded one by one: the session measures and decodes each envelope as a WebSocket
-      // message, so the same limits (maxMessageSize → 113) apply.
-      if (session !== undefined)
-        for (const envelope of envelopes) session.receive(JSON.stringify(envelope), now)
-      response.writeHead(204).end()
+    incoming.on('error', () => response.destroy())
+    incoming.on('end', () => {
+      if (!refused) this.deliver(entry, Buffer.concat(chunks, size), response, params)
     })
   }
 
-  private applyCors(request: IncomingMessage, response: ServerResponse): boolean {
+  /** A POST's body: its envelopes go to the session, in order, and the POST is answered 204. */
+  private deliver(
+    entry: HttpSession,
+    body: Buffer,
+    response: TransportResponse,
+    params: URLSearchParams,
+  ): void {
+    let envelopes: unknown
+    try {
+      envelopes = JSON.parse(body.toString('utf8'))
+    } catch {
+      return void answer(response, 400, { error: 'the body must be a JSON array of envelopes' })
+    }
+    if (!Array.isArray(envelopes) || envelopes.some((e) => e === null || typeof e !== 'object'))
+      return void answer(response, 400, { error: 'the body must be a JSON array of envelopes' })
+    const ackText = params.get('ack')
+    if (ackText !== null && !this.acknowledge(entry, Number(ackText)))
+      return void answer(response, 400, { error: `acknowledgement ${ackText} is outside what was sent` })
+    const session = entry.session
+    const now = Date.now()
+    // Re-encoded one by one: the session measures and decodes each envelope as a WebSocket
+    // message, so the same limits (maxMessageSize → 113) apply.
+    if (session !== undefined)
+      for (const envelope of envelopes) session.receive(JSON.stringify(envelope), now)
+    response.writeHead(204).end()
+  }
+
+  private applyCors(request: TransportRequest, response: TransportResponse): boolean {
+    if (this.cors === undefined) return true
     const origin = request.headers.origin
-    if (origin === undefined || this.cors === undefined) return true
+    if (origin === undefined) return true
     const { origins, credentials } = this.cors
     const allowed =
       origins === '*' ? true : typeof origins === 'function' ? origins(origin) : origins.includes(origin)
@@ -633,7 +685,7 @@ export class HttpTransports {
 
 /** A held reader's session, on the response itself: one 'close' listener serves every reader. */
 const READER_OF = Symbol('rally.readerOf')
-type ReaderResponse = ServerResponse & { [READER_OF]?: HttpSession }
+type ReaderResponse = TransportResponse & { [READER_OF]?: HttpSession }
 
 /**
  * A held poll or stream ended (answered, replaced, or its client went away). When it is still
@@ -676,7 +728,7 @@ function encodedEnvelope(envelope: string): Buffer {
  * envelope's bytes copied from its shared encoding.
  */
 function writeEvents(
-  response: ServerResponse,
+  response: TransportResponse,
   buffer: readonly string[],
   at: number,
   firstId: number,
@@ -723,7 +775,7 @@ function writeEvents(
  * on HTTP/2's responses). A response pipelined behind another one has no socket until that one
  * is done: its writes wait in the response, and so do these.
  */
-function writesChunksItself(response: ServerResponse): boolean {
+function writesChunksItself(response: TransportResponse): boolean {
   const socket = response.socket
   return (
     (response as { chunkedEncoding?: boolean }).chunkedEncoding === true &&
@@ -734,7 +786,7 @@ function writesChunksItself(response: ServerResponse): boolean {
   )
 }
 
-function answer(response: ServerResponse, status: number, body: object | string): void {
+function answer(response: TransportResponse, status: number, body: object | string): void {
   if (response.headersSent) {
     response.end()
     return
@@ -755,7 +807,7 @@ export function attachTransports(
 ): HttpTransports {
   const transports = new HttpTransports(realtime, options)
   realtime.attach(httpServer, { path: transports.path })
-  httpServer.on('request', (request: IncomingMessage, response: ServerResponse) => {
+  httpServer.on('request', (request: TransportRequest, response: TransportResponse) => {
     if (!transports.handle(request, response) && httpServer.listenerCount('request') === 1)
       answer(response, 404, { error: 'not found' })
   })
@@ -763,17 +815,48 @@ export function attachTransports(
   return transports
 }
 
-/** A node:http server on `port` with every realtime transport at `path`. */
+export interface ListenTransportsOptions extends HttpTransportOptions {
+  port: number
+  host?: string
+  /** Options of the Rally server underneath (tls, limits, maxConnections...). */
+  server?: Omit<RealtimeServerOptions, 'port' | 'host' | 'path' | 'request' | 'maxRequestBodySize'>
+}
+
+/**
+ * Every realtime transport at `path` on Rally's own port: WebSocket upgrades, and SSE and long
+ * polling served by Rally's own HTTP/1.1 handling (src/server/own-http.ts) rather than node:http,
+ * which is most of a poll's cost there. Other requests get 404. `close()` ends the transports'
+ * sessions' held requests and the server.
+ */
 export async function listenTransports(
   // biome-ignore lint/suspicious/noExplicitAny: any realtime, whatever its channel and RPC types
   realtime: Realtime<any, any>,
-  options: HttpTransportOptions & { port: number; host?: string },
-): Promise<{ server: HttpServer; transports: HttpTransports; port: number }> {
-  const server = createServer()
-  const transports = attachTransports(realtime, server, options)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(options.port, options.host, () => resolve())
+  options: ListenTransportsOptions,
+): Promise<{
+  server: RallyServer<RealtimeConnection>
+  transports: HttpTransports
+  port: number
+  close(): Promise<void>
+}> {
+  const { port, host, server: serverOptions, ...transportOptions } = options
+  const transports = new HttpTransports(realtime, transportOptions)
+  const server = await realtime.listen({
+    ...serverOptions,
+    port,
+    ...(host === undefined ? {} : { host }),
+    path: transports.path,
+    maxRequestBodySize: transports.maxBodySize,
+    request(request, response) {
+      if (!transports.handle(request, response)) answer(response, 404, { error: 'not found' })
+    },
   })
-  return { server, transports, port: (server.address() as AddressInfo).port }
+  return {
+    server,
+    transports,
+    port: server.port ?? port,
+    close() {
+      transports.close()
+      return server.close()
+    },
+  }
 }

@@ -20,6 +20,7 @@ export type ServerId =
   | 'rt-sse'
   | 'rt-lp'
   | 'rt-lp-node'
+  | 'raw-lp'
   | 'socketio-lp'
   | 'cluster-1'
   | 'cluster-2'
@@ -133,6 +134,8 @@ export const SERVERS: Record<ServerId, ServerSpec> = {
     args: ['--http', 'node'],
     env: NO_NATIVE,
   },
+  // The least a long-polling server on node:net can do (bench/servers/raw-lp.ts): a yardstick.
+  'raw-lp': { label: 'raw node:net, long polling', script: 'raw-lp.ts', args: [], env: NO_NATIVE },
   'socketio-lp': {
     label: 'Socket.IO 4, long polling',
     script: 'socketio.ts',
@@ -621,13 +624,18 @@ export function scenarios(options: Options, files: PayloadFiles, maxConns: numbe
       kind: 'throughput',
       unit: 'delivery',
       units: 'deliveries',
-      servers: ['rt-lp', 'rt-lp-node', 'socketio-lp'],
+      servers: ['rt-lp', 'rt-lp-node', 'raw-lp', 'socketio-lp'],
       subject: 'rt-lp',
       issue: 13,
       minDuration: 1.5,
       serverArgs: [],
       loadgen: [],
-      nodeLoadgen: { 'rt-lp': fanout('lp'), 'rt-lp-node': fanout('lp'), 'socketio-lp': fanout('sio-lp') },
+      nodeLoadgen: {
+        'rt-lp': fanout('lp'),
+        'rt-lp-node': fanout('lp'),
+        'raw-lp': fanout('lp'),
+        'socketio-lp': fanout('sio-lp'),
+      },
       targets: { peers: { 'socketio-lp': 3 } },
       note: "both driven by `bench/loadgen/fanout.ts`: Rally’s `GET /rt/poll` held until there is something to send, polled again at once with the acknowledgement of what came; Socket.IO 4 with `transports: ['polling']` (Engine.IO v4 polling: open, `40`, a `join` event with an ack, then a GET loop; the broadcast is `io.to(room).emit`)",
     },

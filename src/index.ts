@@ -20,6 +20,7 @@ export {
   TimeoutError,
 } from './protocol/index.js'
 export { PreparedMessage } from './pubsub/prepared-message.js'
+export { type HttpRequestHandler, RallyHttpRequest, RallyHttpResponse } from './server/own-http.js'
 export { createServer, RallyServer } from './server/server.js'
 export {
   type SendData,

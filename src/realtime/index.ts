@@ -35,5 +35,8 @@ export {
   type HttpTransportKind,
   type HttpTransportOptions,
   HttpTransports,
+  type ListenTransportsOptions,
   listenTransports,
+  type TransportRequest,
+  type TransportResponse,
 } from './transports/http.js'

@@ -240,9 +240,9 @@ export class HttpConnection {
       const take = Math.min(this.bodyLeft, chunk.length)
       this.addBody(chunk.subarray(0, take))
       this.bodyLeft -= take
-      const rest = chunk.subarray(take)
-      if (this.bodyLeft === 0) this.dispatch(rest)
-      return this.phase === Phase.Body ? rest : EMPTY
+      // What follows the body is the request's to keep until it is answered (dispatch).
+      if (this.bodyLeft === 0) this.dispatch(chunk.subarray(take))
+      return EMPTY
     }
     let at = 0
     while (at < chunk.length && this.phase === Phase.Body) {
@@ -290,7 +290,7 @@ export class HttpConnection {
         return EMPTY
       }
     }
-    return this.phase === Phase.Body ? EMPTY : chunk.subarray(at)
+    return EMPTY
   }
 
   private addBody(piece: Buffer): boolean {
@@ -340,13 +340,30 @@ export class HttpConnection {
       this.socket.end()
       return
     }
+    if (this.pending.length > 0) {
+      // Pipelined requests are read on the next turn, not from inside this answer's `end()`:
+      // a handler that answers at once would otherwise go one call deeper per request. Until
+      // then the connection stays in Answering, so bytes that arrive meanwhile queue behind.
+      setImmediate(readPipelined, this)
+      return
+    }
+    this.nextRequest()
+  }
+
+  /** @internal The requests that came while the last one was answered. */
+  readPending(): void {
+    if (this.closed) return
+    const pending = this.pending
+    this.pending = EMPTY
+    this.nextRequest()
+    this.consume(pending)
+  }
+
+  private nextRequest(): void {
     this.phase = Phase.Head
     // The keep-alive idle time: the next request must have come in full by then.
     this.deadline = Date.now() + this.host.requestTimeout
-    const pending = this.pending
-    this.pending = EMPTY
-    if (pending.length > 0) this.consume(pending)
-    if (!this.closed && this.socket.isPaused()) this.socket.resume()
+    if (this.socket.isPaused()) this.socket.resume()
   }
 
   private refuse(error: HandshakeError): void {
@@ -391,6 +408,10 @@ type HttpSocket = Socket & { [kConnection]?: HttpConnection | undefined }
 
 function onConnectionData(this: HttpSocket, chunk: Buffer): void {
   this[kConnection]?.receive(chunk)
+}
+
+function readPipelined(connection: HttpConnection): void {
+  connection.readPending()
 }
 
 function onConnectionClose(this: HttpSocket): void {
@@ -509,7 +530,7 @@ export class RallyHttpResponse extends EventEmitter {
       const body = chunk ?? ''
       const length = typeof body === 'string' ? Buffer.byteLength(body) : body.length
       const head = this.sendHead(length)
-      if (this.headOnly || length === 0) socket.write(head, 'latin1')
+      if (this.headOnly || length === 0 || this.framing === 'none') socket.write(head, 'latin1')
       else if (typeof body === 'string') socket.write(head + body, 'utf8')
       else socket.write(Buffer.concat([Buffer.from(head, 'latin1'), body]))
     } else {
@@ -553,12 +574,15 @@ export class RallyHttpResponse extends EventEmitter {
     let head = `HTTP/1.1 ${status} ${this.statusMessage ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`
     let hasLength = false
     let hasDate = false
+    // RFC 9110 6.4.1: 1xx, 204 and 304 answers have no body, and so no framing (8.6: a 204 has
+    // no Content-Length); whatever the handler gave as a body is not sent.
+    const bodiless = status === 204 || status === 304 || status < 200
     const add = (name: string, value: HeaderValue) => {
       const lower = name.toLowerCase()
       // The framing and the connection's fate are this module's (RFC 9112 6.1: not both).
       if (lower === 'transfer-encoding' || lower === 'connection' || lower === 'keep-alive') return
       if (lower === 'content-length') {
-        if (length === undefined) return
+        if (length === undefined || bodiless) return
         hasLength = true
       } else if (lower === 'date') hasDate = true
       if (typeof value === 'object') for (const each of value) head += `${name}: ${each}\r\n`
@@ -568,8 +592,6 @@ export class RallyHttpResponse extends EventEmitter {
     const list = this.headList
     if (list !== undefined) for (let i = 0; i < list.length; i += 2) add(list[i]!, list[i + 1]!)
     if (!hasDate) head += currentDateLine()
-    // RFC 9110 6.4.1: 1xx, 204 and 304 answers have no body, and so no framing.
-    const bodiless = status === 204 || status === 304 || status < 200
     let framing: 'none' | 'chunked' | 'close' | 'length'
     if (bodiless) framing = 'none'
     else if (length !== undefined) {

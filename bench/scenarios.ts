@@ -658,7 +658,7 @@ export function scenarios(options: Options, files: PayloadFiles, maxConns: numbe
         socketio: oneSubscriber('sio-ws'),
         'socketio-lp': oneSubscriber('sio-lp'),
       },
-      note: 'one subscriber, one publication in flight, from the publisher’s send to the subscriber’s receipt, both in `bench/loadgen/fanout.ts` (Rally’s WebSocket client for WebSocket, `node:http` for the rest); Socket.IO 4 over its websocket and its polling transports, for reference. The ratio column is WebSocket / this: below 1× the transport is slower than WebSocket',
+      note: 'one subscriber, one publication in flight, from the publisher’s send to the subscriber’s receipt, both in `bench/loadgen/fanout.ts` (Rally’s WebSocket client for WebSocket, raw sockets for long-polling GETs, `node:http` for the rest); Socket.IO 4 over its websocket and its polling transports, for reference. The ratio column is WebSocket / this: below 1× the transport is slower than WebSocket',
     },
     {
       id: 'cluster-fanout',

@@ -51,6 +51,7 @@ import {
   RealtimeSession,
   type SessionTransport,
 } from './session.js'
+import { answerNotFound, type HttpTransportOptions, HttpTransports } from './transports/http.js'
 
 // Rules and handlers typed by the app: their data parameters vary (a publish check taking
 // { text: string } is no check of unknown), so the constraints accept any data type.
@@ -186,6 +187,8 @@ export class Realtime<
   private readonly servers = new Set<RallyServer<RealtimeConnection>>()
   private readonly broadcasters = new Map<object, Broadcaster>()
   private detachedServer: RallyServer<RealtimeConnection> | undefined
+  /** The fallback transports `listen` serves (closed by `close()`). */
+  private readonly httpTransports = new Set<HttpTransports>()
   private readonly timer: ReturnType<typeof setInterval>
   private closing: Promise<void> | undefined
 
@@ -287,10 +290,41 @@ export class Realtime<
     this.core.broadcasters.add(broadcaster)
   }
 
-  /** Starts a Rally server on its own port speaking rally.v1. */
-  async listen(options: RealtimeServerOptions & { port: number }): Promise<RallyServer<RealtimeConnection>> {
-    const server = this.createServer(options)
-    await server.ready()
+  /**
+   * Starts a Rally server on its own port: rally.v1 WebSockets at `path` (any path without it),
+   * and the fallback transports, SSE and long polling, under `path` (at the root without it),
+   * served by Rally's own HTTP/1.1 handling (docs/transports.md). `transports` takes their
+   * options; `false` serves WebSockets only (plain HTTP requests get 426 at the path, 404 elsewhere).
+   * `realtime.close()` ends them with the server.
+   */
+  async listen(
+    options: RealtimeServerOptions & {
+      port: number
+      transports?: Omit<HttpTransportOptions, 'path'> | false
+    },
+  ): Promise<RallyServer<RealtimeConnection>> {
+    const { transports: transportOptions, ...serverOptions } = options
+    if (transportOptions === false || serverOptions.request !== undefined) {
+      const server = this.createServer(serverOptions)
+      await server.ready()
+      return server
+    }
+    const transports = new HttpTransports(this, { ...transportOptions, path: serverOptions.path ?? '/' })
+    this.httpTransports.add(transports)
+    const server = this.createServer({
+      ...serverOptions,
+      maxRequestBodySize: transports.maxBodySize,
+      request(request, response) {
+        if (!transports.handle(request, response)) answerNotFound(response)
+      },
+    })
+    try {
+      await server.ready()
+    } catch (error) {
+      transports.close()
+      this.httpTransports.delete(transports)
+      throw error
+    }
     return server
   }
 
@@ -366,6 +400,7 @@ export class Realtime<
       clearInterval(this.timer)
       this.busOutage.close()
       this.core.disconnectAll(DisconnectCode.GoingAway)
+      for (const transports of this.httpTransports) transports.close()
       await Promise.all([...this.servers].map((server) => server.close()))
       if (this.ownsBus) await this.bus.close()
     })()

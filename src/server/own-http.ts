@@ -191,6 +191,9 @@ export class HttpConnection {
       )
       return
     }
+    // RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without exactly one Host.
+    if (version === 'HTTP/1.1' && fields.host?.length !== 1)
+      return void this.refuse(new HandshakeError(400, 'An HTTP/1.1 request needs one Host header'))
     const connection = fields.connection?.join(',').toLowerCase() ?? ''
     this.keepAlive = version === 'HTTP/1.1' ? !/(^|[\s,])close([\s,]|$)/.test(connection) : false
     const request = new RallyHttpRequest(method, url, version.slice(5), fields, this.socket)

@@ -275,7 +275,7 @@ describe('own port: plain HTTP/1.1', () => {
     const { port, errors } = await start({ request: (_req, res) => void res.end('k') })
     const raw = await RawHttp.open(port)
     const count = 3000
-    raw.send('GET / HTTP/1.1\r\n\r\n'.repeat(count))
+    raw.send('GET / HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(count))
     for (let i = 0; i < count; i++) assert.equal((await raw.answer()).status, 200, `answer ${i}`)
     assert.deepEqual(errors, [])
   })
@@ -348,7 +348,7 @@ describe('own port: request bodies', () => {
     for (let i = 0; i < bytes.length; i += 3) raw.send(bytes.subarray(i, i + 3))
     assert.equal((await raw.answer()).body.toString(), `POST /split ${body}`)
     const chunked = Buffer.from(
-      'POST /split2 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n3;e=f\r\nxyz\r\n0\r\n\r\n',
+      'POST /split2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\na\r\n0123456789\r\n3;e=f\r\nxyz\r\n0\r\n\r\n',
       'latin1',
     )
     for (let i = 0; i < chunked.length; i++) raw.send(chunked.subarray(i, i + 1))
@@ -359,7 +359,7 @@ describe('own port: request bodies', () => {
     const { port } = await start({ request: echo })
     const raw = await RawHttp.open(port)
     // The first body ends in this write; the second request's body begins in it and ends later.
-    raw.send(`${post('/a', 'abc')}POST /b HTTP/1.1\r\nContent-Length: 5\r\n\r\nxy`)
+    raw.send(`${post('/a', 'abc')}POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nxy`)
     assert.equal((await raw.answer()).body.toString(), 'POST /a abc')
     raw.send('zab')
     assert.equal((await raw.answer({ ms: 2000 })).body.toString(), 'POST /b xyzab')
@@ -372,23 +372,29 @@ describe('own port: limits and refusals', () => {
     [
       'a chunked body growing past the limit',
       413,
-      'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n' +
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n' +
         `${'y'.repeat(64)}\r\n40\r\n${'y'.repeat(64)}\r\n0\r\n\r\n`,
       100,
     ],
     [
       'both Transfer-Encoding and Content-Length',
       400,
-      'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
     ],
-    ['Transfer-Encoding: gzip', 501, 'POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n'],
+    ['Transfer-Encoding: gzip', 501, 'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n'],
     ['an HTTP/2.0 request line', 505, 'GET / HTTP/2.0\r\nHost: x\r\n\r\n'],
     [
       'a malformed chunk size',
       400,
-      'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n',
     ],
-    ['a header section over the limit', 431, `GET / HTTP/1.1\r\nX-Big: ${'h'.repeat(20 * 1024)}\r\n\r\n`],
+    ['an HTTP/1.1 request without Host', 400, 'GET / HTTP/1.1\r\n\r\n'],
+    ['an HTTP/1.1 request with two Host headers', 400, 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n'],
+    [
+      'a header section over the limit',
+      431,
+      `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'h'.repeat(20 * 1024)}\r\n\r\n`,
+    ],
   ]
   for (const [what, status, request, maxRequestBodySize] of refusals) {
     it(`${what} → ${status}, the handler is not called, the port serves on`, async () => {
@@ -416,7 +422,7 @@ describe('own port: limits and refusals', () => {
     const raw = await RawHttp.open(port)
     raw.send(get('/first'))
     assert.equal((await raw.answer()).status, 200)
-    raw.send(`GET /second HTTP/1.1\r\nX-Big: ${'h'.repeat(20 * 1024)}\r\n\r\n`)
+    raw.send(`GET /second HTTP/1.1\r\nHost: x\r\nX-Big: ${'h'.repeat(20 * 1024)}\r\n\r\n`)
     assert.equal((await raw.answer()).status, 431)
     await raw.end()
     await stillServes(port)
@@ -462,7 +468,7 @@ describe('own port: HEAD, HTTP/1.0, connection: close', () => {
       },
     })
     const raw = await RawHttp.open(port)
-    raw.send(`HEAD /h HTTP/1.1\r\n\r\n${get('/g')}`)
+    raw.send(`HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n${get('/g')}`)
     await raw.answer({ head: true })
     assert.equal((await raw.answer()).body.toString(), 'got')
     assert.equal(raw.unread.length, 0)
@@ -636,7 +642,7 @@ describe('own port: leaving clients, bad headers, errors, deadlines', () => {
   it('a body that stalls half-way gets 408', async () => {
     const { port } = await start({ request: echo, handshakeTimeout: 300 })
     const raw = await RawHttp.open(port)
-    raw.send('POST /stall HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc')
+    raw.send('POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc')
     assert.equal((await raw.answer({ ms: 3000 })).status, 408)
   })
 

@@ -53,7 +53,7 @@ test('by default a client connects over WebSocket to a server that serves every 
 test('a WebSocket-only server: the fallbacks are refused, the client reaches and keeps WebSocket', async () => {
   forgetTransports()
   const realtime = createRealtime({ channels: { 'chat:*': { publish: true } }, onError: () => {} })
-  const server = await realtime.listen({ port: 0, host: '127.0.0.1' })
+  const server = await realtime.listen({ port: 0, host: '127.0.0.1', transports: false })
   const url = `ws://127.0.0.1:${server.port}/`
   // A memory from another network (or another server on this port) sends the client to SSE first.
   rememberTransport(url, 'sse')

@@ -786,6 +786,11 @@ function writesChunksItself(response: TransportResponse): boolean {
   )
 }
 
+/** 404 for a request that is none of the transports' (servers that serve only them). */
+export function answerNotFound(response: TransportResponse): void {
+  answer(response, 404, { error: 'not found' })
+}
+
 function answer(response: TransportResponse, status: number, body: object | string): void {
   if (response.headersSent) {
     response.end()
@@ -846,8 +851,9 @@ export async function listenTransports(
     ...(host === undefined ? {} : { host }),
     path: transports.path,
     maxRequestBodySize: transports.maxBodySize,
+    transports: false,
     request(request, response) {
-      if (!transports.handle(request, response)) answer(response, 404, { error: 'not found' })
+      if (!transports.handle(request, response)) answerNotFound(response)
     },
   })
   return {

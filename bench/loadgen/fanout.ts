@@ -65,6 +65,15 @@ let delivered = 0
 let subscribed = 0
 let closedAfterSubscribe = 0
 let publishing = false
+/**
+ * How each HTTP subscriber leaves at the end, as a page that closes does (RallyClient's close(),
+ * Engine.IO's close packet). Without it the sessions outlived the load generator on the server,
+ * still subscribed, until their expiry (45 s for Rally, Engine.IO's ping timeout for Socket.IO):
+ * the servers are reused from one rep to the next, so later reps fanned out to the sessions of
+ * earlier ones too, and measured up to twice the cost per poll.
+ */
+const leaves: (() => Promise<unknown>)[] = []
+let leaving = false
 /** When a delivery last arrived; a window that stops moving is written off (see watchStalls). */
 let lastProgress = 0
 let stalls = 0
@@ -245,6 +254,11 @@ async function openSession(
   return JSON.parse(opened.text) as { session: string; token: string }
 }
 
+/** POST /rt/close: the session ends at once (presence, subscriptions, its queue). */
+function closeSession(port: number, session: { session: string; token: string }): Promise<unknown> {
+  return http(port, 'POST', `/rt/close?session=${session.session}`, { 'x-rally-token': session.token })
+}
+
 async function sendCommands(
   port: number,
   session: { session: string; token: string },
@@ -262,6 +276,8 @@ async function sendCommands(
 }
 
 function onLost(): void {
+  // Sessions that were told to leave end their streams and polls: not a loss.
+  if (leaving) return
   closedAfterSubscribe++
   counters.errors++
 }
@@ -339,6 +355,7 @@ function sseSubscriber(port: number): Promise<void> {
       else reject(error)
     }
     openSession(port, 'sse').then((session) => {
+      leaves.push(() => closeSession(port, session))
       const pong = () => {
         sinceAck = 0
         sendCommands(port, session, lastId, [{ cmd: 'pong' }]).catch(fault)
@@ -402,6 +419,7 @@ function lpSubscriber(port: number): Promise<void> {
     }
     const run = async () => {
       const session = await openSession(port, 'long-polling')
+      leaves.push(() => closeSession(port, session))
       await sendCommands(port, session, 0, COMMANDS)
       const poller = new Poller(port)
       for (;;) {
@@ -448,6 +466,8 @@ function sioLpSubscriber(port: number): Promise<void> {
           if (answer.status !== 200) throw new Error(`Engine.IO POST: ${answer.status} ${answer.text}`)
         })
       await post('40')
+      // Engine.IO's close packet (type 1), as its client sends on close().
+      leaves.push(() => post('1'))
       const poller = new Poller(port)
       for (;;) {
         const poll = await poller.get(path)
@@ -538,6 +558,8 @@ async function main(): Promise<void> {
     serverPids: listArg(args, 'server-pids'),
   })
   publishing = false
+  leaving = true
+  await within(Promise.allSettled(leaves.map((leave) => leave())), 30_000, 'the subscribers leaving')
   clearInterval(watcher)
   report(
     {

@@ -87,6 +87,23 @@ export function processCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / clockTicks()
 }
 
+/** stime of a process in seconds: the part of its CPU time spent in the kernel (system calls). */
+export function processSystemSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return Number(fields[12]) / clockTicks()
+}
+
+/**
+ * Times the process's main thread gave up the CPU waiting (voluntary context switches in
+ * /proc/PID/status): for an event loop, how often it went to sleep in epoll for lack of work.
+ */
+export function processWakeups(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const match = /^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)
+  return match === null ? 0 : Number(match[1])
+}
+
 /** Resident set of a process in KiB (the second field of /proc/PID/statm, in pages). */
 export function processRssKiB(pid: number): number {
   const pages = Number(readFileSync(`/proc/${pid}/statm`, 'utf8').split(' ')[1])
@@ -183,6 +200,10 @@ export async function measureWindow(
   const rx0 = counters.rxBytes
   const errors0 = counters.errors
   const serverCpu0 = options.serverPids.length > 0 ? cpuOf() : 0
+  const systemOf = () => options.serverPids.reduce((sum, pid) => sum + processSystemSeconds(pid), 0)
+  const wakeupsOf = () => options.serverPids.reduce((sum, pid) => sum + processWakeups(pid), 0)
+  const serverSystem0 = options.serverPids.length > 0 ? systemOf() : 0
+  const serverWakeups0 = options.serverPids.length > 0 ? wakeupsOf() : 0
   const rssStart = options.serverPids.length > 0 ? rssOf() : -1
   let rssPeak = rssStart
   let rssSamples = rssStart >= 0 ? 1 : 0
@@ -200,6 +221,8 @@ export async function measureWindow(
   const wall = (performance.now() - t0) / 1000
   const count = counters.count - count0
   const serverCpu = options.serverPids.length > 0 ? cpuOf() - serverCpu0 : 0
+  const serverSystem = options.serverPids.length > 0 ? systemOf() - serverSystem0 : 0
+  const serverWakeups = options.serverPids.length > 0 ? wakeupsOf() - serverWakeups0 : 0
   const rssEnd = options.serverPids.length > 0 ? rssOf() : -1
   rssPeak = Math.max(rssPeak, rssEnd)
   const own = ownCpuSeconds() - own0
@@ -211,6 +234,8 @@ export async function measureWindow(
     rx_bytes_per_s: (counters.rxBytes - rx0) / wall,
     latency_samples: counters.latency.count,
     server_cpu_s: serverCpu,
+    server_system_s: serverSystem,
+    server_wakeups: serverWakeups,
     loadgen_cpu_s: own,
     loadgen_cpu_util: own / wall,
     server_rss_start_kib: rssStart,

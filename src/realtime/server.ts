@@ -51,7 +51,7 @@ import {
   RealtimeSession,
   type SessionTransport,
 } from './session.js'
-import { answerNotFound, type HttpTransportOptions, HttpTransports } from './transports/http.js'
+import { type HttpTransportOptions, HttpTransports, ownPortTransports } from './transports/http.js'
 
 // Rules and handlers typed by the app: their data parameters vary (a publish check taking
 // { text: string } is no check of unknown), so the constraints accept any data type.
@@ -311,13 +311,7 @@ export class Realtime<
     }
     const transports = new HttpTransports(this, { ...transportOptions, path: serverOptions.path ?? '/' })
     this.httpTransports.add(transports)
-    const server = this.createServer({
-      ...serverOptions,
-      maxRequestBodySize: transports.maxBodySize,
-      request(request, response) {
-        if (!transports.handle(request, response)) answerNotFound(response)
-      },
-    })
+    const server = this.createServer({ ...serverOptions, ...ownPortTransports(transports) })
     try {
       await server.ready()
     } catch (error) {

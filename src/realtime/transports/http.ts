@@ -786,9 +786,19 @@ function writesChunksItself(response: TransportResponse): boolean {
   )
 }
 
-/** 404 for a request that is none of the transports' (servers that serve only them). */
-export function answerNotFound(response: TransportResponse): void {
-  answer(response, 404, { error: 'not found' })
+/**
+ * @internal What a Rally server on its own port needs to serve `transports` (realtime.listen,
+ * listenTransports): its plain requests go to them, bodies bounded as theirs, others get 404.
+ */
+export function ownPortTransports(
+  transports: HttpTransports,
+): Required<Pick<RealtimeServerOptions, 'request' | 'maxRequestBodySize'>> {
+  return {
+    maxRequestBodySize: transports.maxBodySize,
+    request(request, response) {
+      if (!transports.handle(request, response)) answer(response, 404, { error: 'not found' })
+    },
+  }
 }
 
 function answer(response: TransportResponse, status: number, body: object | string): void {
@@ -850,11 +860,8 @@ export async function listenTransports(
     port,
     ...(host === undefined ? {} : { host }),
     path: transports.path,
-    maxRequestBodySize: transports.maxBodySize,
     transports: false,
-    request(request, response) {
-      if (!transports.handle(request, response)) answerNotFound(response)
-    },
+    ...ownPortTransports(transports),
   })
   return {
     server,
